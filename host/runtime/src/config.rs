@@ -1,0 +1,103 @@
+//! Runtime configuration: how the process-wide engine is built. Fixed for the life of a
+//! [`Runtime`](crate::Runtime); per-invocation settings live in [`InvocationLimits`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::capabilities::{HttpLimits, KvLimits, LogLimits};
+use crate::limits::InvocationLimits;
+
+/// Settings of the engine, the caches and the capabilities' host-side bounds.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How instances get their memory and tables.
+    pub allocator: AllocatorConfig,
+    /// Compile fuel accounting into guest code so invocations can have CPU budgets. Turning it
+    /// off makes guest code faster and leaves wall-clock deadlines as the only CPU bound.
+    pub fuel_metering: bool,
+    /// Period of the epoch ticker that enforces wall-clock deadlines; deadlines are this
+    /// precise, and a guest in a tight loop yields to the async executor this often.
+    pub epoch_tick: Duration,
+    /// Directory of the on-disk compiled-artifact cache; `None` compiles on every cold load.
+    pub cache_dir: Option<PathBuf>,
+    /// How many loaded skills (`InstancePre`s) stay in memory, least recently used evicted.
+    pub loaded_skill_capacity: usize,
+    /// Maximum wasm stack per invocation; deeper recursion traps with a stack overflow.
+    pub max_wasm_stack: usize,
+    /// Upper bound of every invocation's limits, whatever the caller asks for.
+    pub platform_limits: InvocationLimits,
+    /// Bounds of the `log` capability.
+    pub log: LogLimits,
+    /// Bounds of the `kv` capability.
+    pub kv: KvLimits,
+    /// Bounds of outbound HTTP.
+    pub http: HttpLimits,
+    /// Bytes of a guest's stderr kept per invocation (the rest is discarded); a panicking
+    /// Rust guest writes its panic message there.
+    pub stderr_capture_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            allocator: AllocatorConfig::Pooling(PoolConfig::default()),
+            fuel_metering: true,
+            epoch_tick: Duration::from_millis(1),
+            cache_dir: None,
+            loaded_skill_capacity: 256,
+            max_wasm_stack: 1 << 20,
+            platform_limits: InvocationLimits::platform_default(),
+            log: LogLimits::default(),
+            kv: KvLimits::default(),
+            http: HttpLimits::default(),
+            stderr_capture_bytes: 8 * 1024,
+        }
+    }
+}
+
+/// Instance allocation strategy.
+#[derive(Debug, Clone)]
+pub enum AllocatorConfig {
+    /// Pre-reserved slots for instances, memories and tables: instantiation is a few
+    /// microseconds, and the pool size caps how many invocations run at once.
+    Pooling(PoolConfig),
+    /// Allocate on demand with mmap for every instance: no cap, slower instantiation.
+    OnDemand,
+}
+
+/// Sizes of the pooling allocator. Slots are virtual reservations; only touched pages cost RAM.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Component instances alive at once (one per running invocation).
+    pub component_instances: u32,
+    /// Core module instances alive at once (a component has several).
+    pub core_instances: u32,
+    /// Linear memories alive at once.
+    pub memories: u32,
+    /// Tables alive at once.
+    pub tables: u32,
+    /// Largest size of one linear memory, in bytes.
+    pub max_memory_bytes: usize,
+    /// Largest number of elements of one table.
+    pub table_elements: usize,
+    /// Bytes of each memory slot reset with memset instead of being returned to the kernel
+    /// when the slot is reused: trades a little resident memory for far fewer page faults.
+    pub memory_keep_resident_bytes: usize,
+    /// Same as `memory_keep_resident_bytes`, for tables.
+    pub table_keep_resident_bytes: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            component_instances: 1000,
+            core_instances: 10_000,
+            memories: 2000,
+            tables: 4000,
+            max_memory_bytes: 1 << 30,
+            table_elements: 100_000,
+            memory_keep_resident_bytes: 1 << 20,
+            table_keep_resident_bytes: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! What a caller asks the runtime to run: who for, with which input, limits and grants.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capabilities::HttpPolicy;
+use crate::limits::InvocationLimits;
+
+/// Identifies a tenant. Opaque to the runtime: it keys concurrency limits and key-value
+/// scopes, and is shown to the skill and in logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TenantId(Arc<str>);
+
+impl TenantId {
+    /// Wraps a tenant identifier.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who an invocation runs for and what it runs; passed to the skill and tagged on its logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationContext {
+    /// The tenant the invocation runs for.
+    pub tenant: TenantId,
+    /// Full skill name, `namespace/name`.
+    pub skill: String,
+    /// Exact version of the skill.
+    pub version: String,
+    /// Request id for correlating logs.
+    pub request_id: String,
+}
+
+/// Capabilities an invocation may use, beyond the WASI base (which grants nothing). The
+/// caller computes them from the skill's manifest and the tenant's policy; the default
+/// grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Use of the key-value store, scoped to (tenant, skill).
+    pub kv: bool,
+    /// Outbound HTTP destinations.
+    pub http: HttpPolicy,
+}
+
+/// One invocation to run.
+#[derive(Debug, Clone)]
+pub struct InvocationRequest {
+    /// Who and what.
+    pub context: InvocationContext,
+    /// The input, JSON text.
+    pub input: String,
+    /// Limits; the runtime clamps them to its platform maximum.
+    pub limits: InvocationLimits,
+    /// Capabilities granted.
+    pub grants: Grants,
+}

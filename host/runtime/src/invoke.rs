@@ -1,0 +1,271 @@
+//! [`Runtime::invoke`]: one invocation in a fresh store and instance, with its limits, and
+//! the classification of how it ended.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::IgnoredAny;
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+
+use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
+use crate::capabilities::http::OutboundHttp;
+use crate::capabilities::kv::{KvScope, KvState};
+use crate::capabilities::log::LogState;
+use crate::invocation::InvocationRequest;
+use crate::limits::{InvocationLimits, SandboxLimiter};
+use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
+use crate::runtime::{LoadedSkill, Runtime};
+use crate::state::{InvocationState, StderrCapture};
+
+/// Raised from the epoch callback when the invocation's deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the invocation's deadline passed")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+impl Runtime {
+    /// Runs `skill` once in a fresh instance. Never fails and never panics because of the
+    /// guest: every ending is an [`Outcome`], with the [`Usage`] it cost.
+    pub async fn invoke(
+        &self,
+        skill: &LoadedSkill,
+        request: InvocationRequest,
+    ) -> InvocationReport {
+        let started = Instant::now();
+        let limits = request.limits.min(self.config.platform_limits);
+        let mut report = InvocationReport {
+            outcome: Outcome::Ok {
+                output: String::new(),
+            },
+            usage: Usage::default(),
+            stderr: String::new(),
+        };
+
+        if let Err(e) = serde_json::from_str::<IgnoredAny>(&request.input) {
+            report.outcome = Outcome::InvalidInput {
+                message: format!("input is not JSON: {e}"),
+            };
+            report.usage.wall_time_us = micros(started.elapsed());
+            return report;
+        }
+        let tenant = &request.context.tenant;
+        let Some(_permit) = self
+            .concurrency
+            .try_acquire(tenant, limits.tenant_concurrency)
+        else {
+            report.outcome = Outcome::ConcurrencyLimit {
+                message: format!(
+                    "tenant {tenant} already runs {} invocations at once",
+                    limits.tenant_concurrency
+                ),
+            };
+            report.usage.wall_time_us = micros(started.elapsed());
+            return report;
+        };
+
+        let deadline = started + limits.timeout;
+        let stderr = StderrCapture::new(self.config.stderr_capture_bytes);
+        let mut store = self.new_store(&request, &limits, deadline, stderr.clone());
+        let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
+        let guest_context = Invocation {
+            tenant: tenant.to_string(),
+            skill: request.context.skill.clone(),
+            version: request.context.version.clone(),
+            request_id: request.context.request_id.clone(),
+            deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
+        };
+
+        let call = async {
+            let instance = skill.pre.instantiate_async(&mut store).await?;
+            instance
+                .omniforge_skill_handler()
+                .call_invoke(&mut store, &guest_context, &request.input)
+                .await
+        };
+        // The epoch callback stops guest code at the deadline; this timeout also stops an
+        // invocation that is blocked in a host call (sleeping, waiting on the network).
+        let result = tokio::time::timeout_at(deadline.into(), call).await;
+
+        report.outcome = match result {
+            Err(_elapsed) => timeout(&limits),
+            Ok(Err(error)) => classify(&error, &limits, store.data(), &stderr),
+            Ok(Ok(Err(skill_error))) => guest_error(skill_error),
+            Ok(Ok(Ok(output))) => check_output(output, &limits),
+        };
+        let state = store.data();
+        report.usage = Usage {
+            fuel_consumed: if self.config.fuel_metering {
+                fuel_budget - store.get_fuel().unwrap_or(0)
+            } else {
+                0
+            },
+            wall_time_us: micros(started.elapsed()),
+            peak_memory_bytes: state.limiter.peak_memory(),
+            log_messages: state.log.written(),
+            log_dropped: state.log.dropped(),
+            http_requests: state.http.requests(),
+        };
+        report.stderr = stderr.contents();
+        report
+    }
+
+    fn new_store(
+        &self,
+        request: &InvocationRequest,
+        limits: &InvocationLimits,
+        deadline: Instant,
+        stderr: StderrCapture,
+    ) -> Store<InvocationState> {
+        let context = Arc::new(request.context.clone());
+        let scope = KvScope {
+            tenant: context.tenant.clone(),
+            skill: context.skill.clone(),
+        };
+        let kv_store = request.grants.kv.then(|| Arc::clone(&self.kv));
+        let state = InvocationState::new(
+            stderr,
+            OutboundHttp::new(request.grants.http.clone(), self.config.http),
+            LogState::new(context, self.config.log),
+            KvState::new(kv_store, scope, self.config.kv),
+            SandboxLimiter::new(limits),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        if self.config.fuel_metering {
+            store
+                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+                .expect("fuel metering is enabled");
+        }
+        // Check the clock at every epoch tick: past the deadline the guest is stopped; before
+        // it, the guest yields to the executor so one busy guest cannot starve other tasks.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+fn classify(
+    error: &wasmtime::Error,
+    limits: &InvocationLimits,
+    state: &InvocationState,
+    stderr: &StderrCapture,
+) -> Outcome {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        return timeout(limits);
+    }
+    let trap = error.downcast_ref::<Trap>();
+    match trap {
+        Some(Trap::OutOfFuel) => {
+            return Outcome::FuelExhausted {
+                limit: limits.fuel.unwrap_or(u64::MAX),
+            };
+        }
+        Some(Trap::Interrupt) => return timeout(limits),
+        _ => {}
+    }
+    // A refused memory.grow shows up as whatever the guest does next: usually an abort
+    // (`unreachable`), sometimes a failed instantiation.
+    if state.limiter.memory_refused() {
+        return Outcome::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return Outcome::ConcurrencyLimit {
+            message: "the runtime runs as many instances as its pool holds".into(),
+        };
+    }
+    let mut message = match trap {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    if state.limiter.table_refused() {
+        message.push_str(&format!(
+            " (a table grew past {} elements)",
+            limits.table_elements
+        ));
+    }
+    if let Some(panic) = panic_message(&stderr.contents()) {
+        message.push_str(": ");
+        message.push_str(&panic);
+    }
+    Outcome::Trap { message }
+}
+
+/// The last line of the guest's stderr that is not a hint, where a Rust panic message (and a
+/// Python or JavaScript exception) ends up.
+fn panic_message(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .rev()
+        .find(|line| !line.is_empty() && !line.starts_with("note: "))
+        .map(|line| line.chars().take(500).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn the_panic_message_skips_hints() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:9:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("boom"));
+        assert_eq!(panic_message("\n  \n"), None);
+    }
+}
+
+fn timeout(limits: &InvocationLimits) -> Outcome {
+    Outcome::Timeout {
+        limit_ms: limits.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+    }
+}
+
+fn guest_error(error: SkillError) -> Outcome {
+    let (kind, message) = match error {
+        SkillError::InvalidInput(m) => (GuestErrorKind::InvalidInput, m),
+        SkillError::Denied(m) => (GuestErrorKind::Denied, m),
+        SkillError::NotFound(m) => (GuestErrorKind::NotFound, m),
+        SkillError::Unavailable(m) => (GuestErrorKind::Unavailable, m),
+        SkillError::Failed(m) => (GuestErrorKind::Failed, m),
+    };
+    Outcome::GuestError { kind, message }
+}
+
+fn check_output(output: String, limits: &InvocationLimits) -> Outcome {
+    let size = output.len() as u64;
+    if size > limits.output_bytes {
+        return Outcome::OutputLimit {
+            size_bytes: size,
+            limit_bytes: limits.output_bytes,
+        };
+    }
+    if let Err(e) = serde_json::from_str::<IgnoredAny>(&output) {
+        return Outcome::Trap {
+            message: format!("the skill returned output that is not JSON: {e}"),
+        };
+    }
+    Outcome::Ok { output }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
+}

@@ -1,0 +1,130 @@
+//! Outbound HTTP through the allow-list, with a real loopback server.
+
+use omniforge_runtime::capabilities::{HostPattern, HttpLimits, HttpPolicy};
+use omniforge_runtime::{GuestErrorKind, Outcome, Runtime, RuntimeConfig};
+use omniforge_test_programs as programs;
+
+use crate::common::{TestServer, load, ok_output, request, runtime};
+
+fn pattern(s: &str) -> HostPattern {
+    s.parse().unwrap()
+}
+
+async fn get(
+    runtime: &Runtime,
+    url: &str,
+    policy: HttpPolicy,
+) -> omniforge_runtime::InvocationReport {
+    let skill = load(runtime, programs::HTTP_GET).await;
+    let mut req = request("http", &serde_json::json!({ "url": url }).to_string());
+    req.grants.http = policy;
+    runtime.invoke(&skill, req).await
+}
+
+fn assert_denied(report: &omniforge_runtime::InvocationReport) {
+    assert!(
+        matches!(
+            report.outcome,
+            Outcome::GuestError {
+                kind: GuestErrorKind::Denied,
+                ..
+            }
+        ),
+        "expected the request to be denied: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_allow_listed_loopback_address_is_reachable() {
+    let server = TestServer::start("hello from the test server").await;
+    let url = format!("http://{}/path?q=1", server.addr);
+    let allowed = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    let report = get(runtime(), &url, allowed).await;
+    let output = ok_output(&report);
+    assert_eq!(output["status"], 200);
+    assert_eq!(output["body"], "hello from the test server");
+    assert_eq!(report.usage.http_requests, 1);
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_host_outside_the_allow_list_is_denied_before_any_connection() {
+    let server = TestServer::start("secret").await;
+    let url = format!("http://{}/", server.addr);
+    assert_denied(&get(runtime(), &url, HttpPolicy::default()).await);
+    let other_port = HttpPolicy::allow([pattern("http://127.0.0.1:1")]);
+    assert_denied(&get(runtime(), &url, other_port).await);
+    let wrong_scheme = HttpPolicy::allow([pattern(&format!("https://{}", server.addr))]);
+    assert_denied(&get(runtime(), &url, wrong_scheme).await);
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_unless_allowed_explicitly() {
+    let server = TestServer::start("internal").await;
+    let url = format!("http://localhost:{}/", server.addr.port());
+    // A wildcard allows any host, but not the operator's loopback or private network.
+    let any_host = HttpPolicy::allow([pattern("*://*:*")]);
+    assert_denied(&get(runtime(), &url, any_host.clone()).await);
+    assert_eq!(server.hits(), 0);
+
+    // Naming localhost explicitly, or allowing private networks, lets it through.
+    let named = HttpPolicy::allow([pattern(&format!("http://localhost:{}", server.addr.port()))]);
+    assert_eq!(
+        ok_output(&get(runtime(), &url, named).await)["body"],
+        "internal"
+    );
+    let private_ok = HttpPolicy {
+        allow_private_networks: true,
+        ..any_host
+    };
+    assert_eq!(
+        ok_output(&get(runtime(), &url, private_ok).await)["body"],
+        "internal"
+    );
+}
+
+#[tokio::test]
+async fn a_response_over_the_size_cap_fails_the_read() {
+    let runtime = Runtime::new(RuntimeConfig {
+        http: HttpLimits {
+            max_response_bytes: 100,
+            ..HttpLimits::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let body: &'static str = Box::leak("x".repeat(5000).into_boxed_str());
+    let server = TestServer::start(body).await;
+    let allowed = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    let report = get(&runtime, &format!("http://{}/", server.addr), allowed).await;
+    match &report.outcome {
+        Outcome::GuestError {
+            kind: GuestErrorKind::Unavailable,
+            message,
+        } => {
+            assert!(message.contains("body"), "{message}")
+        }
+        other => panic!("expected the body read to fail, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_per_invocation_are_capped() {
+    let runtime = Runtime::new(RuntimeConfig {
+        http: HttpLimits {
+            max_requests: 0,
+            ..HttpLimits::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let server = TestServer::start("x").await;
+    let allowed = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    let report = get(&runtime, &format!("http://{}/", server.addr), allowed).await;
+    assert!(
+        matches!(report.outcome, Outcome::GuestError { .. }),
+        "{report:?}"
+    );
+    assert_eq!(server.hits(), 0);
+}
