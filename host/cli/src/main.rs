@@ -1,1 +1,57 @@
-fn main() {}
+//! `omniforge`: the OmniForge command-line tool. Today it runs a skill component locally
+//! (`omniforge run`); the server (`omniforge serve`) and the package verbs join it in later
+//! steps.
+
+mod run;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// OmniForge: run AI-agent skills packaged as WebAssembly components, sandboxed.
+#[derive(Debug, Parser)]
+#[command(name = "omniforge", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a skill component once, locally, in a fresh sandbox.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(run::EXIT_USAGE);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+        }
+    })
+}
+
+/// Logs go to stderr so stdout carries only the skill's output. `OMNIFORGE_LOG` (tracing's
+/// filter syntax) overrides the default, which shows the skill's own log messages.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("OMNIFORGE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,omniforge::guest=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

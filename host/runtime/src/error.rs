@@ -25,6 +25,14 @@ pub enum RuntimeError {
 /// A component could not be loaded.
 #[derive(Debug, Error)]
 pub enum LoadError {
+    /// The component file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The bytes are not a valid WebAssembly component (or not wasm at all).
     #[error("not a valid WebAssembly component: {0}")]
     InvalidComponent(String),

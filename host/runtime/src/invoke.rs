@@ -216,18 +216,6 @@ fn panic_message(stderr: &str) -> Option<String> {
         .map(|line| line.chars().take(500).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::panic_message;
-
-    #[test]
-    fn the_panic_message_skips_hints() {
-        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:9:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("boom"));
-        assert_eq!(panic_message("\n  \n"), None);
-    }
-}
-
 fn timeout(limits: &InvocationLimits) -> Outcome {
     Outcome::Timeout {
         limit_ms: limits.timeout.as_millis().try_into().unwrap_or(u64::MAX),
@@ -268,4 +256,16 @@ fn micros(d: Duration) -> u64 {
 fn unix_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn the_panic_message_skips_hints() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:9:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("boom"));
+        assert_eq!(panic_message("\n  \n"), None);
+    }
 }

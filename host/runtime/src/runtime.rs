@@ -164,9 +164,12 @@ impl Runtime {
     /// Reads and loads a component file.
     pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedSkill>, LoadError> {
         let path = path.as_ref();
-        let wasm = tokio::fs::read(path).await.map_err(|e| {
-            LoadError::InvalidComponent(format!("cannot read {}: {e}", path.display()))
-        })?;
+        let wasm = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         self.load(&wasm).await
     }
 

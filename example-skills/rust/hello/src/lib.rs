@@ -21,7 +21,9 @@ impl Guest for Hello {
     fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
         let input: Input = serde_json::from_str(&input)
             .map_err(|e| SkillError::InvalidInput(format!("expected {{\"name\": string}}: {e}")))?;
-        let output = Output { greeting: format!("Hello, {}!", input.name) };
+        let output = Output {
+            greeting: format!("Hello, {}!", input.name),
+        };
         serde_json::to_string(&output).map_err(|e| SkillError::Failed(e.to_string()))
     }
 }

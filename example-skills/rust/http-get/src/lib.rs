@@ -45,7 +45,11 @@ fn get(url: &str) -> Result<Output, SkillError> {
     let scheme = match scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
-        other => return Err(SkillError::InvalidInput(format!("unsupported scheme {other}"))),
+        other => {
+            return Err(SkillError::InvalidInput(format!(
+                "unsupported scheme {other}"
+            )));
+        }
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -53,8 +57,12 @@ fn get(url: &str) -> Result<Output, SkillError> {
     };
 
     let request = OutgoingRequest::new(Fields::new());
-    request.set_method(&Method::Get).map_err(|()| failed("bad method"))?;
-    request.set_scheme(Some(&scheme)).map_err(|()| failed("bad scheme"))?;
+    request
+        .set_method(&Method::Get)
+        .map_err(|()| failed("bad method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| failed("bad scheme"))?;
     request
         .set_authority(Some(authority))
         .map_err(|()| SkillError::InvalidInput(format!("bad host: {authority}")))?;
@@ -71,8 +79,12 @@ fn get(url: &str) -> Result<Output, SkillError> {
         .map_err(http_error)?;
 
     let status = response.status();
-    let body = response.consume().map_err(|()| failed("body already taken"))?;
-    let stream = body.stream().map_err(|()| failed("body stream already taken"))?;
+    let body = response
+        .consume()
+        .map_err(|()| failed("body already taken"))?;
+    let stream = body
+        .stream()
+        .map_err(|()| failed("body stream already taken"))?;
     let mut bytes = Vec::new();
     let mut truncated = false;
     loop {
@@ -94,7 +106,11 @@ fn get(url: &str) -> Result<Output, SkillError> {
             }
         }
     }
-    Ok(Output { status, body: String::from_utf8_lossy(&bytes).into_owned(), truncated })
+    Ok(Output {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        truncated,
+    })
 }
 
 fn failed(message: &str) -> SkillError {

@@ -38,8 +38,11 @@ impl Guest for KvCounter {
             other => SkillError::Unavailable(format!("{other:?}")),
         })?;
         log::log(Level::Info, &format!("{} is now {count}", input.key));
-        serde_json::to_string(&Output { key: input.key, count })
-            .map_err(|e| SkillError::Failed(e.to_string()))
+        serde_json::to_string(&Output {
+            key: input.key,
+            count,
+        })
+        .map_err(|e| SkillError::Failed(e.to_string()))
     }
 }
 

@@ -20,7 +20,10 @@ impl Guest for Escape {
     fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
         let input: serde_json::Value =
             serde_json::from_str(&input).map_err(|e| SkillError::InvalidInput(e.to_string()))?;
-        let connect_to = input.get("connect").and_then(|v| v.as_str()).unwrap_or("127.0.0.1:80");
+        let connect_to = input
+            .get("connect")
+            .and_then(|v| v.as_str())
+            .unwrap_or("127.0.0.1:80");
         let report = serde_json::json!({
             "env": std::env::vars().collect::<Vec<_>>(),
             "args": std::env::args().collect::<Vec<_>>(),

@@ -23,7 +23,9 @@ impl Guest for GlobalState {
             SCRATCH[100] = 0x5A;
             previous
         };
-        Ok(format!("{{\"calls\": {calls}, \"previous_mark\": {previous_mark}}}"))
+        Ok(format!(
+            "{{\"calls\": {calls}, \"previous_mark\": {previous_mark}}}"
+        ))
     }
 }
 

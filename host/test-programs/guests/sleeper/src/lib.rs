@@ -12,7 +12,10 @@ impl Guest for Sleeper {
     fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
         let input: serde_json::Value =
             serde_json::from_str(&input).map_err(|e| SkillError::InvalidInput(e.to_string()))?;
-        let ms = input.get("ms").and_then(|v| v.as_u64()).unwrap_or(3_600_000);
+        let ms = input
+            .get("ms")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(3_600_000);
         std::thread::sleep(std::time::Duration::from_millis(ms));
         Ok(format!("{{\"slept_ms\": {ms}}}"))
     }

@@ -1,0 +1,194 @@
+//! `omniforge run`: load a component, invoke it once with the given input and limits, print
+//! the output on stdout and the usage on stderr.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use omniforge_runtime::capabilities::{HostPattern, HttpPolicy};
+use omniforge_runtime::{
+    Grants, InvocationContext, InvocationLimits, InvocationReport, InvocationRequest, Outcome,
+    Runtime, RuntimeConfig, TenantId,
+};
+
+/// Exit code of a run whose skill returned its own error or rejected the input.
+pub const EXIT_SKILL_ERROR: u8 = 1;
+/// Exit code of bad arguments, or a component that cannot be loaded.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a run stopped by a limit (fuel, memory, output, time, concurrency).
+pub const EXIT_LIMIT: u8 = 3;
+/// Exit code of a run whose skill crashed (trapped).
+pub const EXIT_TRAP: u8 = 4;
+
+/// Arguments of `omniforge run`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 ok, 1 skill error or invalid input, 2 bad arguments or \
+                        component, 3 limit exceeded, 4 skill crashed."
+)]
+pub struct RunArgs {
+    /// The skill component (`.wasm`).
+    component: PathBuf,
+    /// The input JSON; `-` reads it from stdin, `@FILE` from a file.
+    #[arg(long, short, default_value = "{}")]
+    input: String,
+    /// CPU budget in fuel units (about one per wasm instruction).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    fuel: u64,
+    /// Run without a CPU budget (the timeout still applies).
+    #[arg(long, conflicts_with = "fuel")]
+    no_fuel: bool,
+    /// Memory limit in MiB, over all of the skill's linear memories.
+    #[arg(long, default_value_t = 128)]
+    memory_mb: u64,
+    /// Wall-clock limit in milliseconds, including time spent waiting on the network.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Largest output in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_output_bytes: u64,
+    /// Allow outbound HTTP to `[scheme://]host[:port]` (`*.example.com`, `*` and `:*`
+    /// wildcards; the scheme defaults to https). Repeatable.
+    #[arg(long = "allow-http", value_name = "HOST")]
+    allow_http: Vec<HostPattern>,
+    /// Let allowed host names resolve to loopback and private addresses.
+    #[arg(long)]
+    allow_private_network: bool,
+    /// Grant the key-value store (in memory, for this run only).
+    #[arg(long)]
+    kv: bool,
+    /// Directory of the compiled-artifact cache.
+    #[arg(long, env = "OMNIFORGE_CACHE_DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Compile without reading or writing the artifact cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print the whole report (outcome, output, usage) as JSON on stdout.
+    #[arg(long)]
+    report: bool,
+}
+
+/// Runs the command; errors before the invocation exit with [`EXIT_USAGE`].
+pub async fn run(args: RunArgs) -> ExitCode {
+    match invoke(&args).await {
+        Ok(report) => finish(&args, &report),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
+    let input = read_input(&args.input)?;
+    let config = RuntimeConfig {
+        cache_dir: cache_dir(args),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config).context("starting the runtime")?;
+    let skill = runtime
+        .load_file(&args.component)
+        .await
+        .with_context(|| format!("loading {}", args.component.display()))?;
+    let name = args
+        .component
+        .file_stem()
+        .map_or("skill".into(), |s| s.to_string_lossy());
+    let request = InvocationRequest {
+        context: InvocationContext {
+            tenant: TenantId::new("local"),
+            skill: format!("local/{name}"),
+            version: "0.0.0".into(),
+            request_id: request_id(),
+        },
+        input,
+        limits: InvocationLimits {
+            fuel: (!args.no_fuel).then_some(args.fuel),
+            memory_bytes: args.memory_mb.saturating_mul(1 << 20),
+            timeout: Duration::from_millis(args.timeout_ms),
+            output_bytes: args.max_output_bytes,
+            ..InvocationLimits::default()
+        },
+        grants: Grants {
+            kv: args.kv,
+            http: HttpPolicy {
+                allowed: args.allow_http.clone(),
+                allow_private_networks: args.allow_private_network,
+            },
+        },
+    };
+    Ok(runtime.invoke(&skill, request).await)
+}
+
+fn finish(args: &RunArgs, report: &InvocationReport) -> ExitCode {
+    if args.report {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialize")
+        );
+    } else if let Some(output) = report.outcome.output() {
+        println!("{output}");
+    }
+    let usage = &report.usage;
+    eprintln!(
+        "usage: fuel={} wall={:.3}ms peak_memory={}KiB logs={} (dropped {}) http_requests={}",
+        usage.fuel_consumed,
+        usage.wall_time_us as f64 / 1000.0,
+        usage.peak_memory_bytes / 1024,
+        usage.log_messages,
+        usage.log_dropped,
+        usage.http_requests,
+    );
+    match &report.outcome {
+        Outcome::Ok { .. } => ExitCode::SUCCESS,
+        other => {
+            eprintln!("error: {other}");
+            ExitCode::from(match other {
+                Outcome::Trap { .. } => EXIT_TRAP,
+                o if o.is_limit() => EXIT_LIMIT,
+                _ => EXIT_SKILL_ERROR,
+            })
+        }
+    }
+}
+
+fn read_input(arg: &str) -> Result<String> {
+    if arg == "-" {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading the input from stdin")?;
+        return Ok(input);
+    }
+    if let Some(path) = arg.strip_prefix('@') {
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading the input from {path}"));
+    }
+    if arg.is_empty() {
+        bail!("--input is empty; give JSON such as '{{}}'");
+    }
+    Ok(arg.to_owned())
+}
+
+/// The explicit directory, or `$XDG_CACHE_HOME/omniforge/artifacts` (`~/.cache/...`).
+fn cache_dir(args: &RunArgs) -> Option<PathBuf> {
+    if args.no_cache {
+        return None;
+    }
+    args.cache_dir.clone().or_else(|| {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("omniforge").join("artifacts"))
+    })
+}
+
+fn request_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("run-{nanos:x}")
+}

@@ -1,0 +1,220 @@
+//! `omniforge run` as a user meets it: the real binary, real example skills and hostile
+//! guests, stdout for output, stderr for usage and reasons, exit codes by outcome.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use omniforge_test_programs as programs;
+
+fn omniforge(args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join("omniforge-cli-tests-cache");
+    Command::new(env!("CARGO_BIN_EXE_omniforge"))
+        .args(args)
+        .env("OMNIFORGE_CACHE_DIR", cache)
+        .output()
+        .expect("the omniforge binary runs")
+}
+
+fn stdout(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout {text:?} is not JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn hello_prints_the_greeting_and_usage() {
+    let out = omniforge(&["run", programs::HELLO, "--input", r#"{"name": "Ada"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), serde_json::json!({"greeting": "Hello, Ada!"}));
+    assert!(stderr(&out).contains("usage: fuel="), "{}", stderr(&out));
+}
+
+#[test]
+fn text_stats_reads_its_input_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"text": "one two two"}"#).unwrap();
+    let out = omniforge(&[
+        "run",
+        programs::TEXT_STATS,
+        "--input",
+        &format!("@{}", input.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out)["words"], 3);
+    assert_eq!(
+        stdout(&out)["top_words"][0],
+        serde_json::json!({"word": "two", "count": 2})
+    );
+}
+
+#[test]
+fn kv_counter_needs_the_kv_grant() {
+    let out = omniforge(&[
+        "run",
+        programs::KV_COUNTER,
+        "--kv",
+        "--input",
+        r#"{"key": "k", "by": 5}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), serde_json::json!({"key": "k", "count": 5}));
+    assert!(
+        stderr(&out).contains("k is now 5"),
+        "the skill's log reaches stderr: {}",
+        stderr(&out)
+    );
+
+    let denied = omniforge(&["run", programs::KV_COUNTER, "--input", r#"{"key": "k"}"#]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(stderr(&denied).contains("denied"), "{}", stderr(&denied));
+}
+
+/// A one-shot HTTP server on a loopback port, answering every request with `body`.
+fn serve(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn http_get_reaches_only_allowed_hosts() {
+    let port = serve("pong");
+    let input = format!(r#"{{"url": "http://127.0.0.1:{port}/ping"}}"#);
+    let allowed = format!("http://127.0.0.1:{port}");
+    let out = omniforge(&[
+        "run",
+        programs::HTTP_GET,
+        "--input",
+        &input,
+        "--allow-http",
+        &allowed,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out)["body"], "pong");
+
+    let denied = omniforge(&["run", programs::HTTP_GET, "--input", &input]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    assert!(stderr(&denied).contains("denied"), "{}", stderr(&denied));
+}
+
+#[test]
+fn a_bad_allow_http_pattern_is_a_usage_error() {
+    let out = omniforge(&["run", programs::HELLO, "--allow-http", "ftp://x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("scheme"), "{}", stderr(&out));
+}
+
+#[test]
+fn limits_exit_3_with_a_one_line_reason() {
+    let cases: [(&str, &[&str], &str); 4] = [
+        (
+            programs::SPIN_LOOP,
+            &["--fuel", "1000000"],
+            "fuel exhausted",
+        ),
+        (
+            programs::SPIN_LOOP,
+            &["--no-fuel", "--timeout-ms", "200"],
+            "timed out after 200 ms",
+        ),
+        (
+            programs::MEMORY_HOG,
+            &["--memory-mb", "16"],
+            "memory limit exceeded",
+        ),
+        (
+            programs::SLEEPER,
+            &["--timeout-ms", "200"],
+            "timed out after 200 ms",
+        ),
+    ];
+    for (guest, flags, reason) in cases {
+        let mut args = vec!["run", guest];
+        args.extend_from_slice(flags);
+        let out = omniforge(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{guest} {flags:?}: {}",
+            stderr(&out)
+        );
+        let line = stderr(&out)
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .map(str::to_owned);
+        assert!(
+            line.as_deref().is_some_and(|l| l.contains(reason)),
+            "{guest}: {}",
+            stderr(&out)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "no output on stdout for a failed run"
+        );
+    }
+}
+
+#[test]
+fn a_crash_exits_4_with_the_panic_message() {
+    let out = omniforge(&["run", programs::PANIC]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("the guest gave up on purpose"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_report_flag_prints_the_outcome_as_json() {
+    let out = omniforge(&[
+        "run",
+        programs::HELLO,
+        "--report",
+        "--input",
+        r#"{"name": "R"}"#,
+    ]);
+    let report = stdout(&out);
+    assert_eq!(report["outcome"], "ok");
+    assert!(report["usage"]["fuel_consumed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_missing_or_invalid_component_exits_2() {
+    let out = omniforge(&["run", "/nonexistent/skill.wasm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let out = omniforge(&["run", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a valid WebAssembly component"),
+        "{}",
+        stderr(&out)
+    );
+}

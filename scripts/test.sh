@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. The guests (example skills and hostile test programs) are built
+# from source for wasm32-wasip2 by host/test-programs/build.rs as part of the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build caches live outside the clone so CI runs on the same machine reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
+cargo test --workspace --locked "$@"
