@@ -15,6 +15,10 @@ pub struct RuntimeConfig {
     /// Compile fuel accounting into guest code so invocations can have CPU budgets. Turning it
     /// off makes guest code faster and leaves wall-clock deadlines as the only CPU bound.
     pub fuel_metering: bool,
+    /// Compile epoch checks into guest code so wall-clock deadlines can stop a guest that is
+    /// running (not just one blocked in a host call). Turning off both this and fuel metering
+    /// leaves a looping guest unstoppable: only benchmarks measuring the overhead do that.
+    pub epoch_interruption: bool,
     /// Period of the epoch ticker that enforces wall-clock deadlines; deadlines are this
     /// precise, and a guest in a tight loop yields to the async executor this often.
     pub epoch_tick: Duration,
@@ -42,6 +46,7 @@ impl Default for RuntimeConfig {
         Self {
             allocator: AllocatorConfig::Pooling(PoolConfig::default()),
             fuel_metering: true,
+            epoch_interruption: true,
             epoch_tick: Duration::from_millis(1),
             cache_dir: None,
             loaded_skill_capacity: 256,
@@ -85,6 +90,10 @@ pub struct PoolConfig {
     pub memory_keep_resident_bytes: usize,
     /// Same as `memory_keep_resident_bytes`, for tables.
     pub table_keep_resident_bytes: usize,
+    /// On Linux 6.7 and later, ask the kernel which pages a finished invocation dirtied
+    /// (`PAGEMAP_SCAN`) and reset only those, instead of the whole keep-resident region.
+    /// Ignored where the kernel lacks it.
+    pub pagemap_scan: bool,
 }
 
 impl Default for PoolConfig {
@@ -98,6 +107,7 @@ impl Default for PoolConfig {
             table_elements: 100_000,
             memory_keep_resident_bytes: 1 << 20,
             table_keep_resident_bytes: 64 << 10,
+            pagemap_scan: true,
         }
     }
 }

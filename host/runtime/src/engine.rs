@@ -3,7 +3,9 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 use crate::config::{AllocatorConfig, RuntimeConfig};
 use crate::error::RuntimeError;
@@ -13,7 +15,7 @@ use crate::error::RuntimeError;
 pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
-        .epoch_interruption(true)
+        .epoch_interruption(config.epoch_interruption)
         .consume_fuel(config.fuel_metering)
         .max_wasm_stack(config.max_wasm_stack)
         // Host calls and fibers need room above the guest's own stack.
@@ -34,7 +36,12 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
             .max_tables_per_component(pool.tables.min(64))
             .max_core_instances_per_component(pool.core_instances.min(256))
             .linear_memory_keep_resident(pool.memory_keep_resident_bytes)
-            .table_keep_resident(pool.table_keep_resident_bytes);
+            .table_keep_resident(pool.table_keep_resident_bytes)
+            .pagemap_scan(if pool.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))

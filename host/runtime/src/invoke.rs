@@ -132,7 +132,7 @@ impl Runtime {
         let state = InvocationState::new(
             stderr,
             OutboundHttp::new(request.grants.http.clone(), self.config.http),
-            LogState::new(context, self.config.log),
+            LogState::new(context, self.config.log, Arc::clone(&self.log_rate)),
             KvState::new(kv_store, scope, self.config.kv),
             SandboxLimiter::new(limits),
         );
@@ -145,14 +145,16 @@ impl Runtime {
         }
         // Check the clock at every epoch tick: past the deadline the guest is stopped; before
         // it, the guest yields to the executor so one busy guest cannot starve other tasks.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Err(wasmtime::Error::new(DeadlineExceeded))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        if self.config.epoch_interruption {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline {
+                    Err(wasmtime::Error::new(DeadlineExceeded))
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
         store
     }
 }

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker};
 use crate::bindings::SkillPre;
 use crate::cache::ArtifactCache;
 use crate::capabilities::kv::GuestKv;
-use crate::capabilities::log::GuestLog;
+use crate::capabilities::log::{GuestLog, TenantLogRate};
 use crate::capabilities::{KvStore, MemoryKvStore, kv, log};
 use crate::compile::{Compiler, InProcessCompiler};
 use crate::concurrency::TenantConcurrency;
@@ -32,6 +32,7 @@ pub struct Runtime {
     loaded: Mutex<LruCache<ComponentDigest, Arc<LoadedSkill>>>,
     pub(crate) concurrency: Arc<TenantConcurrency>,
     pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) log_rate: Arc<TenantLogRate>,
     pub(crate) config: RuntimeConfig,
     stats: Counters,
 }
@@ -59,7 +60,14 @@ impl RuntimeBuilder {
     /// Builds the engine, starts its epoch ticker and opens the artifact cache.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         let engine = build_engine(&self.config)?;
-        start_epoch_ticker(&engine, self.config.epoch_tick)?;
+        if self.config.epoch_interruption {
+            start_epoch_ticker(&engine, self.config.epoch_tick)?;
+        } else if !self.config.fuel_metering {
+            tracing::warn!(
+                "neither fuel metering nor epoch interruption is on: a guest in an endless loop \
+                 cannot be stopped"
+            );
+        }
         let linker = build_linker(&engine)?;
         let artifacts = self
             .config
@@ -78,6 +86,7 @@ impl RuntimeBuilder {
             kv: self
                 .kv
                 .unwrap_or_else(|| Arc::new(MemoryKvStore::default())),
+            log_rate: Arc::new(TenantLogRate::new(&self.config.log)),
             config: self.config,
             stats: Counters::default(),
         })

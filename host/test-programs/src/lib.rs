@@ -1,8 +1,9 @@
 //! Paths of the example skills and hostile guests, built from source by this crate's build
 //! script, for the tests and benchmarks of the other crates.
 //!
-//! ```ignore
-//! let wasm = std::fs::read(omniforge_test_programs::HELLO)?;
+//! ```no_run
+//! let wasm: Vec<u8> = omniforge_test_programs::read(omniforge_test_programs::HELLO);
+//! assert!(wasm.starts_with(b"\0asm"));
 //! ```
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));

@@ -294,3 +294,27 @@ async fn the_runtime_keeps_serving_after_every_hostile_guest() {
         assert_eq!(ok_output(&report)["greeting"], format!("Hello, n{i}!"));
     }
 }
+
+#[tokio::test]
+async fn a_tenant_cannot_flood_the_log_across_invocations() {
+    let runtime = Runtime::new(RuntimeConfig {
+        log: omniforge_runtime::capabilities::LogLimits {
+            tenant_messages_per_second: 1,
+            tenant_burst: 30,
+            ..Default::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let skill = load(&runtime, programs::LOG_FLOOD).await;
+    let input = r#"{"messages": 20, "bytes": 10}"#;
+    let first = runtime.invoke(&skill, request("chatty", input)).await.usage;
+    let second = runtime.invoke(&skill, request("chatty", input)).await.usage;
+    let other = runtime.invoke(&skill, request("quiet", input)).await.usage;
+    assert_eq!((first.log_messages, first.log_dropped), (20, 0));
+    assert!(
+        second.log_messages <= 11,
+        "the burst of 30 is spent: {second:?}"
+    );
+    assert_eq!(other.log_messages, 20, "another tenant has its own budget");
+}

@@ -1,0 +1,317 @@
+//! Runtime benchmarks. Not timed tests: they print Markdown tables for docs/performance.md.
+//!
+//! ```sh
+//! cargo bench -p omniforge-runtime --bench runtime            # full run, ~2 minutes
+//! cargo bench -p omniforge-runtime --bench runtime -- quick   # smaller samples
+//! ```
+//!
+//! Measures: compile time vs cache-load time per example skill; fresh store + instance +
+//! invoke latency of `hello` with the pooling allocator (with and without keep-resident
+//! slots) and on demand; fresh-instance throughput with several tasks on all cores; and the
+//! cost of fuel and epoch-deadline metering on a JSON-processing skill and a CPU-bound loop.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use omniforge_runtime::{
+    AllocatorConfig, Grants, InvocationContext, InvocationLimits, InvocationRequest, LoadedSkill,
+    PoolConfig, Runtime, RuntimeConfig, TenantId,
+};
+use omniforge_test_programs as programs;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let scale = if quick { 10 } else { 1 };
+    println!("# omniforge-runtime benchmarks\n");
+    println!("- machine: {} cores, {}", cores(), cpu_model());
+    println!("- profile: release (`cargo bench`), wasmtime 48.0.8\n");
+
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    current.block_on(async {
+        compile_vs_cache(scale).await;
+        latency(scale).await;
+    });
+    throughput(if quick { 1 } else { 3 });
+    current.block_on(metering(scale));
+}
+
+fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
+    InvocationRequest {
+        context: InvocationContext {
+            tenant: TenantId::new("bench"),
+            skill: "bench/skill".into(),
+            version: "1.0.0".into(),
+            request_id: "bench".into(),
+        },
+        input: input.into(),
+        limits,
+        grants: Grants::default(),
+    }
+}
+
+fn unlimited() -> InvocationLimits {
+    InvocationLimits {
+        fuel: Some(u64::MAX / 2),
+        timeout: Duration::from_secs(60),
+        tenant_concurrency: 10_000,
+        ..InvocationLimits::default()
+    }
+}
+
+struct Summary {
+    median: Duration,
+    p99: Duration,
+}
+
+fn summarize(mut samples: Vec<Duration>) -> Summary {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    Summary {
+        median: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+async fn invoke_ok(runtime: &Runtime, skill: &LoadedSkill, input: &str, limits: InvocationLimits) {
+    let report = runtime.invoke(skill, request(input, limits)).await;
+    assert!(
+        report.outcome.output().is_some(),
+        "benchmark invocation failed: {report:?}"
+    );
+}
+
+async fn compile_vs_cache(scale: usize) {
+    println!("## Compile vs cached load\n");
+    println!("| skill | size | compile + link | load from disk cache + link | speed-up |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let examples = [
+        ("hello", programs::HELLO),
+        ("text-stats", programs::TEXT_STATS),
+        ("kv-counter", programs::KV_COUNTER),
+        ("http-get", programs::HTTP_GET),
+    ];
+    for (name, path) in examples {
+        let wasm = programs::read(path);
+        let dir = tempfile::tempdir().unwrap();
+        let cached = |dir: &Path| {
+            Runtime::new(RuntimeConfig {
+                cache_dir: Some(dir.into()),
+                ..RuntimeConfig::default()
+            })
+            .unwrap()
+        };
+        let mut compile = Vec::new();
+        for _ in 0..(5 / scale).max(3) {
+            let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+            let started = Instant::now();
+            runtime.load(&wasm).await.unwrap();
+            compile.push(started.elapsed());
+        }
+        cached(dir.path()).load(&wasm).await.unwrap();
+        let mut load = Vec::new();
+        for _ in 0..(20 / scale).max(3) {
+            let runtime = cached(dir.path());
+            let started = Instant::now();
+            runtime.load(&wasm).await.unwrap();
+            load.push(started.elapsed());
+            assert_eq!(runtime.cache_stats().compiled, 0);
+        }
+        let (compile, load) = (summarize(compile).median, summarize(load).median);
+        println!(
+            "| {name} | {} KiB | {} | {} | {:.0}× |",
+            wasm.len() / 1024,
+            ms(compile),
+            ms(load),
+            compile.as_secs_f64() / load.as_secs_f64()
+        );
+    }
+    println!();
+}
+
+async fn latency(scale: usize) {
+    println!("## Fresh store + instance + invoke of `hello`, one task\n");
+    println!("| allocator | median | p99 | invocations/s (one task) |");
+    println!("| --- | ---: | ---: | ---: |");
+    let pooling = |memory_keep_resident_bytes: usize, pagemap_scan| RuntimeConfig {
+        allocator: AllocatorConfig::Pooling(PoolConfig {
+            memory_keep_resident_bytes,
+            table_keep_resident_bytes: memory_keep_resident_bytes.min(64 << 10),
+            pagemap_scan,
+            ..PoolConfig::default()
+        }),
+        ..RuntimeConfig::default()
+    };
+    let configs = [
+        ("pooling (default)", RuntimeConfig::default()),
+        ("pooling, keep-resident 0 (madvise)", pooling(0, false)),
+        (
+            "pooling, keep-resident 1 MiB, memset",
+            pooling(1 << 20, false),
+        ),
+        (
+            "pooling, keep-resident 1 MiB, pagemap scan",
+            pooling(1 << 20, true),
+        ),
+        (
+            "pooling, keep-resident 16 MiB, pagemap scan",
+            pooling(16 << 20, true),
+        ),
+        (
+            "on demand",
+            RuntimeConfig {
+                allocator: AllocatorConfig::OnDemand,
+                ..RuntimeConfig::default()
+            },
+        ),
+    ];
+    let iterations = 20_000 / scale;
+    for (name, config) in configs {
+        let runtime = Runtime::new(config).unwrap();
+        let hello = runtime.load_file(programs::HELLO).await.unwrap();
+        for _ in 0..1000 {
+            invoke_ok(&runtime, &hello, r#"{"name": "Ada"}"#, unlimited()).await;
+        }
+        let mut samples = Vec::with_capacity(iterations);
+        let started = Instant::now();
+        for _ in 0..iterations {
+            let t = Instant::now();
+            invoke_ok(&runtime, &hello, r#"{"name": "Ada"}"#, unlimited()).await;
+            samples.push(t.elapsed());
+        }
+        let rate = iterations as f64 / started.elapsed().as_secs_f64();
+        let s = summarize(samples);
+        println!("| {name} | {} | {} | {rate:.0} |", us(s.median), us(s.p99));
+    }
+    println!();
+}
+
+fn throughput(seconds: u64) {
+    println!("## Fresh-instance throughput of `hello` on all cores\n");
+    println!(
+        "Multi-threaded tokio runtime with one worker per core; each task invokes in a loop.\n"
+    );
+    println!("| tasks | invocations/s |");
+    println!("| ---: | ---: |");
+    let workers = cores();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+    let hello = tokio.block_on(runtime.load_file(programs::HELLO)).unwrap();
+    for tasks in [workers, workers * 2, workers * 8] {
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (runtime, hello) = (runtime.clone(), hello.clone());
+                let (count, stop) = (count.clone(), stop.clone());
+                tokio.spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        invoke_ok(&runtime, &hello, r#"{"name": "Ada"}"#, unlimited()).await;
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500)); // warm up
+        let before = count.load(Ordering::Relaxed);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_secs(seconds));
+        let done = count.load(Ordering::Relaxed) - before;
+        let rate = done as f64 / started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        for handle in handles {
+            tokio.block_on(handle).unwrap();
+        }
+        println!("| {tasks} | {rate:.0} |");
+    }
+    println!();
+}
+
+async fn metering(scale: usize) {
+    println!("## Metering overhead\n");
+    let text =
+        "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs! "
+            .repeat(200);
+    let text_stats_input = serde_json::json!({ "text": text, "top": 10 }).to_string();
+    let workloads = [
+        (
+            "text-stats, 17 KB of text (JSON in and out)",
+            programs::TEXT_STATS,
+            text_stats_input.as_str(),
+            400 / scale,
+        ),
+        (
+            "spin-loop, 2M iterations (CPU-bound)",
+            programs::SPIN_LOOP,
+            r#"{"iterations": 2000000}"#,
+            60 / scale,
+        ),
+    ];
+    let configs = [
+        ("none", false, false),
+        ("fuel only", true, false),
+        ("deadline only", false, true),
+        ("fuel + deadline (default)", true, true),
+    ];
+    for (workload, path, input, iterations) in workloads {
+        println!("{workload}:\n");
+        println!("| metering | median | overhead |");
+        println!("| --- | ---: | ---: |");
+        let mut baseline = None;
+        for (name, fuel, epoch) in configs {
+            let runtime = Runtime::new(RuntimeConfig {
+                fuel_metering: fuel,
+                epoch_interruption: epoch,
+                ..RuntimeConfig::default()
+            })
+            .unwrap();
+            let skill = runtime.load_file(path).await.unwrap();
+            for _ in 0..(iterations / 10).max(2) {
+                invoke_ok(&runtime, &skill, input, unlimited()).await;
+            }
+            let mut samples = Vec::new();
+            for _ in 0..iterations {
+                let t = Instant::now();
+                invoke_ok(&runtime, &skill, input, unlimited()).await;
+                samples.push(t.elapsed());
+            }
+            let median = summarize(samples).median;
+            let base = *baseline.get_or_insert(median);
+            let overhead = (median.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
+            println!("| {name} | {} | {overhead:+.1} % |", us(median));
+        }
+        println!();
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
