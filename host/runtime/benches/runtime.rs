@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo bench -p omniforge-runtime --bench runtime            # full run, ~2 minutes
 //! cargo bench -p omniforge-runtime --bench runtime -- quick   # smaller samples
+//! cargo bench -p omniforge-runtime --bench runtime -- latency metering   # some sections
 //! ```
 //!
 //! Measures: compile time vs cache-load time per example skill; fresh store + instance +
@@ -16,13 +17,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use omniforge_runtime::{
-    AllocatorConfig, Grants, InvocationContext, InvocationLimits, InvocationRequest, LoadedSkill,
-    PoolConfig, Runtime, RuntimeConfig, TenantId,
+    AllocatorConfig, DeadlineEnforcement, Grants, InvocationContext, InvocationLimits,
+    InvocationRequest, LoadedSkill, PoolConfig, Runtime, RuntimeConfig, TenantId,
 };
 use omniforge_test_programs as programs;
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let quick = args.iter().any(|a| a == "quick");
+    let sections = ["compile", "latency", "throughput", "metering", "hello-loop"];
+    let wanted: Vec<&str> = sections
+        .into_iter()
+        .filter(|s| args.iter().any(|a| a == s))
+        .collect();
+    let run = |section: &str| wanted.is_empty() || wanted.contains(&section);
     let scale = if quick { 10 } else { 1 };
     println!("# omniforge-runtime benchmarks\n");
     println!("- machine: {} cores, {}", cores(), cpu_model());
@@ -32,12 +43,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    current.block_on(async {
-        compile_vs_cache(scale).await;
-        latency(scale).await;
-    });
-    throughput(if quick { 1 } else { 3 });
-    current.block_on(metering(scale));
+    if run("compile") {
+        current.block_on(compile_vs_cache(scale));
+    }
+    if run("latency") {
+        current.block_on(latency(scale));
+    }
+    if run("throughput") {
+        throughput(if quick { 1 } else { 3 });
+    }
+    if run("metering") {
+        current.block_on(metering(scale));
+    }
+    // Not part of the default run: a long loop on the default configuration, for profilers.
+    if wanted.contains(&"hello-loop") {
+        current.block_on(hello_loop());
+    }
+}
+
+async fn hello_loop() {
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let hello = runtime.load_file(programs::HELLO).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..200_000 {
+        invoke_ok(&runtime, &hello, r#"{"name": "Ada"}"#, unlimited()).await;
+    }
+    println!(
+        "hello-loop: {:.1} µs per invocation",
+        started.elapsed().as_secs_f64() * 5.0
+    );
 }
 
 fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
@@ -263,38 +297,48 @@ async fn metering(scale: usize) {
             60 / scale,
         ),
     ];
+    let epochs = DeadlineEnforcement::Epochs {
+        tick: Duration::from_millis(1),
+    };
+    let yields = RuntimeConfig::default().deadlines;
     let configs = [
-        ("none", false, false),
-        ("fuel only", true, false),
-        ("deadline only", false, true),
-        ("fuel + deadline (default)", true, true),
+        ("none", false, DeadlineEnforcement::HostCallsOnly),
+        ("fuel only", true, DeadlineEnforcement::HostCallsOnly),
+        ("deadline only (epochs)", false, epochs),
+        ("fuel + deadline (epochs)", true, epochs),
+        ("fuel + deadline (fuel yields, default)", true, yields),
     ];
     for (workload, path, input, iterations) in workloads {
         println!("{workload}:\n");
-        println!("| metering | median | overhead |");
-        println!("| --- | ---: | ---: |");
-        let mut baseline = None;
-        for (name, fuel, epoch) in configs {
-            let runtime = Runtime::new(RuntimeConfig {
-                fuel_metering: fuel,
-                epoch_interruption: epoch,
-                ..RuntimeConfig::default()
-            })
-            .unwrap();
-            let skill = runtime.load_file(path).await.unwrap();
-            for _ in 0..(iterations / 10).max(2) {
-                invoke_ok(&runtime, &skill, input, unlimited()).await;
+        println!("| metering | median, no inlining | overhead | median, inlining | overhead |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        let mut baselines: [Option<Duration>; 2] = [None, None];
+        for (name, fuel_metering, deadlines) in configs {
+            let mut row = format!("| {name} |");
+            for (i, inlining) in [false, true].into_iter().enumerate() {
+                let runtime = Runtime::new(RuntimeConfig {
+                    fuel_metering,
+                    deadlines,
+                    inlining,
+                    ..RuntimeConfig::default()
+                })
+                .unwrap();
+                let skill = runtime.load_file(path).await.unwrap();
+                for _ in 0..(iterations / 10).max(2) {
+                    invoke_ok(&runtime, &skill, input, unlimited()).await;
+                }
+                let mut samples = Vec::new();
+                for _ in 0..iterations {
+                    let t = Instant::now();
+                    invoke_ok(&runtime, &skill, input, unlimited()).await;
+                    samples.push(t.elapsed());
+                }
+                let median = summarize(samples).median;
+                let base = *baselines[i].get_or_insert(median);
+                let overhead = (median.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
+                row.push_str(&format!(" {} | {overhead:+.1} % |", us(median)));
             }
-            let mut samples = Vec::new();
-            for _ in 0..iterations {
-                let t = Instant::now();
-                invoke_ok(&runtime, &skill, input, unlimited()).await;
-                samples.push(t.elapsed());
-            }
-            let median = summarize(samples).median;
-            let base = *baseline.get_or_insert(median);
-            let overhead = (median.as_secs_f64() / base.as_secs_f64() - 1.0) * 100.0;
-            println!("| {name} | {} | {overhead:+.1} % |", us(median));
+            println!("{row}");
         }
         println!();
     }

@@ -12,16 +12,15 @@ use crate::limits::InvocationLimits;
 pub struct RuntimeConfig {
     /// How instances get their memory and tables.
     pub allocator: AllocatorConfig,
-    /// Compile fuel accounting into guest code so invocations can have CPU budgets. Turning it
-    /// off makes guest code faster and leaves wall-clock deadlines as the only CPU bound.
+    /// Compile fuel accounting into guest code so invocations can have CPU budgets (and usage
+    /// in fuel units). Turning it off makes guest code faster; deadlines then need epochs.
     pub fuel_metering: bool,
-    /// Compile epoch checks into guest code so wall-clock deadlines can stop a guest that is
-    /// running (not just one blocked in a host call). Turning off both this and fuel metering
-    /// leaves a looping guest unstoppable: only benchmarks measuring the overhead do that.
-    pub epoch_interruption: bool,
-    /// Period of the epoch ticker that enforces wall-clock deadlines; deadlines are this
-    /// precise, and a guest in a tight loop yields to the async executor this often.
-    pub epoch_tick: Duration,
+    /// How a running guest is stopped at its wall-clock deadline. Time blocked in host calls
+    /// is bounded by a timer whatever this says.
+    pub deadlines: DeadlineEnforcement,
+    /// Let Cranelift inline small wasm functions into their callers: faster call-heavy guests
+    /// (and fewer metering checks at function entries) for somewhat longer compiles.
+    pub inlining: bool,
     /// Directory of the on-disk compiled-artifact cache; `None` compiles on every cold load.
     pub cache_dir: Option<PathBuf>,
     /// How many loaded skills (`InstancePre`s) stay in memory, least recently used evicted.
@@ -46,8 +45,10 @@ impl Default for RuntimeConfig {
         Self {
             allocator: AllocatorConfig::Pooling(PoolConfig::default()),
             fuel_metering: true,
-            epoch_interruption: true,
-            epoch_tick: Duration::from_millis(1),
+            deadlines: DeadlineEnforcement::FuelYields {
+                interval: 1_000_000,
+            },
+            inlining: false,
             cache_dir: None,
             loaded_skill_capacity: 256,
             max_wasm_stack: 1 << 20,
@@ -58,6 +59,28 @@ impl Default for RuntimeConfig {
             stderr_capture_bytes: 8 * 1024,
         }
     }
+}
+
+/// How guest code that is running (not blocked in a host call) is stopped at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineEnforcement {
+    /// Every `interval` units of fuel the guest yields to the async executor, which checks the
+    /// deadline before resuming it. Costs nothing beyond fuel metering, which it requires;
+    /// deadlines are as precise as the time the guest takes to burn `interval` fuel.
+    FuelYields {
+        /// Fuel between yields (one unit is about one wasm instruction).
+        interval: u64,
+    },
+    /// Epoch checks compiled into guest code; a ticker thread advances the epoch every `tick`
+    /// and the guest yields to the executor at each one. Works without fuel, costs more.
+    Epochs {
+        /// Period of the epoch ticker: the precision of deadlines.
+        tick: Duration,
+    },
+    /// No interruption of running guest code: only time blocked in host calls is bounded, so
+    /// a looping guest runs until its fuel ends (or forever without fuel). For measuring the
+    /// metering overhead, not for serving.
+    HostCallsOnly,
 }
 
 /// Instance allocation strategy.

@@ -4,10 +4,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use wasmtime::{
-    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Config, Enabled, Engine, EngineWeak, Inlining, InstanceAllocationStrategy,
+    PoolingAllocationConfig,
 };
 
-use crate::config::{AllocatorConfig, RuntimeConfig};
+use crate::config::{AllocatorConfig, DeadlineEnforcement, RuntimeConfig};
 use crate::error::RuntimeError;
 
 /// Creates the engine: component model, epoch interruption, optional fuel, the configured
@@ -15,13 +16,30 @@ use crate::error::RuntimeError;
 pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
-        .epoch_interruption(config.epoch_interruption)
+        // Skills use WASI 0.2 (async host calls on fibers), not the component-model async
+        // ABI; without this, every store sets up (and on drop tears down, building an error
+        // with a backtrace when RUST_BACKTRACE is set) state for concurrent calls.
+        .concurrency_support(false)
+        .epoch_interruption(matches!(
+            config.deadlines,
+            DeadlineEnforcement::Epochs { .. }
+        ))
         .consume_fuel(config.fuel_metering)
         .max_wasm_stack(config.max_wasm_stack)
         // Host calls and fibers need room above the guest's own stack.
         .async_stack_size(config.max_wasm_stack + (1 << 20))
         .parallel_compilation(true)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .compiler_inlining(if config.inlining {
+            Inlining::Yes
+        } else {
+            Inlining::No
+        });
+    if matches!(config.deadlines, DeadlineEnforcement::FuelYields { .. }) && !config.fuel_metering {
+        return Err(RuntimeError::Engine(
+            "deadlines through fuel yields need fuel metering; turn it on or use epochs".into(),
+        ));
+    }
     if let AllocatorConfig::Pooling(pool) = &config.allocator {
         let mut pooling = PoolingAllocationConfig::new();
         pooling

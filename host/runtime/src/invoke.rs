@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::IgnoredAny;
@@ -12,6 +13,7 @@ use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::{KvScope, KvState};
 use crate::capabilities::log::LogState;
+use crate::config::DeadlineEnforcement;
 use crate::invocation::InvocationRequest;
 use crate::limits::{InvocationLimits, SandboxLimiter};
 use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
@@ -89,15 +91,13 @@ impl Runtime {
                 .call_invoke(&mut store, &guest_context, &request.input)
                 .await
         };
-        // The epoch callback stops guest code at the deadline; this timeout also stops an
-        // invocation that is blocked in a host call (sleeping, waiting on the network).
-        let result = tokio::time::timeout_at(deadline.into(), call).await;
+        let result = run_until(deadline, call).await;
 
         report.outcome = match result {
-            Err(_elapsed) => timeout(&limits),
-            Ok(Err(error)) => classify(&error, &limits, store.data(), &stderr),
-            Ok(Ok(Err(skill_error))) => guest_error(skill_error),
-            Ok(Ok(Ok(output))) => check_output(output, &limits),
+            None => timeout(&limits),
+            Some(Err(error)) => classify(&error, &limits, store.data(), &stderr),
+            Some(Ok(Err(skill_error))) => guest_error(skill_error),
+            Some(Ok(Ok(output))) => check_output(output, &limits),
         };
         let state = store.data();
         report.usage = Usage {
@@ -143,20 +143,50 @@ impl Runtime {
                 .set_fuel(limits.fuel.unwrap_or(u64::MAX))
                 .expect("fuel metering is enabled");
         }
-        // Check the clock at every epoch tick: past the deadline the guest is stopped; before
-        // it, the guest yields to the executor so one busy guest cannot starve other tasks.
-        if self.config.epoch_interruption {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| {
-                if Instant::now() >= deadline {
-                    Err(wasmtime::Error::new(DeadlineExceeded))
-                } else {
-                    Ok(UpdateDeadline::Yield(1))
-                }
-            });
+        match self.config.deadlines {
+            DeadlineEnforcement::FuelYields { interval } => {
+                // The deadline itself is checked in `run_until`, at every re-poll after a yield.
+                store
+                    .fuel_async_yield_interval(Some(interval.max(1)))
+                    .expect("fuel metering is enabled");
+            }
+            DeadlineEnforcement::Epochs { .. } => {
+                // At every epoch tick: past the deadline the guest is stopped; before it, the
+                // guest yields so that one busy guest cannot starve other tasks.
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(move |_| {
+                    if Instant::now() >= deadline {
+                        Err(wasmtime::Error::new(DeadlineExceeded))
+                    } else {
+                        Ok(UpdateDeadline::Yield(1))
+                    }
+                });
+            }
+            DeadlineEnforcement::HostCallsOnly => {}
         }
         store
     }
+}
+
+/// Runs `call` until it finishes (`Some`) or `deadline` passes (`None`). The clock is read at
+/// every poll, so a guest that yields (fuel yields, epoch ticks) is stopped right at the
+/// deadline whatever the timer wheel's granularity; the timer ends waits in host calls.
+async fn run_until<F: Future>(deadline: Instant, call: F) -> Option<F::Output> {
+    let mut call = std::pin::pin!(call);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+    std::future::poll_fn(|cx| {
+        if Instant::now() >= deadline {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(output) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 fn classify(

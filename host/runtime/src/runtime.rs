@@ -16,7 +16,7 @@ use crate::capabilities::log::{GuestLog, TenantLogRate};
 use crate::capabilities::{KvStore, MemoryKvStore, kv, log};
 use crate::compile::{Compiler, InProcessCompiler};
 use crate::concurrency::TenantConcurrency;
-use crate::config::RuntimeConfig;
+use crate::config::{DeadlineEnforcement, RuntimeConfig};
 use crate::digest::ComponentDigest;
 use crate::engine::{build_engine, start_epoch_ticker};
 use crate::error::{LoadError, RuntimeError};
@@ -60,13 +60,12 @@ impl RuntimeBuilder {
     /// Builds the engine, starts its epoch ticker and opens the artifact cache.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         let engine = build_engine(&self.config)?;
-        if self.config.epoch_interruption {
-            start_epoch_ticker(&engine, self.config.epoch_tick)?;
-        } else if !self.config.fuel_metering {
-            tracing::warn!(
-                "neither fuel metering nor epoch interruption is on: a guest in an endless loop \
-                 cannot be stopped"
-            );
+        match self.config.deadlines {
+            DeadlineEnforcement::Epochs { tick } => start_epoch_ticker(&engine, tick)?,
+            DeadlineEnforcement::FuelYields { .. } => {}
+            DeadlineEnforcement::HostCallsOnly => tracing::warn!(
+                "running guest code is not interrupted at deadlines: only fuel stops a loop"
+            ),
         }
         let linker = build_linker(&engine)?;
         let artifacts = self

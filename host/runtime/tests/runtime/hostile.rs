@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use omniforge_runtime::{
-    AllocatorConfig, InvocationLimits, Outcome, PoolConfig, Runtime, RuntimeConfig,
+    AllocatorConfig, DeadlineEnforcement, InvocationLimits, Outcome, PoolConfig, Runtime,
+    RuntimeConfig,
 };
 use omniforge_test_programs as programs;
 
@@ -52,15 +53,33 @@ async fn an_infinite_loop_is_stopped_by_the_deadline_when_unmetered() {
 async fn an_infinite_loop_is_stopped_by_the_deadline_without_fuel_metering() {
     let runtime = Runtime::new(RuntimeConfig {
         fuel_metering: false,
+        deadlines: DeadlineEnforcement::Epochs {
+            tick: Duration::from_millis(1),
+        },
         ..RuntimeConfig::default()
     })
     .unwrap();
     let skill = load(&runtime, programs::SPIN_LOOP).await;
     let mut req = request("no-fuel", "{}");
     req.limits = limits(|l| l.timeout = Duration::from_millis(150));
+    let started = Instant::now();
     let report = runtime.invoke(&skill, req).await;
     assert_eq!(report.outcome, Outcome::Timeout { limit_ms: 150 });
     assert_eq!(report.usage.fuel_consumed, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped late: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn deadlines_through_fuel_yields_need_fuel_metering() {
+    let config = RuntimeConfig {
+        fuel_metering: false,
+        ..RuntimeConfig::default()
+    };
+    assert!(Runtime::new(config).is_err());
 }
 
 #[tokio::test]
