@@ -35,8 +35,8 @@ pub struct RunArgs {
     /// The input JSON; `-` reads it from stdin, `@FILE` from a file.
     #[arg(long, short, default_value = "{}")]
     input: String,
-    /// CPU budget in fuel units (about one per wasm instruction).
-    #[arg(long, default_value_t = 1_000_000_000)]
+    /// CPU budget in fuel units (one per wasm instruction; a few billion per second of CPU).
+    #[arg(long, default_value_t = 5_000_000_000)]
     fuel: u64,
     /// Run without a CPU budget (the timeout still applies).
     #[arg(long, conflicts_with = "fuel")]

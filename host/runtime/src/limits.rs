@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 /// clamps the result to its platform maximum, so no caller can lift a limit past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationLimits {
-    /// CPU budget in fuel units (about one per wasm instruction); `None` = unmetered (the
-    /// deadline still applies).
+    /// CPU budget in fuel units (one per wasm instruction, including the local-variable moves
+    /// that compile to nothing: a tight loop burns about 15 billion a second on a current
+    /// core, typical code a few billion); `None` = only the platform maximum applies.
     pub fuel: Option<u64>,
     /// Total bytes of all the instance's linear memories together.
     pub memory_bytes: u64,
@@ -31,7 +32,7 @@ impl InvocationLimits {
     /// The default upper bound of a platform.
     pub const fn platform_default() -> Self {
         Self {
-            fuel: Some(10_000_000_000),
+            fuel: Some(100_000_000_000),
             memory_bytes: 512 << 20,
             timeout: Duration::from_secs(60),
             output_bytes: 16 << 20,
@@ -60,10 +61,11 @@ impl InvocationLimits {
 }
 
 impl Default for InvocationLimits {
-    /// Modest limits for an unconfigured caller: 1e9 fuel, 128 MiB, 10 s, 1 MiB of output.
+    /// Modest limits for an unconfigured caller: 5e9 fuel (around a second of CPU), 128 MiB,
+    /// 10 s, 1 MiB of output.
     fn default() -> Self {
         Self {
-            fuel: Some(1_000_000_000),
+            fuel: Some(5_000_000_000),
             memory_bytes: 128 << 20,
             timeout: Duration::from_secs(10),
             output_bytes: 1 << 20,

@@ -337,3 +337,30 @@ async fn a_tenant_cannot_flood_the_log_across_invocations() {
     );
     assert_eq!(other.log_messages, 20, "another tenant has its own budget");
 }
+
+/// `#[tokio::test]` runs on one thread: only the guest's periodic yields let the second
+/// invocation run while the first spins.
+#[tokio::test]
+async fn a_busy_guest_does_not_starve_other_invocations_on_its_thread() {
+    let spin = load(runtime(), programs::SPIN_LOOP).await;
+    let hello = load(runtime(), programs::HELLO).await;
+    let mut busy = request("busy-thread", "{}");
+    busy.limits = limits(|l| {
+        l.fuel = None;
+        l.timeout = Duration::from_millis(300);
+    });
+    let started = Instant::now();
+    let (busy, greeted_after) = tokio::join!(runtime().invoke(&spin, busy), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let report = runtime()
+            .invoke(&hello, request("neighbour", r#"{"name": "N"}"#))
+            .await;
+        assert!(report.outcome.output().is_some(), "{report:?}");
+        started.elapsed()
+    });
+    assert_eq!(busy.outcome, Outcome::Timeout { limit_ms: 300 });
+    assert!(
+        greeted_after < Duration::from_millis(250),
+        "hello waited {greeted_after:?}"
+    );
+}
