@@ -1,0 +1,49 @@
+//! # omniforge-registry
+//!
+//! Skill packages: the `omniforge.toml` manifest, the package ZIP, validation of everything
+//! in it (archive defenses, manifest, schemas, the component's world and its imports against
+//! the declared permissions, wasip1 adaptation), ed25519 signatures, semver resolution and
+//! content-addressed blob storage. Used by every entry point that handles packages (the CLI,
+//! REST uploads, the marketplace); it needs no server and no wasm engine.
+//!
+//! ```no_run
+//! use omniforge_registry::{FsBlobStore, PackageLimits, ingest};
+//!
+//! # async fn demo(upload: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+//! let store = FsBlobStore::open("./omniforge-data/blobs")?;
+//! let package = ingest(&store, &upload, &PackageLimits::default()).await?;
+//! println!(
+//!     "{} {} ({})",
+//!     package.manifest.package.name, package.manifest.package.version, package.package_sha256
+//! );
+//! # Ok(()) }
+//! ```
+
+mod archive;
+mod blob;
+mod component;
+mod digest;
+mod error;
+mod limits;
+mod manifest;
+mod package;
+mod resolve;
+mod signature;
+
+pub use archive::{
+    COMPONENT_FILE, MANIFEST_FILE, README_FILE, SIGNATURE_FILE, read_archive, write_archive,
+};
+pub use blob::{BlobError, BlobStore, FsBlobStore};
+pub use component::{ComponentInfo, prepare_component};
+pub use digest::{InvalidDigest, Sha256Digest};
+pub use error::PackageError;
+pub use limits::PackageLimits;
+pub use manifest::{
+    Manifest, PackageMetadata, Permissions, RequestedLimits, SchemaSource, SkillSection, World,
+};
+pub use omniforge_types::{HostPattern, SkillName};
+pub use package::{
+    IngestError, PackError, ValidatedPackage, ingest, pack_dir, sign_package, validate_package,
+};
+pub use resolve::{PublishedVersion, find_exact, parse_requirement, resolve};
+pub use signature::{PackageSignature, SignatureError, SigningKey, VerifyingKey};
