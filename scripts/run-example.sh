@@ -14,9 +14,12 @@ shift $(( $# < 2 ? $# : 2 ))
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
 guest_target="$CARGO_TARGET_DIR/omniforge-guests"
 
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-    rustup target add wasm32-wasip2
-fi
+# wasip2 for components; wasip1 for the preview1-adapter tests.
+for target in wasm32-wasip2 wasm32-wasip1; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        rustup target add "$target"
+    fi
+done
 cargo build --quiet --release --locked --target wasm32-wasip2 \
     --manifest-path example-skills/rust/Cargo.toml --target-dir "$guest_target" -p "$skill"
 cargo run --quiet --release --locked -p omniforge -- \

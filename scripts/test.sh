@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 # Build caches live outside the clone so CI runs on the same machine reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
 
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-    rustup target add wasm32-wasip2
-fi
+# wasip2 for components; wasip1 for the preview1-adapter tests.
+for target in wasm32-wasip2 wasm32-wasip1; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        rustup target add "$target"
+    fi
+done
 
 cargo test --workspace --locked "$@"

@@ -67,22 +67,36 @@ fn main() {
             ));
         }
     }
+    // `hello` once more as a wasip1 core module, for the preview1-adapter path.
+    let examples = manifest_dir.join("../../example-skills/rust");
+    build_for(&examples, &target_dir, "wasm32-wasip1", &["-p", "hello"]);
+    let wasip1 = target_dir.join("wasm32-wasip1/release/hello.wasm");
+    constants.push_str(&format!(
+        "/// Path of `hello` built for wasm32-wasip1: a core module, not a component.\n\
+         pub const HELLO_WASIP1: &str = {:?};\n",
+        wasip1.display().to_string()
+    ));
+    constants.push_str(&format!(
+        "/// Directory of the Rust example skills (each with its `omniforge.toml`).\n\
+         pub const EXAMPLES_DIR: &str = {:?};\n",
+        examples.canonicalize().unwrap().display().to_string()
+    ));
     fs::write(out_dir.join("programs.rs"), constants).unwrap();
 }
 
 /// Runs `cargo build --release --target wasm32-wasip2` for one guest workspace.
 fn build(workspace: &Path, target_dir: &Path) {
+    build_for(workspace, target_dir, "wasm32-wasip2", &[]);
+}
+
+/// Runs `cargo build --release --target <target> <extra>` in a guest workspace.
+fn build_for(workspace: &Path, target_dir: &Path, target: &str, extra: &[&str]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-        ])
+        .args(["build", "--release", "--locked", "--target", target])
+        .args(extra)
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's settings are for the host, not for wasm guests: clippy's wrapper, host
@@ -107,8 +121,8 @@ fn build(workspace: &Path, target_dir: &Path) {
         .unwrap_or_else(|e| panic!("cannot run cargo for {}: {e}", workspace.display()));
     assert!(
         status.success(),
-        "building the guests in {} failed (is the wasm32-wasip2 target installed? \
-         `rustup target add wasm32-wasip2`)",
+        "building the guests in {} for {target} failed (is the target installed? \
+         `rustup target add {target}`)",
         workspace.display()
     );
 }

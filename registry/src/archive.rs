@@ -55,9 +55,17 @@ pub fn read_archive(
             limit: limits.max_package_bytes,
         });
     }
-    check_declared_entries(bytes, limits)?;
+    let declared = check_declared_entries(bytes, limits)?;
     let mut archive =
         ZipArchive::new(Cursor::new(bytes)).map_err(|e| PackageError::NotAZip(e.to_string()))?;
+    // The ZIP reader keeps one entry per name. Fewer entries than the directory declares means
+    // two entries share a name: another tool might pick the other one, so refuse.
+    if archive.len() < declared {
+        return Err(PackageError::DuplicateEntry(format!(
+            "{} of {declared} entries repeat a name",
+            declared - archive.len()
+        )));
+    }
     if archive.len() > limits.max_entries {
         return Err(PackageError::TooManyEntries {
             count: archive.len(),
@@ -150,10 +158,10 @@ pub fn read_archive(
     Ok(files)
 }
 
-/// Refuses an archive whose end-of-central-directory record declares more entries than
-/// allowed (or uses ZIP64, which packages this small never need) before the ZIP reader
-/// allocates a directory for them.
-fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<(), PackageError> {
+/// Returns the number of entries the end-of-central-directory record declares, refusing an
+/// archive that declares more than allowed (or uses ZIP64, which packages this small never
+/// need) before the ZIP reader allocates a directory for them.
+fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<usize, PackageError> {
     const EOCD: &[u8] = b"PK\x05\x06";
     const EOCD_LEN: usize = 22;
     let search_from = bytes.len().saturating_sub(EOCD_LEN + u16::MAX as usize);
@@ -183,7 +191,7 @@ fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<(), Pa
             limit: limits.max_entries,
         });
     }
-    Ok(())
+    Ok(entries as usize)
 }
 
 /// Writes files into a package archive, deflate-compressed, in the given (sorted) order,

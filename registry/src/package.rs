@@ -164,10 +164,12 @@ pub enum PackError {
 }
 
 /// Builds a package from a directory holding `omniforge.toml` and the built component it
-/// names in `[skill] component`, plus `README.md`, `LICENSE*`, `icon.*` and the schema files
-/// the manifest names when present. The result is validated before it is returned.
+/// names in `[skill] component` (or `component`, when given, e.g. by a CI pipeline that
+/// builds elsewhere), plus `README.md`, `LICENSE*`, `icon.*` and the schema files the
+/// manifest names when present. The result is validated before it is returned.
 pub fn pack_dir(
     dir: &Path,
+    component: Option<&Path>,
     limits: &PackageLimits,
 ) -> Result<(Vec<u8>, ValidatedPackage), PackError> {
     let read =
@@ -177,10 +179,8 @@ pub fn pack_dir(
         .map_err(|_| PackageError::ManifestSyntax("omniforge.toml is not UTF-8".into()))?;
     let manifest = Manifest::parse(manifest_text)?;
     let mut files = BTreeMap::new();
-    files.insert(
-        COMPONENT_FILE.to_owned(),
-        read(dir.join(&manifest.skill.component))?,
-    );
+    let component = component.map_or_else(|| dir.join(&manifest.skill.component), Path::to_owned);
+    files.insert(COMPONENT_FILE.to_owned(), read(component)?);
     for source in [&manifest.skill.input_schema, &manifest.skill.output_schema]
         .into_iter()
         .flatten()
