@@ -5,8 +5,11 @@ use omniforge_test_programs as programs;
 
 use crate::common::{HELLO_MANIFEST, hello_package, no_blobs, zip_of, zip_with};
 
-/// The bad packages, each with a check of the error it must produce.
-pub fn corpus() -> Vec<(&'static str, Vec<u8>, fn(&PackageError) -> bool)> {
+/// One bad package: what it is, its bytes, and a check of the error it must produce.
+pub type BadPackage = (&'static str, Vec<u8>, fn(&PackageError) -> bool);
+
+/// The bad packages.
+pub fn corpus() -> Vec<BadPackage> {
     let hello = programs::read(programs::HELLO);
     let manifest = HELLO_MANIFEST.as_bytes();
     let with_manifest =
