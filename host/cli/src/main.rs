@@ -1,8 +1,10 @@
-//! `omniforge`: the OmniForge command-line tool. Today it runs a skill component locally
-//! (`omniforge run`); the server (`omniforge serve`) and the package verbs join it in later
-//! steps.
+//! `omniforge`: the OmniForge command-line tool: run skills locally (`omniforge run`), make
+//! and check packages (`omniforge skill …`, `omniforge key …`); the server
+//! (`omniforge serve`) joins it in a later step.
 
+mod key;
 mod run;
+mod skill;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,8 +22,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a skill component once, locally, in a fresh sandbox.
+    /// Run a skill component or package once, locally, in a fresh sandbox.
     Run(run::RunArgs),
+    /// Pack, inspect, sign and verify skill packages.
+    #[command(subcommand)]
+    Skill(skill::SkillCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,8 +48,21 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Skill(command) => report(skill::run(command)),
+            Command::Key(command) => report(key::run(command)),
         }
     })
+}
+
+/// Prints an error as one line (with its causes) and maps it to the usage exit code.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(run::EXIT_SKILL_ERROR)
+        }
+    }
 }
 
 /// Logs go to stderr so stdout carries only the skill's output. `OMNIFORGE_LOG` (tracing's

@@ -1,13 +1,14 @@
-//! `omniforge run`: load a component, invoke it once with the given input and limits, print
-//! the output on stdout and the usage on stderr.
+//! `omniforge run`: load a component or a package, invoke it once with the given input and
+//! limits, print the output on stdout and the usage on stderr.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use omniforge_registry::{PackageLimits, RequestedLimits, validate_package};
 use omniforge_runtime::capabilities::{HostPattern, HttpPolicy};
 use omniforge_runtime::{
     Grants, InvocationContext, InvocationLimits, InvocationReport, InvocationRequest, Outcome,
@@ -30,34 +31,39 @@ pub const EXIT_TRAP: u8 = 4;
                         component, 3 limit exceeded, 4 skill crashed."
 )]
 pub struct RunArgs {
-    /// The skill component (`.wasm`).
-    component: PathBuf,
+    /// The skill: a component (`.wasm`) or a package (`.zip`, whose manifest provides
+    /// limits and permissions; flags override them).
+    skill: PathBuf,
     /// The input JSON; `-` reads it from stdin, `@FILE` from a file.
     #[arg(long, short, default_value = "{}")]
     input: String,
-    /// CPU budget in fuel units (one per wasm instruction; a few billion per second of CPU).
-    #[arg(long, default_value_t = 5_000_000_000)]
-    fuel: u64,
+    /// CPU budget in fuel units (one per wasm instruction; a few billion per second of CPU)
+    /// [default: the manifest's, or 5000000000].
+    #[arg(long)]
+    fuel: Option<u64>,
     /// Run without a CPU budget (the timeout still applies).
     #[arg(long, conflicts_with = "fuel")]
     no_fuel: bool,
-    /// Memory limit in MiB, over all of the skill's linear memories.
-    #[arg(long, default_value_t = 128)]
-    memory_mb: u64,
-    /// Wall-clock limit in milliseconds, including time spent waiting on the network.
-    #[arg(long, default_value_t = 10_000)]
-    timeout_ms: u64,
+    /// Memory limit in MiB, over all of the skill's linear memories [default: the
+    /// manifest's, or 128].
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Wall-clock limit in milliseconds, including time spent waiting on the network
+    /// [default: the manifest's, or 10000].
+    #[arg(long)]
+    timeout_ms: Option<u64>,
     /// Largest output in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_output_bytes: u64,
     /// Allow outbound HTTP to `[scheme://]host[:port]` (`*.example.com`, `*` and `:*`
-    /// wildcards; the scheme defaults to https). Repeatable.
+    /// wildcards; the scheme defaults to https), besides a package's own. Repeatable.
     #[arg(long = "allow-http", value_name = "HOST")]
     allow_http: Vec<HostPattern>,
     /// Let allowed host names resolve to loopback and private addresses.
     #[arg(long)]
     allow_private_network: bool,
-    /// Grant the key-value store (in memory, for this run only).
+    /// Grant the key-value store (in memory, for this run only); a package whose manifest
+    /// declares `kv = true` gets it anyway.
     #[arg(long)]
     kv: bool,
     /// Directory of the compiled-artifact cache.
@@ -75,6 +81,10 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> ExitCode {
     match invoke(&args).await {
         Ok(report) => finish(&args, &report),
+        Err(e) if e.downcast_ref::<InvalidInput>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_SKILL_ERROR)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_USAGE)
@@ -84,44 +94,121 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
     let input = read_input(&args.input)?;
+    let skill = LocalSkill::open(&args.skill)?;
+    if let Some(schema) = &skill.input_schema {
+        check_input(schema, &input)?;
+    }
     let config = RuntimeConfig {
         cache_dir: cache_dir(args),
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::new(config).context("starting the runtime")?;
-    let skill = runtime
-        .load_file(&args.component)
+    let loaded = runtime
+        .load(&skill.component)
         .await
-        .with_context(|| format!("loading {}", args.component.display()))?;
-    let name = args
-        .component
-        .file_stem()
-        .map_or("skill".into(), |s| s.to_string_lossy());
+        .with_context(|| format!("loading {}", args.skill.display()))?;
+    let requested = skill.limits;
+    let mut allowed = skill.http.clone();
+    allowed.extend(args.allow_http.iter().cloned());
     let request = InvocationRequest {
         context: InvocationContext {
             tenant: TenantId::new("local"),
-            skill: format!("local/{name}"),
-            version: "0.0.0".into(),
+            skill: skill.name.clone(),
+            version: skill.version.clone(),
             request_id: request_id(),
         },
         input,
         limits: InvocationLimits {
-            fuel: (!args.no_fuel).then_some(args.fuel),
-            memory_bytes: args.memory_mb.saturating_mul(1 << 20),
-            timeout: Duration::from_millis(args.timeout_ms),
+            fuel: (!args.no_fuel).then(|| args.fuel.or(requested.fuel).unwrap_or(5_000_000_000)),
+            memory_bytes: args
+                .memory_mb
+                .or(requested.memory_mb)
+                .unwrap_or(128)
+                .saturating_mul(1 << 20),
+            timeout: Duration::from_millis(
+                args.timeout_ms.or(requested.timeout_ms).unwrap_or(10_000),
+            ),
             output_bytes: args.max_output_bytes,
             ..InvocationLimits::default()
         },
         grants: Grants {
-            kv: args.kv,
+            kv: args.kv || skill.kv,
             http: HttpPolicy {
-                allowed: args.allow_http.clone(),
+                allowed,
                 allow_private_networks: args.allow_private_network,
             },
         },
     };
-    Ok(runtime.invoke(&skill, request).await)
+    Ok(runtime.invoke(&loaded, request).await)
 }
+
+/// A skill to run locally: a bare component, or a validated package and its manifest.
+struct LocalSkill {
+    name: String,
+    version: String,
+    component: Vec<u8>,
+    limits: RequestedLimits,
+    http: Vec<HostPattern>,
+    kv: bool,
+    input_schema: Option<serde_json::Value>,
+}
+
+impl LocalSkill {
+    fn open(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if !bytes.starts_with(b"PK\x03\x04") {
+            let stem = path
+                .file_stem()
+                .map_or("skill".into(), |s| s.to_string_lossy());
+            return Ok(Self {
+                name: format!("local/{stem}"),
+                version: "0.0.0".into(),
+                component: bytes,
+                limits: RequestedLimits::default(),
+                http: Vec::new(),
+                kv: false,
+                input_schema: None,
+            });
+        }
+        let package = validate_package(&bytes, &PackageLimits::default())
+            .with_context(|| format!("{} is not a valid package", path.display()))?;
+        let manifest = package.manifest;
+        Ok(Self {
+            name: manifest.package.name.to_string(),
+            version: manifest.package.version.to_string(),
+            component: package.component,
+            limits: manifest.limits,
+            http: manifest.permissions.http,
+            kv: manifest.permissions.kv,
+            input_schema: package.input_schema,
+        })
+    }
+}
+
+/// Checks the input against the package's input schema, naming where it fails.
+fn check_input(schema: &serde_json::Value, input: &str) -> Result<()> {
+    let value: serde_json::Value = serde_json::from_str(input).context("the input is not JSON")?;
+    let validator = jsonschema::validator_for(schema).context("the package's input schema")?;
+    if let Some(error) = validator.iter_errors(&value).next() {
+        let at = error.instance_path().to_string();
+        let at = if at.is_empty() { "/".into() } else { at };
+        return Err(InvalidInput(format!("invalid input at {at}: {error}")).into());
+    }
+    Ok(())
+}
+
+/// Input rejected by the package's schema: exits like a skill error, not a usage error.
+#[derive(Debug)]
+struct InvalidInput(String);
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
 
 fn finish(args: &RunArgs, report: &InvocationReport) -> ExitCode {
     if args.report {

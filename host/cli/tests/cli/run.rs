@@ -1,34 +1,9 @@
-//! `omniforge run` as a user meets it: the real binary, real example skills and hostile
-//! guests, stdout for output, stderr for usage and reasons, exit codes by outcome.
-
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Command, Output};
+//! `omniforge run` on components: stdout for output, stderr for usage and reasons, exit
+//! codes by outcome.
 
 use omniforge_test_programs as programs;
 
-fn omniforge(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join("omniforge-cli-tests-cache");
-    Command::new(env!("CARGO_BIN_EXE_omniforge"))
-        .args(args)
-        .env("OMNIFORGE_CACHE_DIR", cache)
-        .output()
-        .expect("the omniforge binary runs")
-}
-
-fn stdout(output: &Output) -> serde_json::Value {
-    let text = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout {text:?} is not JSON ({e}); stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::{omniforge, serve, stderr, stdout};
 
 #[test]
 fn hello_prints_the_greeting_and_usage() {
@@ -77,25 +52,6 @@ fn kv_counter_needs_the_kv_grant() {
     let denied = omniforge(&["run", programs::KV_COUNTER, "--input", r#"{"key": "k"}"#]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(stderr(&denied).contains("denied"), "{}", stderr(&denied));
-}
-
-/// A one-shot HTTP server on a loopback port, answering every request with `body`.
-fn serve(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
 }
 
 #[test]

@@ -1,0 +1,66 @@
+//! The `omniforge` binary as a user meets it: real example skills and hostile guests, real
+//! packages, real files. One test binary with a module per command.
+
+mod packages;
+mod run;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `omniforge` with `args` in the current directory.
+pub fn omniforge(args: &[&str]) -> Output {
+    omniforge_in(Path::new("."), args)
+}
+
+/// Runs `omniforge` with `args` in `dir`.
+pub fn omniforge_in(dir: &Path, args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join("omniforge-cli-tests-cache");
+    Command::new(env!("CARGO_BIN_EXE_omniforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("OMNIFORGE_CACHE_DIR", cache)
+        .output()
+        .expect("the omniforge binary runs")
+}
+
+/// stdout parsed as JSON; panics with both streams otherwise.
+pub fn stdout(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout {text:?} is not JSON ({e}); stderr: {}",
+            stderr(output)
+        )
+    })
+}
+
+/// stdout as text.
+pub fn stdout_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback HTTP server answering every request with `body`; returns its port.
+pub fn serve(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
