@@ -23,11 +23,9 @@ pub const SIGNATURE_FILE: &str = "omniforge.sig";
 /// The optional README's name inside a package.
 pub const README_FILE: &str = "README.md";
 
-/// Files a package may contain besides schema files (`schemas/*.json`).
-const ALLOWED_FILES: &[&str] = &[
-    MANIFEST_FILE,
-    COMPONENT_FILE,
-    SIGNATURE_FILE,
+/// Files a package may contain for people (the marketplace shows them); `pack` includes
+/// those it finds next to the manifest.
+pub(crate) const OPTIONAL_FILES: &[&str] = &[
     README_FILE,
     "LICENSE",
     "LICENSE.md",
@@ -37,7 +35,8 @@ const ALLOWED_FILES: &[&str] = &[
 ];
 
 fn is_allowed(name: &str) -> bool {
-    ALLOWED_FILES.contains(&name)
+    [MANIFEST_FILE, COMPONENT_FILE, SIGNATURE_FILE].contains(&name)
+        || OPTIONAL_FILES.contains(&name)
         || name
             .strip_prefix("schemas/")
             .is_some_and(|rest| rest.ends_with(".json") && !rest.contains('/'))

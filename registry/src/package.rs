@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::archive::{
-    COMPONENT_FILE, MANIFEST_FILE, README_FILE, SIGNATURE_FILE, read_archive, write_archive,
+    COMPONENT_FILE, MANIFEST_FILE, OPTIONAL_FILES, README_FILE, SIGNATURE_FILE, read_archive,
+    write_archive,
 };
 use crate::blob::{BlobError, BlobStore};
 use crate::component::{ComponentInfo, prepare_component};
@@ -189,17 +190,10 @@ pub fn pack_dir(
             files.insert(path.clone(), read(dir.join(path))?);
         }
     }
-    for optional in [
-        README_FILE,
-        "LICENSE",
-        "LICENSE.md",
-        "LICENSE.txt",
-        "icon.png",
-        "icon.svg",
-    ] {
+    for optional in OPTIONAL_FILES {
         let path = dir.join(optional);
         if path.is_file() {
-            files.insert(optional.to_owned(), read(path)?);
+            files.insert((*optional).to_owned(), read(path)?);
         }
     }
     files.insert(MANIFEST_FILE.to_owned(), manifest_bytes);
