@@ -3,6 +3,7 @@
 //! (`omniforge serve`) joins it in a later step.
 
 mod key;
+mod migrate;
 mod run;
 mod skill;
 
@@ -30,6 +31,8 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Apply the database migrations (or show their status with --status).
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Skill(command) => report(skill::run(command)),
             Command::Key(command) => report(key::run(command)),
+            Command::Migrate(args) => report(migrate::run(args).await),
         }
     })
 }

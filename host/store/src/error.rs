@@ -1,0 +1,37 @@
+//! Storage errors.
+//!
+//! Error policy: callers get a typed cause (cannot connect, migration failed, a query failed)
+//! with the database's own message; connection URLs are never included, since they may carry
+//! passwords.
+
+use thiserror::Error;
+
+/// Why a storage operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database URL is not one OmniForge can use.
+    #[error("unsupported database URL (expected sqlite://PATH or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the {backend} database: {source}")]
+    Connect {
+        /// `SQLite` or `PostgreSQL`.
+        backend: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// Applying migrations failed; the failed migration was rolled back.
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    /// The SQLite file's directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}

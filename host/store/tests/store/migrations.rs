@@ -1,0 +1,161 @@
+//! Migrations apply to an empty database, are idempotent, report their status, and create
+//! the same constraints on both backends.
+
+use omniforge_store::{Backend, Database};
+
+use crate::common::{all, sqlite};
+
+const TABLES: [&str; 8] = [
+    "tenants",
+    "users",
+    "role_bindings",
+    "api_keys",
+    "audit_events",
+    "namespaces",
+    "skills",
+    "skill_versions",
+];
+
+async fn count_rows(db: &Database, table: &str) -> i64 {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+    match db {
+        Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
+async fn has_migrations_table(db: &Database) -> bool {
+    let sqlite = "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'";
+    let postgres = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+    match db {
+        Database::Sqlite(pool) => sqlx::query_scalar(sqlite).fetch_one(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(postgres).fetch_one(pool).await.unwrap(),
+    }
+}
+
+async fn execute(db: &Database, sql: &'static str) -> Result<(), sqlx::Error> {
+    match db {
+        Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    for test in all().await {
+        let db = &test.db;
+        let before = db.migration_status().await.unwrap();
+        assert!(!before.is_empty());
+        assert!(
+            before.iter().all(|m| !m.applied),
+            "{:?}: {before:?}",
+            db.backend()
+        );
+        assert!(
+            !has_migrations_table(db).await,
+            "{:?}: a status check writes nothing",
+            db.backend()
+        );
+
+        let applied = db.migrate().await.unwrap();
+        assert_eq!(applied.len(), before.len(), "{:?}", db.backend());
+        for table in TABLES {
+            assert_eq!(count_rows(db, table).await, 0, "{:?} {table}", db.backend());
+        }
+        let status = db.migration_status().await.unwrap();
+        assert!(
+            status.iter().all(|m| m.applied),
+            "{:?}: {status:?}",
+            db.backend()
+        );
+        assert_eq!(status[0].description, "initial");
+
+        assert_eq!(
+            db.migrate().await.unwrap(),
+            Vec::<i64>::new(),
+            "nothing left to apply"
+        );
+        // A second pool (a restart) sees the same state.
+        let again = Database::connect(&test.url).await.unwrap();
+        assert!(
+            again
+                .migration_status()
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.applied)
+        );
+        assert!(again.migrate().await.unwrap().is_empty());
+        db.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn both_backends_enforce_the_same_constraints() {
+    for test in all().await {
+        let db = &test.db;
+        db.migrate().await.unwrap();
+        let backend = db.backend();
+        execute(db, "INSERT INTO tenants (id, slug, name, created_at_ms, updated_at_ms) VALUES ('t1', 'acme', 'Acme', 1, 1)")
+            .await
+            .unwrap();
+        let duplicate_slug = "INSERT INTO tenants (id, slug, name, created_at_ms, updated_at_ms) VALUES ('t2', 'acme', 'Other', 1, 1)";
+        assert!(
+            execute(db, duplicate_slug).await.is_err(),
+            "{backend:?}: slugs are unique"
+        );
+        let bad_status = "INSERT INTO tenants (id, slug, name, status, created_at_ms, updated_at_ms) VALUES ('t3', 'x', 'X', 'deleted', 1, 1)";
+        assert!(
+            execute(db, bad_status).await.is_err(),
+            "{backend:?}: status is checked"
+        );
+        let orphan_user = "INSERT INTO users (id, tenant_id, email, created_at_ms) VALUES ('u1', 'nope', 'a@b.c', 1)";
+        assert!(
+            execute(db, orphan_user).await.is_err(),
+            "{backend:?}: foreign keys are enforced"
+        );
+        execute(db, "INSERT INTO users (id, tenant_id, email, created_at_ms) VALUES ('u1', 't1', 'a@b.c', 1)")
+            .await
+            .unwrap();
+        let bad_role = "INSERT INTO role_bindings (tenant_id, user_id, role, created_at_ms) VALUES ('t1', 'u1', 'god', 1)";
+        assert!(
+            execute(db, bad_role).await.is_err(),
+            "{backend:?}: roles are checked"
+        );
+        execute(db, "INSERT INTO role_bindings (tenant_id, user_id, role, created_at_ms) VALUES ('t1', 'u1', 'owner', 1)")
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sqlite_is_created_on_first_run_in_wal_mode() {
+    let test = sqlite().await;
+    let path = test.url.strip_prefix("sqlite://").unwrap();
+    assert!(
+        std::path::Path::new(path).exists(),
+        "the file and its directory were created"
+    );
+    let Database::Sqlite(pool) = &test.db else {
+        unreachable!()
+    };
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(test.db.backend(), Backend::Sqlite);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_without_echoing_them() {
+    let err = Database::connect("mysql://root:hunter2@localhost/db")
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("mysql"), "{message}");
+    assert!(
+        !message.contains("hunter2"),
+        "credentials are never echoed: {message}"
+    );
+}
