@@ -54,16 +54,14 @@ pub fn read_archive(
             limit: limits.max_package_bytes,
         });
     }
-    let declared = check_declared_entries(bytes, limits)?;
+    check_declared_entries(bytes, limits)?;
     let mut archive =
         ZipArchive::new(Cursor::new(bytes)).map_err(|e| PackageError::NotAZip(e.to_string()))?;
-    // The ZIP reader keeps one entry per name. Fewer entries than the directory declares means
-    // two entries share a name: another tool might pick the other one, so refuse.
-    if archive.len() < declared {
-        return Err(PackageError::DuplicateEntry(format!(
-            "{} of {declared} entries repeat a name",
-            declared - archive.len()
-        )));
+    // The ZIP reader keeps one entry per name; another tool might pick the other one.
+    if archive.has_duplicate_names() {
+        return Err(PackageError::DuplicateEntry(
+            "two entries share a name".into(),
+        ));
     }
     if archive.len() > limits.max_entries {
         return Err(PackageError::TooManyEntries {
@@ -157,27 +155,42 @@ pub fn read_archive(
     Ok(files)
 }
 
-/// Returns the number of entries the end-of-central-directory record declares, refusing an
-/// archive that declares more than allowed (or uses ZIP64, which packages this small never
-/// need) before the ZIP reader allocates a directory for them.
-fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<usize, PackageError> {
+/// Refuses, before the ZIP reader allocates a directory, an archive whose end-of-central-
+/// directory record declares more entries than allowed or uses ZIP64 (packages this small never
+/// need it). The record must be the only one in the archive's tail and end, with its comment,
+/// exactly at the end of the file: the ZIP reader skips invalid records, so a decoy record
+/// after (or inside the comment of) the real one must not be what this check reads.
+fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<(), PackageError> {
     const EOCD: &[u8] = b"PK\x05\x06";
     const EOCD_LEN: usize = 22;
     let search_from = bytes.len().saturating_sub(EOCD_LEN + u16::MAX as usize);
-    let Some(at) = bytes[search_from..]
+    let tail = &bytes[search_from..];
+    let mut records = tail
         .windows(EOCD.len())
-        .rposition(|w| w == EOCD)
-        .map(|i| search_from + i)
-    else {
+        .enumerate()
+        .filter(|(_, w)| *w == EOCD);
+    let Some((at, _)) = records.next() else {
         return Err(PackageError::NotAZip(
             "no end of central directory record".into(),
         ));
     };
+    if records.next().is_some() {
+        return Err(PackageError::NotAZip(
+            "more than one end of central directory record".into(),
+        ));
+    }
+    let at = search_from + at;
     let Some(record) = bytes.get(at..at + EOCD_LEN) else {
         return Err(PackageError::NotAZip(
             "truncated end of central directory record".into(),
         ));
     };
+    let comment_len = u16::from_le_bytes([record[20], record[21]]) as usize;
+    if at + EOCD_LEN + comment_len != bytes.len() {
+        return Err(PackageError::NotAZip(
+            "data after the end of central directory record".into(),
+        ));
+    }
     let entries = u16::from_le_bytes([record[10], record[11]]);
     if entries == u16::MAX {
         return Err(PackageError::NotAZip(
@@ -190,7 +203,7 @@ fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<usize,
             limit: limits.max_entries,
         });
     }
-    Ok(entries as usize)
+    Ok(())
 }
 
 /// Writes files into a package archive, deflate-compressed, in the given (sorted) order,

@@ -46,4 +46,4 @@ pub use package::{
     IngestError, PackError, ValidatedPackage, ingest, pack_dir, sign_package, validate_package,
 };
 pub use resolve::{PublishedVersion, find_exact, parse_requirement, resolve};
-pub use signature::{PackageSignature, SignatureError, SigningKey, VerifyingKey};
+pub use signature::{PackageSignature, SignatureError, SignedDigests, SigningKey, VerifyingKey};

@@ -16,7 +16,7 @@ use crate::digest::Sha256Digest;
 use crate::error::PackageError;
 use crate::limits::PackageLimits;
 use crate::manifest::{Manifest, SchemaSource};
-use crate::signature::{PackageSignature, SignatureError, SigningKey, VerifyingKey};
+use crate::signature::{PackageSignature, SignatureError, SignedDigests, SigningKey, VerifyingKey};
 
 /// A package that passed every check.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct ValidatedPackage {
     pub manifest_sha256: Sha256Digest,
     /// Digest of `skill.wasm` as stored in the package.
     pub wasm_sha256: Sha256Digest,
+    /// What a signature of this package must cover.
+    pub signed_digests: SignedDigests,
     /// The runnable component: `skill.wasm` itself, or the component adapted from a wasip1
     /// core module.
     pub component: Vec<u8>,
@@ -54,7 +56,7 @@ impl ValidatedPackage {
     /// Checks that the package is signed by `key` and its files are the signed ones.
     pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), SignatureError> {
         let signature = self.signature.as_ref().ok_or(SignatureError::Unsigned)?;
-        signature.verify(key, &self.manifest_sha256, &self.wasm_sha256)
+        signature.verify(key, &self.signed_digests)
     }
 }
 
@@ -87,6 +89,7 @@ pub fn validate_package(
         package_size: bytes.len() as u64,
         manifest_sha256: Sha256Digest::of(manifest_bytes),
         wasm_sha256: Sha256Digest::of(wasm),
+        signed_digests: SignedDigests::of_files(&files),
         component_sha256: Sha256Digest::of(&component),
         component,
         component_info,
@@ -210,9 +213,7 @@ pub fn sign_package(
 ) -> Result<Vec<u8>, PackageError> {
     validate_package(bytes, limits)?;
     let mut files = read_archive(bytes, limits)?;
-    let manifest = Sha256Digest::of(&files[MANIFEST_FILE]);
-    let wasm = Sha256Digest::of(&files[COMPONENT_FILE]);
-    let signature = PackageSignature::sign(key, manifest, wasm);
+    let signature = PackageSignature::sign(key, &SignedDigests::of_files(&files));
     files.insert(SIGNATURE_FILE.to_owned(), signature.to_json());
     Ok(write_archive(&files))
 }

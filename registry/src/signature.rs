@@ -1,11 +1,12 @@
-//! Package signatures: ed25519 over the SHA-256 digests of `omniforge.toml` and `skill.wasm`,
-//! carried in the package as `omniforge.sig`.
+//! Package signatures: ed25519 over the SHA-256 digests of `omniforge.toml`, `skill.wasm` and
+//! (through one digest of their listing) every other file, carried as `omniforge.sig`.
 //!
-//! The signed message is `omniforge-package-signature-v1\n<manifest digest>\n<wasm digest>\n`,
-//! so a signature cannot be replayed for any other purpose or pair of files. Keys are text
+//! The signed message is `omniforge-package-signature-v1\n<manifest>\n<wasm>\n<others>\n`,
+//! so a signature cannot be replayed for any other purpose or set of files. Keys are text
 //! files: `omniforge-ed25519-secret-key:<base64 seed>` and
 //! `omniforge-ed25519-public-key:<base64 key>`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -14,6 +15,7 @@ use ed25519_dalek::{Signer, Verifier};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::archive::{COMPONENT_FILE, MANIFEST_FILE, SIGNATURE_FILE};
 use crate::digest::Sha256Digest;
 
 const SECRET_PREFIX: &str = "omniforge-ed25519-secret-key:";
@@ -123,6 +125,45 @@ fn decode_key(text: &str, prefix: &str) -> Option<[u8; 32]> {
     BASE64.decode(encoded).ok()?.try_into().ok()
 }
 
+/// The digests a signature covers: `omniforge.toml`, `skill.wasm`, and every other file of
+/// the package (schemas, README, icon, license) through one digest of their sorted
+/// `name NUL sha256 LF` lines — so swapping the input schema of a signed package is caught too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedDigests {
+    /// Digest of `omniforge.toml`.
+    pub manifest: Sha256Digest,
+    /// Digest of `skill.wasm`.
+    pub wasm: Sha256Digest,
+    /// Digest of the list of all other files (except `omniforge.sig`) and their digests.
+    pub other_files: Sha256Digest,
+}
+
+impl SignedDigests {
+    /// The digests of a package's files, by path (a missing manifest or component counts as
+    /// empty; validation rejects such packages anyway).
+    pub fn of_files(files: &BTreeMap<String, Vec<u8>>) -> Self {
+        let digest_of = |name: &str| Sha256Digest::of(files.get(name).map_or(&[][..], |f| f));
+        let mut listing = String::new();
+        for (name, data) in files {
+            if ![MANIFEST_FILE, COMPONENT_FILE, SIGNATURE_FILE].contains(&name.as_str()) {
+                listing.push_str(&format!("{name}\0{}\n", Sha256Digest::of(data).hex()));
+            }
+        }
+        Self {
+            manifest: digest_of(MANIFEST_FILE),
+            wasm: digest_of(COMPONENT_FILE),
+            other_files: Sha256Digest::of(listing.as_bytes()),
+        }
+    }
+
+    fn message(&self) -> String {
+        format!(
+            "{DOMAIN}\n{}\n{}\n{}\n",
+            self.manifest, self.wasm, self.other_files
+        )
+    }
+}
+
 /// The content of `omniforge.sig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,23 +176,22 @@ pub struct PackageSignature {
     pub manifest_sha256: Sha256Digest,
     /// Digest of the signed `skill.wasm`.
     pub wasm_sha256: Sha256Digest,
+    /// Digest of the listing of the other signed files.
+    pub other_files_sha256: Sha256Digest,
     /// The signature, base64.
     pub signature: String,
 }
 
-fn message(manifest: &Sha256Digest, wasm: &Sha256Digest) -> String {
-    format!("{DOMAIN}\n{manifest}\n{wasm}\n")
-}
-
 impl PackageSignature {
-    /// Signs the digests of a package's manifest and component.
-    pub fn sign(key: &SigningKey, manifest: Sha256Digest, wasm: Sha256Digest) -> Self {
-        let signature = key.0.sign(message(&manifest, &wasm).as_bytes());
+    /// Signs a package's digests.
+    pub fn sign(key: &SigningKey, digests: &SignedDigests) -> Self {
+        let signature = key.0.sign(digests.message().as_bytes());
         Self {
             algorithm: "ed25519".into(),
             key_id: key.verifying_key().key_id(),
-            manifest_sha256: manifest,
-            wasm_sha256: wasm,
+            manifest_sha256: digests.manifest,
+            wasm_sha256: digests.wasm,
+            other_files_sha256: digests.other_files,
             signature: BASE64.encode(signature.to_bytes()),
         }
     }
@@ -178,14 +218,18 @@ impl PackageSignature {
     pub fn verify(
         &self,
         key: &VerifyingKey,
-        manifest: &Sha256Digest,
-        wasm: &Sha256Digest,
+        digests: &SignedDigests,
     ) -> Result<(), SignatureError> {
-        if self.manifest_sha256 != *manifest {
+        if self.manifest_sha256 != digests.manifest {
             return Err(SignatureError::ContentChanged("omniforge.toml"));
         }
-        if self.wasm_sha256 != *wasm {
+        if self.wasm_sha256 != digests.wasm {
             return Err(SignatureError::ContentChanged("skill.wasm"));
+        }
+        if self.other_files_sha256 != digests.other_files {
+            return Err(SignatureError::ContentChanged(
+                "set of other files (schemas, README, icon)",
+            ));
         }
         if self.key_id != key.key_id() {
             return Err(SignatureError::OtherKey {
@@ -202,7 +246,7 @@ impl PackageSignature {
             })?;
         key.0
             .verify(
-                message(manifest, wasm).as_bytes(),
+                digests.message().as_bytes(),
                 &ed25519_dalek::Signature::from_bytes(&bytes),
             )
             .map_err(|_| SignatureError::BadSignature(key.key_id()))
@@ -236,26 +280,51 @@ mod tests {
     #[test]
     fn signatures_verify_only_for_the_signed_files_and_key() {
         let key = SigningKey::generate();
-        let (manifest, wasm) = (Sha256Digest::of(b"toml"), Sha256Digest::of(b"wasm"));
-        let sig = PackageSignature::sign(&key, manifest, wasm);
+        let mut files = BTreeMap::new();
+        files.insert(MANIFEST_FILE.to_string(), b"toml".to_vec());
+        files.insert(COMPONENT_FILE.to_string(), b"wasm".to_vec());
+        files.insert("schemas/input.json".to_string(), b"{}".to_vec());
+        let digests = SignedDigests::of_files(&files);
+        let sig = PackageSignature::sign(&key, &digests);
         let sig = PackageSignature::from_json(&sig.to_json()).unwrap();
-        sig.verify(&key.verifying_key(), &manifest, &wasm).unwrap();
+        sig.verify(&key.verifying_key(), &digests).unwrap();
 
-        let other = Sha256Digest::of(b"other");
+        let mut changed = files.clone();
+        changed.insert(COMPONENT_FILE.to_string(), b"other".to_vec());
         assert_eq!(
-            sig.verify(&key.verifying_key(), &manifest, &other),
+            sig.verify(&key.verifying_key(), &SignedDigests::of_files(&changed)),
             Err(SignatureError::ContentChanged("skill.wasm"))
         );
+        let mut schema_swapped = files.clone();
+        schema_swapped.insert(
+            "schemas/input.json".to_string(),
+            b"{\"type\":\"null\"}".to_vec(),
+        );
+        assert!(matches!(
+            sig.verify(
+                &key.verifying_key(),
+                &SignedDigests::of_files(&schema_swapped)
+            ),
+            Err(SignatureError::ContentChanged(_))
+        ));
+        let mut signed_again = files.clone();
+        signed_again.insert(SIGNATURE_FILE.to_string(), sig.to_json());
+        sig.verify(
+            &key.verifying_key(),
+            &SignedDigests::of_files(&signed_again),
+        )
+        .unwrap();
+
         let stranger = SigningKey::generate().verifying_key();
         assert!(matches!(
-            sig.verify(&stranger, &manifest, &wasm),
+            sig.verify(&stranger, &digests),
             Err(SignatureError::OtherKey { .. })
         ));
 
         let mut forged = sig.clone();
         forged.signature = BASE64.encode([7u8; 64]);
         assert!(matches!(
-            forged.verify(&key.verifying_key(), &manifest, &wasm),
+            forged.verify(&key.verifying_key(), &digests),
             Err(SignatureError::BadSignature(_))
         ));
     }

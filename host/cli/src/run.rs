@@ -56,7 +56,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1 << 20)]
     max_output_bytes: u64,
     /// Allow outbound HTTP to `[scheme://]host[:port]` (`*.example.com`, `*` and `:*`
-    /// wildcards; the scheme defaults to https), besides a package's own. Repeatable.
+    /// wildcards; the scheme defaults to https), besides a package's own. Unlike a package's
+    /// patterns, one naming a private address literally (`127.0.0.1:8080`) allows it.
+    /// Repeatable.
     #[arg(long = "allow-http", value_name = "HOST")]
     allow_http: Vec<HostPattern>,
     /// Let allowed host names resolve to loopback and private addresses.
@@ -108,8 +110,6 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
         .await
         .with_context(|| format!("loading {}", args.skill.display()))?;
     let requested = skill.limits;
-    let mut allowed = skill.http.clone();
-    allowed.extend(args.allow_http.iter().cloned());
     let request = InvocationRequest {
         context: InvocationContext {
             tenant: TenantId::new("local"),
@@ -134,7 +134,8 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
         grants: Grants {
             kv: args.kv || skill.kv,
             http: HttpPolicy {
-                allowed,
+                allowed: skill.http.clone(),
+                operator_allowed: args.allow_http.clone(),
                 allow_private_networks: args.allow_private_network,
             },
         },

@@ -44,6 +44,16 @@ pub fn corpus() -> Vec<BadPackage> {
     let mut truncated = hello_package(HELLO_MANIFEST);
     truncated.truncate(truncated.len() / 2);
 
+    // A decoy end-of-central-directory record after the real one: the ZIP reader would skip
+    // it and use the real directory (which here repeats a name).
+    let mut decoy = zip_of(&[
+        ("omniforge.toml", manifest),
+        ("skill.wasm", &hello),
+        ("skill.wasn", &hello),
+    ]);
+    replace_all(&mut decoy, b"skill.wasn", b"skill.wasm");
+    decoy.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0\0\0\0\0\xff\xff\xff\x7f\0\0");
+
     let empty_component = wat::parse_str("(component)").unwrap();
     let kv_wasm = programs::read(programs::KV_COUNTER);
     let http_wasm = programs::read(programs::HTTP_GET);
@@ -135,6 +145,11 @@ pub fn corpus() -> Vec<BadPackage> {
         ("duplicate entry", duplicate, |e| {
             matches!(e, PackageError::DuplicateEntry(_))
         }),
+        (
+            "decoy end record",
+            decoy,
+            |e| matches!(e, PackageError::NotAZip(m) if m.contains("end of central directory")),
+        ),
         (
             "unexpected file",
             zip_of(&[

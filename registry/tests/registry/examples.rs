@@ -141,3 +141,17 @@ fn a_signed_package_verifies_and_a_changed_one_does_not() {
     let err = tampered.verify_signature(&key.verifying_key()).unwrap_err();
     assert!(err.to_string().contains("skill.wasm"), "{err}");
 }
+
+#[test]
+fn swapping_a_schema_in_a_signed_package_breaks_the_signature() {
+    let (bytes, _) = pack_example("text-stats", programs::TEXT_STATS);
+    let key = SigningKey::generate();
+    let signed = sign_package(&bytes, &key, &PackageLimits::default()).unwrap();
+    let limits = PackageLimits::default();
+    let mut files = omniforge_registry::read_archive(&signed, &limits).unwrap();
+    files.insert("schemas/input.json".into(), b"{}".to_vec());
+    let loosened = omniforge_registry::write_archive(&files);
+    let package = validate_package(&loosened, &limits).unwrap();
+    let err = package.verify_signature(&key.verifying_key()).unwrap_err();
+    assert!(err.to_string().contains("other files"), "{err}");
+}

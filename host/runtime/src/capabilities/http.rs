@@ -20,29 +20,48 @@ pub use omniforge_types::{HostPattern, InvalidHostPattern};
 use super::outbound::{self, Target};
 
 /// What outbound HTTP one invocation may do.
+///
+/// Patterns come from two sources that are trusted differently. The skill's own (its
+/// manifest's `[permissions] http`, written by its author) never reach loopback, private or
+/// link-local addresses, even when they name one literally: a package must not be able to
+/// reach the operator's network or a cloud metadata service by declaring it. The operator's
+/// (`omniforge run --allow-http`, a tenant's policy) may: a pattern there that names an
+/// address literally (an IP literal or `localhost`) allows that address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpPolicy {
-    /// Destinations allowed; empty denies all outbound HTTP.
+    /// Destinations the skill declared (and the caller approved); public addresses only.
     pub allowed: Vec<HostPattern>,
-    /// Allow host names that resolve to loopback, private or link-local addresses. Off by
-    /// default: a public skill must not reach the operator's internal network.
+    /// Destinations the operator grants, including private addresses named literally.
+    pub operator_allowed: Vec<HostPattern>,
+    /// Let every allowed host name resolve to loopback, private or link-local addresses.
+    /// Off by default.
     pub allow_private_networks: bool,
 }
 
 impl HttpPolicy {
-    /// A policy allowing exactly these patterns.
+    /// A policy allowing the patterns a skill declared.
     pub fn allow(patterns: impl IntoIterator<Item = HostPattern>) -> Self {
         Self {
             allowed: patterns.into_iter().collect(),
-            allow_private_networks: false,
+            ..Self::default()
         }
     }
 
-    /// The first allow-list entry matching the request, if any.
-    fn matching(&self, scheme: &Scheme, host: &str, port: u16) -> Option<&HostPattern> {
-        self.allowed
-            .iter()
-            .find(|p| p.matches(scheme.as_str(), host, port))
+    /// A policy allowing patterns the operator granted.
+    pub fn operator(patterns: impl IntoIterator<Item = HostPattern>) -> Self {
+        Self {
+            operator_allowed: patterns.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the request may go out at all, and whether it may reach a private address.
+    fn decide(&self, scheme: &Scheme, host: &str, port: u16) -> Option<bool> {
+        let matches = |p: &&HostPattern| p.matches(scheme.as_str(), host, port);
+        let mut operator = self.operator_allowed.iter().filter(matches).peekable();
+        let granted = operator.peek().is_some() || self.allowed.iter().any(|p| matches(&p));
+        let explicit = operator.any(|p| p.names_address_explicitly());
+        granted.then_some(self.allow_private_networks || explicit)
     }
 }
 
@@ -115,13 +134,13 @@ impl OutboundHttp {
         let port = authority
             .port_u16()
             .unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
-        let Some(pattern) = self.policy.matching(&scheme, &host, port) else {
+        let Some(allow_private) = self.policy.decide(&scheme, &host, port) else {
             tracing::debug!(%scheme, %host, port, "outbound HTTP denied: not in the allow-list");
             return Err(HttpError::HttpRequestDenied);
         };
         Ok(Admitted {
             tls: scheme == Scheme::HTTPS,
-            allow_private: self.policy.allow_private_networks || pattern.names_address_explicitly(),
+            allow_private,
             host,
             port,
         })

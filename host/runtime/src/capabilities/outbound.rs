@@ -13,6 +13,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep, timeout};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
@@ -39,7 +40,21 @@ type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// Resolves `host` (an IP literal resolves to itself).
+/// Lookups running at once in this process. The system resolver blocks a thread of the shared
+/// blocking pool for as long as a name server takes (a timeout here only stops waiting), so a
+/// guest pointing many lookups at a name server that never answers must not be able to take
+/// every blocking thread.
+const MAX_CONCURRENT_LOOKUPS: usize = 64;
+
+fn lookup_slots() -> Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| Arc::new(Semaphore::new(MAX_CONCURRENT_LOOKUPS)))
+        .clone()
+}
+
+/// Resolves `host` (an IP literal resolves to itself). The lookup holds its slot until the
+/// resolver thread returns, even when this call has already given up waiting.
 pub(crate) async fn resolve(
     host: &str,
     port: u16,
@@ -48,14 +63,27 @@ pub(crate) async fn resolve(
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    match timeout(limit, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(HttpError::DnsTimeout),
-        Ok(Err(e)) => Err(HttpError::DnsError {
+    let host = host.to_owned();
+    let lookup = async move {
+        let slot = lookup_slots()
+            .acquire_owned()
+            .await
+            .map_err(|_| HttpError::DnsTimeout)?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .map(|addresses| addresses.collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|_| HttpError::DnsTimeout)?
+        .map_err(|e| HttpError::DnsError {
             rcode: Some(e.to_string()),
             info_code: None,
-        }),
-        Ok(Ok(addresses)) => Ok(addresses.collect()),
-    }
+        })
+    };
+    timeout(limit, lookup)
+        .await
+        .map_err(|_| HttpError::DnsTimeout)?
 }
 
 /// Connects, sends `request` and returns the response head with a bounded body, plus the

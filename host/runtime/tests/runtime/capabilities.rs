@@ -38,7 +38,7 @@ fn assert_denied(report: &omniforge_runtime::InvocationReport) {
 async fn an_allow_listed_loopback_address_is_reachable() {
     let server = TestServer::start("hello from the test server").await;
     let url = format!("http://{}/path?q=1", server.addr);
-    let allowed = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    let allowed = HttpPolicy::operator([pattern(&format!("http://{}", server.addr))]);
     let report = get(runtime(), &url, allowed).await;
     let output = ok_output(&report);
     assert_eq!(output["status"], 200);
@@ -52,9 +52,9 @@ async fn a_host_outside_the_allow_list_is_denied_before_any_connection() {
     let server = TestServer::start("secret").await;
     let url = format!("http://{}/", server.addr);
     assert_denied(&get(runtime(), &url, HttpPolicy::default()).await);
-    let other_port = HttpPolicy::allow([pattern("http://127.0.0.1:1")]);
+    let other_port = HttpPolicy::operator([pattern("http://127.0.0.1:1")]);
     assert_denied(&get(runtime(), &url, other_port).await);
-    let wrong_scheme = HttpPolicy::allow([pattern(&format!("https://{}", server.addr))]);
+    let wrong_scheme = HttpPolicy::operator([pattern(&format!("https://{}", server.addr))]);
     assert_denied(&get(runtime(), &url, wrong_scheme).await);
     assert_eq!(server.hits(), 0);
 }
@@ -64,12 +64,13 @@ async fn a_name_resolving_to_loopback_is_refused_unless_allowed_explicitly() {
     let server = TestServer::start("internal").await;
     let url = format!("http://localhost:{}/", server.addr.port());
     // A wildcard allows any host, but not the operator's loopback or private network.
-    let any_host = HttpPolicy::allow([pattern("*://*:*")]);
+    let any_host = HttpPolicy::operator([pattern("*://*:*")]);
     assert_denied(&get(runtime(), &url, any_host.clone()).await);
     assert_eq!(server.hits(), 0);
 
     // Naming localhost explicitly, or allowing private networks, lets it through.
-    let named = HttpPolicy::allow([pattern(&format!("http://localhost:{}", server.addr.port()))]);
+    let named =
+        HttpPolicy::operator([pattern(&format!("http://localhost:{}", server.addr.port()))]);
     assert_eq!(
         ok_output(&get(runtime(), &url, named).await)["body"],
         "internal"
@@ -96,7 +97,7 @@ async fn a_response_over_the_size_cap_fails_the_read() {
     .unwrap();
     let body: &'static str = Box::leak("x".repeat(5000).into_boxed_str());
     let server = TestServer::start(body).await;
-    let allowed = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    let allowed = HttpPolicy::operator([pattern(&format!("http://{}", server.addr))]);
     let report = get(&runtime, &format!("http://{}/", server.addr), allowed).await;
     match &report.outcome {
         Outcome::GuestError {
@@ -120,11 +121,33 @@ async fn requests_per_invocation_are_capped() {
     })
     .unwrap();
     let server = TestServer::start("x").await;
-    let allowed = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    let allowed = HttpPolicy::operator([pattern(&format!("http://{}", server.addr))]);
     let report = get(&runtime, &format!("http://{}/", server.addr), allowed).await;
     assert!(
         matches!(report.outcome, Outcome::GuestError { .. }),
         "{report:?}"
     );
     assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_skill_cannot_reach_a_private_address_by_naming_it() {
+    let server = TestServer::start("metadata").await;
+    let url = format!("http://{}/latest/meta-data", server.addr);
+    // The skill's own manifest names the address literally: still refused.
+    let declared = HttpPolicy::allow([pattern(&format!("http://{}", server.addr))]);
+    assert_denied(&get(runtime(), &url, declared.clone()).await);
+    assert_eq!(server.hits(), 0);
+    // Any operator pattern naming it literally allows it, even after a broader one.
+    let operator = HttpPolicy {
+        operator_allowed: vec![
+            pattern("*://*:*"),
+            pattern(&format!("http://{}", server.addr)),
+        ],
+        ..declared
+    };
+    assert_eq!(
+        ok_output(&get(runtime(), &url, operator).await)["body"],
+        "metadata"
+    );
 }
