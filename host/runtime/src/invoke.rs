@@ -14,7 +14,7 @@ use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::{KvScope, KvState};
 use crate::capabilities::log::LogState;
 use crate::config::DeadlineEnforcement;
-use crate::invocation::InvocationRequest;
+use crate::invocation::{Grants, InvocationContext, InvocationRequest};
 use crate::limits::{InvocationLimits, SandboxLimiter};
 use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
 use crate::runtime::{LoadedSkill, Runtime};
@@ -41,7 +41,13 @@ impl Runtime {
         request: InvocationRequest,
     ) -> InvocationReport {
         let started = Instant::now();
-        let limits = request.limits.min(self.config.platform_limits);
+        let InvocationRequest {
+            context,
+            input,
+            limits,
+            grants,
+        } = request;
+        let limits = limits.min(self.config.platform_limits);
         let mut report = InvocationReport {
             outcome: Outcome::Ok {
                 output: String::new(),
@@ -50,14 +56,14 @@ impl Runtime {
             stderr: String::new(),
         };
 
-        if let Err(e) = serde_json::from_str::<IgnoredAny>(&request.input) {
+        if let Err(e) = serde_json::from_str::<IgnoredAny>(&input) {
             report.outcome = Outcome::InvalidInput {
                 message: format!("input is not JSON: {e}"),
             };
             report.usage.wall_time_us = micros(started.elapsed());
             return report;
         }
-        let tenant = &request.context.tenant;
+        let tenant = &context.tenant;
         let Some(_permit) = self
             .concurrency
             .try_acquire(tenant, limits.tenant_concurrency)
@@ -74,21 +80,22 @@ impl Runtime {
 
         let deadline = started + limits.timeout;
         let stderr = StderrCapture::new(self.config.stderr_capture_bytes);
-        let mut store = self.new_store(&request, &limits, deadline, stderr.clone());
-        let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
         let guest_context = Invocation {
             tenant: tenant.to_string(),
-            skill: request.context.skill.clone(),
-            version: request.context.version.clone(),
-            request_id: request.context.request_id.clone(),
+            skill: context.skill.clone(),
+            version: context.version.clone(),
+            request_id: context.request_id.clone(),
             deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
         };
+        let mut store =
+            self.new_store(Arc::new(context), grants, &limits, deadline, stderr.clone());
+        let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
 
         let call = async {
             let instance = skill.pre.instantiate_async(&mut store).await?;
             instance
                 .omniforge_skill_handler()
-                .call_invoke(&mut store, &guest_context, &request.input)
+                .call_invoke(&mut store, &guest_context, &input)
                 .await
         };
         let result = run_until(deadline, call).await;
@@ -118,20 +125,20 @@ impl Runtime {
 
     fn new_store(
         &self,
-        request: &InvocationRequest,
+        context: Arc<InvocationContext>,
+        grants: Grants,
         limits: &InvocationLimits,
         deadline: Instant,
         stderr: StderrCapture,
     ) -> Store<InvocationState> {
-        let context = Arc::new(request.context.clone());
         let scope = KvScope {
             tenant: context.tenant.clone(),
             skill: context.skill.clone(),
         };
-        let kv_store = request.grants.kv.then(|| Arc::clone(&self.kv));
+        let kv_store = grants.kv.then(|| Arc::clone(&self.kv));
         let state = InvocationState::new(
             stderr,
-            OutboundHttp::new(request.grants.http.clone(), self.config.http),
+            OutboundHttp::new(grants.http, self.config.http),
             LogState::new(context, self.config.log, Arc::clone(&self.log_rate)),
             KvState::new(kv_store, scope, self.config.kv),
             SandboxLimiter::new(limits),
