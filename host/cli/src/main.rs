@@ -1,10 +1,13 @@
-//! `omniforge`: the OmniForge command-line tool: run skills locally (`omniforge run`), make
-//! and check packages (`omniforge skill …`, `omniforge key …`); the server
-//! (`omniforge serve`) joins it in a later step.
+//! `omniforge`: the OmniForge command-line tool and server: run skills locally
+//! (`omniforge run`), make and check packages (`omniforge skill …`, `omniforge key …`), run
+//! the multi-tenant server (`omniforge serve`) and administer its database
+//! (`omniforge migrate`, `omniforge admin …`).
 
+mod admin;
 mod key;
 mod migrate;
 mod run;
+mod serve;
 mod skill;
 
 use std::io::IsTerminal;
@@ -33,15 +36,31 @@ enum Command {
     Key(key::KeyCommand),
     /// Apply the database migrations (or show their status with --status).
     Migrate(migrate::MigrateArgs),
+    /// Run the multi-tenant HTTP server.
+    Serve(serve::ServeArgs),
+    /// Operator tasks on the database (bootstrap).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Print the server's OpenAPI document (docs/api/openapi.json).
+    Openapi,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let serving = matches!(cli.command, Command::Serve(_));
+    if !serving {
+        init_tracing();
+    }
+    let runtime = if serving {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -54,8 +73,16 @@ fn main() -> ExitCode {
             Command::Skill(command) => report(skill::run(command)),
             Command::Key(command) => report(key::run(command)),
             Command::Migrate(args) => report(migrate::run(args).await),
+            Command::Serve(args) => report(serve::run(args).await),
+            Command::Admin(command) => report(admin::run(command).await),
+            Command::Openapi => report(print_openapi()),
         }
     })
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    println!("{}", omniforge_server::openapi().to_pretty_json()?);
+    Ok(())
 }
 
 /// Prints an error as one line (with its causes) and maps it to the usage exit code.

@@ -1,35 +1,9 @@
 //! What a caller asks the runtime to run: who for, with which input, limits and grants.
 
-use std::fmt;
-use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
+pub use omniforge_types::TenantId;
 
 use crate::capabilities::HttpPolicy;
 use crate::limits::InvocationLimits;
-
-/// Identifies a tenant. Opaque to the runtime: it keys concurrency limits and key-value
-/// scopes, and is shown to the skill and in logs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TenantId(Arc<str>);
-
-impl TenantId {
-    /// Wraps a tenant identifier.
-    pub fn new(id: impl Into<Arc<str>>) -> Self {
-        Self(id.into())
-    }
-
-    /// The identifier as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Who an invocation runs for and what it runs; passed to the skill and tagged on its logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::error::StoreError;
 
+/// Runs `$body` with `$pool` bound to the backend's pool. The body is written once and
+/// compiled once per backend: queries use `$1`-style placeholders, which both SQLite and
+/// PostgreSQL accept, and rows decode through `sqlx::FromRow` types valid for both.
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::database::Database::Sqlite($pool) => $body,
+            $crate::database::Database::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
 /// Which database engine a [`Database`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

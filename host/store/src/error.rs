@@ -26,6 +26,12 @@ pub enum StoreError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// The change would break a uniqueness or integrity rule (a taken slug, the last owner).
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored value could not be read back (a value outside its allowed set).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
     /// The SQLite file's directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -34,4 +40,14 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`] with `message`.
+pub(crate) fn conflict_on_unique(error: sqlx::Error, message: impl Into<String>) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(message.into())
+        }
+        _ => StoreError::Query(error),
+    }
 }

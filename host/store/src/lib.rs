@@ -1,6 +1,9 @@
 //! # omniforge-store
 //!
-//! The database behind OmniForge: SQLite (default) or PostgreSQL, with embedded migrations.
+//! The database behind OmniForge: SQLite (default) or PostgreSQL, with embedded migrations,
+//! and the repositories over it. Tenant-owned rows are reached only through
+//! [`Database::tenant`], which scopes every query to one tenant; [`Database::platform`] holds
+//! what is above tenants (tenants themselves, authentication lookups).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), omniforge_store::StoreError> {
@@ -10,10 +13,23 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod database;
 mod error;
 mod migrations;
+mod platform;
+mod records;
+mod rows;
+mod tenant;
 
+pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;
 pub use migrations::MigrationStatus;
+pub use omniforge_types::{ApiKeyId, TenantId, UserId};
+pub use platform::{Bootstrapped, Platform};
+pub use records::{
+    ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser, Role,
+    Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
+};
+pub use tenant::TenantStore;

@@ -11,7 +11,9 @@
 //! ```
 
 mod hosts;
+mod ids;
 mod name;
 
 pub use hosts::{HostPattern, InvalidHostPattern, parse_ip};
+pub use ids::{ApiKeyId, TenantId, UserId};
 pub use name::{InvalidSkillName, SkillName};

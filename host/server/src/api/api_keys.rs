@@ -1,0 +1,171 @@
+//! `/api/v1/api-keys`: create (the key is answered once), list (never secrets), revoke.
+//! Everyone with `apikey:manage` manages their own keys; `user:manage` extends that to every
+//! key of the tenant.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use omniforge_store::{ApiKeyId, NewApiKey, UserId, now_ms};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::views::{ApiKeyPage, ApiKeyView, CreatedApiKey};
+use crate::api::{DEFAULT_PAGE, next_cursor};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::auth::api_key;
+use crate::auth::rbac::{Permission, PermissionSet};
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::middleware::RequestId;
+
+/// An API key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// A label, to recognise it in listings.
+    pub name: String,
+    /// Permissions to limit it to (default `["*"]`: everything its user may do).
+    pub scopes: Option<Vec<String>>,
+    /// Expiry, unix ms (must be in the future).
+    pub expires_at_ms: Option<i64>,
+    /// The user it acts as (default: the caller; another user needs `user:manage`).
+    pub user_id: Option<String>,
+}
+
+/// Which keys to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListApiKeys {
+    /// Only this user's keys (another user's need `user:manage`).
+    pub user_id: Option<String>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Creates an API key and answers it in full, once.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
+    responses((status = 201, description = "Created; `key` is shown only now", body = CreatedApiKey),
+              (status = 422, description = "Invalid scopes, name or expiry", body = crate::error::Problem)))]
+pub async fn create(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> Result<(StatusCode, ApiJson<CreatedApiKey>), ApiError> {
+    if body.name.trim().is_empty() || body.name.len() > 100 {
+        return Err(ApiError::invalid("name: 1-100 characters").with("field", "name"));
+    }
+    let scopes = body.scopes.unwrap_or_else(|| vec!["*".into()]);
+    if scopes.is_empty() {
+        return Err(
+            ApiError::invalid("scopes: give at least one (or \"*\")").with("field", "scopes")
+        );
+    }
+    let requested = PermissionSet::from_scopes(&scopes)
+        .map_err(|e| ApiError::invalid(format!("scopes: {e}")).with("field", "scopes"))?;
+    if !scopes.iter().any(|s| s == "*") && !principal.permissions.covers(requested) {
+        return Err(ApiError::forbidden(
+            "a key cannot be given permissions its creator does not hold",
+        ));
+    }
+    if body.expires_at_ms.is_some_and(|at| at <= now_ms()) {
+        return Err(ApiError::invalid("expires_at_ms: must be in the future")
+            .with("field", "expires_at_ms"));
+    }
+    let user_id = match body.user_id {
+        Some(id) if id != principal.user.as_str() => {
+            if !principal.can(Permission::UserManage) {
+                return Err(ApiError::forbidden("keys for other users need user:manage"));
+            }
+            UserId::new(id)
+        }
+        _ => principal.user.clone(),
+    };
+    let minted = api_key::mint().map_err(ApiError::internal)?;
+    let key = app
+        .db
+        .tenant(&principal.tenant)
+        .create_api_key(
+            &principal.audit(&request_id),
+            NewApiKey {
+                user_id,
+                name: body.name,
+                prefix: minted.prefix.clone(),
+                secret_hash: minted.secret_hash.clone(),
+                scopes,
+                expires_at_ms: body.expires_at_ms,
+            },
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedApiKey {
+            key: minted.full,
+            api_key: key.into(),
+        }),
+    ))
+}
+
+/// Lists API keys without their secrets: the caller's own, or the tenant's with
+/// `user:manage`.
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListApiKeys),
+    responses((status = 200, description = "A page of keys", body = ApiKeyPage)))]
+pub async fn list(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListApiKeys>,
+) -> Result<ApiJson<ApiKeyPage>, ApiError> {
+    let limit = match query.limit {
+        None => DEFAULT_PAGE,
+        Some(n @ 1..=200) => n,
+        Some(_) => return Err(ApiError::bad_request("limit must be between 1 and 200")),
+    };
+    let all = principal.can(Permission::UserManage);
+    let user = match query.user_id {
+        Some(id) if all || id == principal.user.as_str() => Some(UserId::new(id)),
+        Some(_) => return Err(ApiError::forbidden("other users' keys need user:manage")),
+        None if all => None,
+        None => Some(principal.user.clone()),
+    };
+    let keys = app
+        .db
+        .tenant(&principal.tenant)
+        .list_api_keys(user.as_ref(), query.cursor.as_deref(), limit)
+        .await?;
+    let next_cursor = next_cursor(&keys, limit, |k| k.id.to_string());
+    Ok(ApiJson(ApiKeyPage {
+        items: keys.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// Revokes an API key; it stops working at once on this server.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 200, description = "The revoked key", body = ApiKeyView),
+              (status = 404, description = "No such key", body = crate::error::Problem)))]
+pub async fn revoke(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ApiKeyView>, ApiError> {
+    let scoped = app.db.tenant(&principal.tenant);
+    let id = ApiKeyId::new(id);
+    let key = scoped
+        .get_api_key(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    if key.user_id != principal.user && !principal.can(Permission::UserManage) {
+        return Err(ApiError::forbidden("other users' keys need user:manage"));
+    }
+    let key = scoped
+        .revoke_api_key(&principal.audit(&request_id), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    app.auth.forget_key(&id);
+    Ok(ApiJson(key.into()))
+}

@@ -1,0 +1,49 @@
+//! The REST API under `/api/v1`, one module per resource, plus the public endpoints.
+
+pub mod api_keys;
+pub mod audit;
+pub mod docs;
+pub mod health;
+pub mod me;
+pub mod tenants;
+pub mod users;
+pub mod views;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+
+/// Default page size of list endpoints.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Cursor pagination: pass the previous page's `next_cursor` to get the next page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page size asked for, checked.
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(n @ 1..=200) => Ok(n),
+            Some(_) => Err(ApiError::bad_request("limit must be between 1 and 200")),
+        }
+    }
+}
+
+/// The cursor of a page whose items are ordered by id: the last id, when the page is full.
+pub fn next_cursor<T>(items: &[T], limit: u32, id: impl Fn(&T) -> String) -> Option<String> {
+    if items.len() as u32 == limit {
+        items.last().map(id)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,186 @@
+//! # omniforge-server
+//!
+//! The multi-tenant HTTP server: REST API under `/api/v1`, authentication (API keys, JWTs),
+//! RBAC, the audit log, OpenAPI with Swagger UI and ReDoc, health endpoints.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = omniforge_server::Config::load(None)?;
+//! let server = omniforge_server::Server::start(config).await?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.run(omniforge_server::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod middleware;
+pub mod router;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use omniforge_store::{AuditContext, Bootstrapped, Database, NewApiKey};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use app::{App, AppState};
+pub use config::{Config, ConfigError, LogFormat};
+pub use router::{openapi, router};
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The database could not be opened or migrated.
+    #[error("{description}: {source}")]
+    Database {
+        /// Which database, without credentials.
+        description: String,
+        /// Why.
+        source: omniforge_store::StoreError,
+    },
+    /// Part of the configuration could not be put to use (a key file, say).
+    #[error("{0}")]
+    Setup(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    app: AppState,
+}
+
+impl Server {
+    /// Opens and migrates the database and binds the listen address.
+    pub async fn start(config: Config) -> Result<Self, ServerError> {
+        let db = open_database(&config).await?;
+        let addr = config.listen_addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let app = App::new(config, db).map_err(ServerError::Setup)?;
+        Ok(Self { listener, app })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and lets
+    /// in-flight requests finish for up to the configured grace period.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = Duration::from_millis(self.app.config.http.shutdown_grace_ms);
+        let db = self.app.db.clone();
+        let stopping = Arc::new(Notify::new());
+        let notify = Arc::clone(&stopping);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            notify.notify_one();
+        };
+        let serve = axum::serve(self.listener, router(self.app)).with_graceful_shutdown(signal);
+        let result = tokio::select! {
+            result = serve => result,
+            () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; dropping unfinished requests");
+                Ok(())
+            }
+        };
+        db.close().await;
+        result
+    }
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_database(config: &Config) -> Result<Database, ServerError> {
+    let description = config.database_description();
+    let error = |source| ServerError::Database {
+        description: description.clone(),
+        source,
+    };
+    let db = Database::connect(&config.database_url())
+        .await
+        .map_err(error)?;
+    db.migrate().await.map_err(error)?;
+    Ok(db)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Creates a tenant with an owner and the owner's first API key, directly in the database
+/// (`omniforge admin bootstrap`). The owner is a platform admin when none exists yet.
+/// Returns what was created and the full key, which is shown once and never stored.
+pub async fn bootstrap(
+    db: &Database,
+    slug: &str,
+    email: &str,
+) -> Result<(Bootstrapped, String), String> {
+    api::tenants::check_slug(slug).map_err(|e| e.problem().detail)?;
+    api::users::check_email(email).map_err(|e| e.problem().detail)?;
+    let platform_admin = !db
+        .platform()
+        .has_platform_admin()
+        .await
+        .map_err(|e| e.to_string())?;
+    let minted = auth::api_key::mint()?;
+    let audit = AuditContext {
+        actor: "system:bootstrap".into(),
+        request_id: "bootstrap".into(),
+    };
+    let (prefix, secret_hash) = (minted.prefix.clone(), minted.secret_hash.clone());
+    let created = db
+        .platform()
+        .create_tenant_with_owner(&audit, slug, slug, email, platform_admin, |owner| {
+            NewApiKey {
+                user_id: owner.clone(),
+                name: "bootstrap".into(),
+                prefix,
+                secret_hash,
+                scopes: vec!["*".into()],
+                expires_at_ms: None,
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((created, minted.full))
+}

@@ -1,0 +1,190 @@
+//! Every route, with the access it requires, in one place.
+//!
+//! A route is added only through [`guard`], which takes its [`Access`]: the access is both
+//! enforced (a layer on the route) and written into the OpenAPI document as the operation's
+//! `security` (`[]` for public routes, the permission as the bearer scope otherwise). Tests
+//! walk the OpenAPI document, so they walk exactly the routes served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::{api_keys, audit, docs, health, me, tenants, users};
+use crate::app::AppState;
+use crate::auth::rbac::{Access, Permission};
+use crate::error::ApiError;
+use crate::middleware as mw;
+
+/// The OpenAPI document's fixed parts; paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "OmniForge API",
+        description = "Multi-tenant runtime and marketplace for AI-agent skills packaged as \
+                       WebAssembly components. Errors are RFC 9457 problem documents.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "operations", description = "Health and readiness"),
+        (name = "identity", description = "The caller"),
+        (name = "tenants", description = "Tenants (platform admins) and their exports"),
+        (name = "users", description = "Users and their roles"),
+        (name = "api-keys", description = "API keys"),
+        (name = "audit", description = "The audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("ofk_ API key or JWT")
+                        .description(Some(
+                            "An API key (`ofk_…`) or a JWT. Scopes name the permission the \
+                         operation requires.",
+                        ))
+                        .build(),
+                ),
+            );
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Declares a route's access: enforced by a layer on the route and documented as the
+/// operation's security requirement.
+fn guard(
+    access: Access,
+    (schemas, mut paths, method_router): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    let security = match access {
+        Access::Public => Vec::new(),
+        Access::Authenticated => vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
+        Access::Requires(permission) => {
+            vec![SecurityRequirement::new("bearer", [permission.as_str()])]
+        }
+    };
+    for item in paths.paths.values_mut() {
+        for operation in operations(item) {
+            operation.security = Some(security.clone());
+        }
+    }
+    let method_router = match access {
+        Access::Public => method_router,
+        // `route_layer`, so a wrong method still answers 405, not 401.
+        access => method_router.route_layer(middleware::from_fn(move |request, next| {
+            authorize(access, request, next)
+        })),
+    };
+    (schemas, paths, method_router)
+}
+
+/// Authenticates the caller, checks the route's permission, and hands the principal on.
+async fn authorize(access: Access, mut request: Request, next: Next) -> Response {
+    let Some(app) = request.extensions().get::<AppState>().cloned() else {
+        return ApiError::internal("the application state is missing").into_response();
+    };
+    let principal = match app.auth.authenticate(request.headers()).await {
+        Ok(principal) => principal,
+        Err(error) => return error.into_response(),
+    };
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(&principal.tenant));
+    span.record("principal", tracing::field::display(principal.actor()));
+    if let Access::Requires(permission) = access
+        && !principal.can(permission)
+    {
+        return ApiError::forbidden(format!("this needs the {permission} permission"))
+            .with("permission", permission.as_str())
+            .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api() -> OpenApiRouter<AppState> {
+    use Access::{Authenticated, Public, Requires};
+    use Permission::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(guard(Public, routes!(health::healthz)))
+        .routes(guard(Public, routes!(health::readyz)))
+        .routes(guard(Authenticated, routes!(me::get)))
+        .routes(guard(Requires(TenantManage), routes!(tenants::create)))
+        .routes(guard(Requires(TenantManage), routes!(tenants::list)))
+        .routes(guard(Requires(TenantRead), routes!(tenants::get)))
+        .routes(guard(Requires(TenantManage), routes!(tenants::update)))
+        .routes(guard(Requires(TenantManage), routes!(tenants::suspend)))
+        .routes(guard(Requires(TenantManage), routes!(tenants::resume)))
+        .routes(guard(Requires(TenantExport), routes!(tenants::export)))
+        .routes(guard(Requires(UserManage), routes!(users::create)))
+        .routes(guard(Requires(UserRead), routes!(users::list)))
+        .routes(guard(Requires(UserRead), routes!(users::get)))
+        .routes(guard(Requires(UserManage), routes!(users::set_roles)))
+        .routes(guard(Requires(UserManage), routes!(users::disable)))
+        .routes(guard(Requires(ApiKeyManage), routes!(api_keys::create)))
+        .routes(guard(Requires(ApiKeyManage), routes!(api_keys::list)))
+        .routes(guard(Requires(ApiKeyManage), routes!(api_keys::revoke)))
+        .routes(guard(Requires(AuditRead), routes!(audit::list)))
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut api = api().into_openapi();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The whole HTTP application: API, documentation, and the layers around them.
+pub fn router(app: AppState) -> Router {
+    let (api_router, _) = api().split_for_parts();
+    let body_limit = usize::try_from(app.config.http.body_limit_bytes).unwrap_or(usize::MAX);
+    let timeout = Duration::from_millis(app.config.http.request_timeout_ms);
+    api_router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .route("/redoc", get(docs::redoc_page))
+        .route("/redoc/redoc.standalone.js", get(docs::redoc_js))
+        .fallback(mw::not_found)
+        .method_not_allowed_fallback(mw::method_not_allowed)
+        .with_state(Arc::clone(&app))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(mw::panic_response))
+        .layer(middleware::from_fn_with_state(timeout, mw::timeout))
+        .layer(middleware::from_fn(mw::finish_problems))
+        .layer(axum::Extension(app))
+        .layer(middleware::from_fn(mw::request_id_and_span))
+}
