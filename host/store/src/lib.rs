@@ -33,3 +33,6 @@ pub use records::{
     Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
 };
 pub use tenant::TenantStore;
+
+#[cfg(feature = "testing")]
+pub mod testing;

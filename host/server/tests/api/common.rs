@@ -1,0 +1,259 @@
+//! `TestApp`: the real server on port 0 over a fresh database, with two tenants: `acme`
+//! (bootstrapped; its owner is the platform admin) and `globex` (created over the API).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
+use omniforge_server::config::{JwtConfig, Secret};
+use omniforge_server::{Config, Server};
+pub use omniforge_store::testing::{TestDatabase, all};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const JWT_SECRET: &str = "an-hs256-secret-for-tests-only-0123456789";
+pub const ISSUER: &str = "https://idp.test";
+pub const AUDIENCE: &str = "omniforge-tests";
+
+/// One tenant's handles.
+pub struct TenantHandle {
+    pub id: String,
+    pub owner_id: String,
+    pub key: String,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub acme: TenantHandle,
+    pub globex: TenantHandle,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A JSON answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts the status and, for errors, that the body is a problem document.
+    pub fn expect(&self, status: u16, context: &str) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{context}: {}",
+            serde_json::to_string_pretty(&self.body).unwrap()
+        );
+        if status >= 400 {
+            assert_eq!(self.content_type, "application/problem+json", "{context}");
+            assert_eq!(self.body["status"], status, "{context}");
+            assert!(self.body["type"].as_str().is_some(), "{context}");
+        }
+        &self.body
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The default test configuration: port 0, the test database, HS256 tokens.
+pub fn test_config(db: &TestDatabase) -> Config {
+    let mut config = Config::load_with_env(None, |_| None).unwrap();
+    config.listen = "127.0.0.1:0".into();
+    config.database_url = Some(Secret::new(db.url.clone()));
+    config.auth.jwt = Some(JwtConfig {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        hs256_secret: Some(Secret::new(JWT_SECRET)),
+        rs256_public_key_file: None,
+        jwks_url: None,
+        tenant_claim: "tenant".into(),
+        leeway_secs: 0,
+    });
+    config
+}
+
+impl TestApp {
+    pub async fn start(db: TestDatabase) -> Self {
+        let config = test_config(&db);
+        Self::start_with(db, config).await
+    }
+
+    pub async fn start_with(db: TestDatabase, config: Config) -> Self {
+        db.db.migrate().await.unwrap();
+        let (created, acme_key) = omniforge_server::bootstrap(&db.db, "acme", "ada@acme.test")
+            .await
+            .unwrap();
+        let server = Server::start(config).await.expect("the server starts");
+        let base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let mut app = Self {
+            base,
+            client,
+            db,
+            acme: TenantHandle {
+                id: created.tenant.id.to_string(),
+                owner_id: created.owner.id.to_string(),
+                key: acme_key,
+            },
+            globex: TenantHandle {
+                id: String::new(),
+                owner_id: String::new(),
+                key: String::new(),
+            },
+            shutdown: Some(stop),
+        };
+        let body = app
+            .call(
+                Method::POST,
+                "/api/v1/tenants",
+                Some(&app.acme.key),
+                Some(json!({"slug": "globex", "name": "Globex", "owner_email": "bo@globex.test"})),
+            )
+            .await
+            .expect(201, "create globex")
+            .clone();
+        app.globex.id = body["tenant"]["id"].as_str().unwrap().into();
+        app.globex.owner_id = body["owner"]["id"].as_str().unwrap().into();
+        app.globex.key = body["owner_api_key"]["key"].as_str().unwrap().into();
+        app
+    }
+
+    /// Sends a request with an optional bearer credential and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    /// A new API key of the acme owner, limited to `scopes`.
+    pub async fn scoped_key(&self, scopes: &[&str]) -> (String, String) {
+        let body = self
+            .call(
+                Method::POST,
+                "/api/v1/api-keys",
+                Some(&self.acme.key),
+                Some(json!({"name": "scoped", "scopes": scopes})),
+            )
+            .await
+            .expect(201, "create a scoped key")
+            .clone();
+        (
+            body["key"].as_str().unwrap().to_owned(),
+            body["api_key"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Runs one SQL statement on the test database (to age a key, say).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.db.db {
+            omniforge_store::Database::Sqlite(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+            omniforge_store::Database::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+
+    /// Every text column of a table, concatenated per row.
+    pub async fn dump(&self, table: &str) -> String {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"));
+        let rows: Vec<String> = match &self.db.db {
+            omniforge_store::Database::Sqlite(pool) => {
+                use sqlx::Row;
+                let rows = sqlx::query(sql).fetch_all(pool).await.unwrap();
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<String, _>(i).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
+                    .collect()
+            }
+            omniforge_store::Database::Postgres(pool) => {
+                use sqlx::Row;
+                let rows = sqlx::query(sql).fetch_all(pool).await.unwrap();
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| row.try_get::<String, _>(i).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
+                    .collect()
+            }
+        };
+        rows.join("\n")
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+/// An HS256 token for `subject` in `tenant`, with `extra` claims merged over the defaults.
+pub fn hs256_token(tenant: &str, subject: &str, extra: Value) -> String {
+    let now = now_ms() / 1000;
+    let mut claims = json!({
+        "sub": subject, "tenant": tenant, "iss": ISSUER, "aud": AUDIENCE,
+        "iat": now, "exp": now + 300,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}

@@ -1,0 +1,190 @@
+//! Walks every route of the OpenAPI document (which is built from the router itself) and
+//! checks its access rule: 401 for every kind of bad credential, 403 without the route's
+//! permission, 404 for another tenant's resource.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, all, hs256_token, now_ms};
+
+struct Route {
+    method: Method,
+    path: String,
+    /// `None`: public; `Some(None)`: any principal; `Some(Some(p))`: permission `p`.
+    access: Option<Option<String>>,
+}
+
+fn routes() -> Vec<Route> {
+    let api = serde_json::to_value(omniforge_server::openapi()).unwrap();
+    let mut routes = Vec::new();
+    for (path, item) in api["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let security = operation
+                .get("security")
+                .unwrap_or_else(|| panic!("{method} {path} declares no access rule"));
+            let access = match security.as_array().unwrap().as_slice() {
+                [] => None,
+                [requirement] => {
+                    let scopes = requirement["bearer"].as_array().unwrap();
+                    Some(scopes.first().and_then(Value::as_str).map(str::to_owned))
+                }
+                other => panic!("{method} {path}: unexpected security {other:?}"),
+            };
+            routes.push(Route {
+                method,
+                path: path.clone(),
+                access,
+            });
+        }
+    }
+    routes
+}
+
+/// The path with its `{id}` filled by the resource of `tenant` the route's collection holds.
+fn fill(path: &str, tenant_id: &str, user_id: &str, key_id: &str) -> String {
+    if !path.contains('{') {
+        return path.to_owned();
+    }
+    let id = if path.starts_with("/api/v1/tenants/") {
+        tenant_id
+    } else if path.starts_with("/api/v1/users/") {
+        user_id
+    } else if path.starts_with("/api/v1/api-keys/") {
+        key_id
+    } else {
+        panic!("{path}: teach this test which resource its parameter names")
+    };
+    path.replace("{id}", id)
+}
+
+/// A valid body for the routes that need one to reach their handler.
+fn body_for(method: &Method, path: &str) -> Option<Value> {
+    match (method.as_str(), path) {
+        ("PUT", "/api/v1/users/{id}/roles") => Some(json!({"roles": ["viewer"]})),
+        ("PATCH", "/api/v1/tenants/{id}") => Some(json!({"name": "Renamed"})),
+        ("GET" | "DELETE", _) => None,
+        (_, p) if p.ends_with("/suspend") || p.ends_with("/resume") => None,
+        (m, p) => panic!("{m} {p}: teach this test a valid body"),
+    }
+}
+
+#[test]
+fn every_route_declares_its_access() {
+    let routes = routes();
+    assert!(routes.len() >= 19, "only {} routes found", routes.len());
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.access.is_none() && r.path == "/healthz")
+    );
+}
+
+#[tokio::test]
+async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenants() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        let acme_key_id = app
+            .call(Method::GET, "/api/v1/me", Some(&app.acme.key), None)
+            .await
+            .expect(200, "me")["api_key_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let (revoked, revoked_id) = app.scoped_key(&["*"]).await;
+        app.call(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{revoked_id}"),
+            Some(&app.acme.key),
+            None,
+        )
+        .await
+        .expect(200, "revoke");
+        let (expired, expired_id) = app.scoped_key(&["*"]).await;
+        app.execute(&format!(
+            "UPDATE api_keys SET expires_at_ms = {} WHERE id = '{expired_id}'",
+            now_ms() - 1000
+        ))
+        .await;
+        let prefix = &app.acme.key[..17];
+        let wrong_secret = format!("{prefix}{}", "A".repeat(43));
+        let expired_token = hs256_token(
+            "acme",
+            &app.acme.owner_id,
+            json!({"exp": now_ms() / 1000 - 60}),
+        );
+        let forged_token = {
+            let good = hs256_token("acme", &app.acme.owner_id, json!({}));
+            let (rest, _) = good.rsplit_once('.').unwrap();
+            format!("{rest}.c2lnbmF0dXJl")
+        };
+        let bad_credentials: Vec<(&str, Option<String>)> = vec![
+            ("no credentials", None),
+            ("malformed key", Some("ofk_123".into())),
+            ("wrong secret", Some(wrong_secret)),
+            ("revoked key", Some(revoked)),
+            ("expired key", Some(expired)),
+            ("garbage token", Some("not-a-token".into())),
+            ("expired token", Some(expired_token)),
+            ("forged token", Some(forged_token)),
+        ];
+
+        for route in routes() {
+            let own = fill(&route.path, &app.acme.id, &app.acme.owner_id, &acme_key_id);
+            let label = format!("{} {}", route.method, route.path);
+            let Some(access) = &route.access else {
+                let answer = app.call(route.method.clone(), &own, None, None).await;
+                assert_ne!(answer.status.as_u16(), 401, "{label} is public");
+                continue;
+            };
+            for (what, credential) in &bad_credentials {
+                let answer = app
+                    .call(route.method.clone(), &own, credential.as_deref(), None)
+                    .await;
+                answer.expect(401, &format!("{label} with {what}"));
+            }
+            // A malformed Authorization header (not Bearer).
+            let answer = crate::common::answer(
+                app.client
+                    .request(route.method.clone(), format!("{}{own}", app.base))
+                    .header("authorization", "Basic YWRhOnB3")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            answer.expect(401, &format!("{label} with Basic auth"));
+
+            let Some(permission) = access else { continue };
+            let other = if permission == "task:read" {
+                "skill:read"
+            } else {
+                "task:read"
+            };
+            let (narrow, _) = app.scoped_key(&[other]).await;
+            let answer = app
+                .call(route.method.clone(), &own, Some(&narrow), None)
+                .await;
+            answer.expect(403, &format!("{label} without {permission}"));
+
+            // Another tenant's resource: globex's owner holds every tenant permission but
+            // not tenant:manage, so it reaches the handler and must learn nothing.
+            if route.path.contains('{') && permission != "tenant:manage" {
+                let body = body_for(&route.method, &route.path);
+                let answer = app
+                    .call(route.method.clone(), &own, Some(&app.globex.key), body)
+                    .await;
+                answer.expect(404, &format!("{label} on another tenant's resource"));
+            }
+        }
+        // Nothing of acme's was changed by globex's attempts.
+        let me = app
+            .call(Method::GET, "/api/v1/me", Some(&app.acme.key), None)
+            .await;
+        me.expect(200, "acme's key still works");
+        assert_eq!(me.body["user"]["roles"], json!(["owner"]));
+    }
+}
