@@ -4,6 +4,7 @@
 mod migrate;
 mod packages;
 mod run;
+mod server;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
