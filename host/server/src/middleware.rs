@@ -152,3 +152,67 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
             .unwrap_or_else(|| RequestId(String::from("-"))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::to_bytes;
+    use axum::routing::get;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    async fn explode() -> &'static str {
+        panic!("secret internal detail")
+    }
+
+    /// The layers as `router()` stacks them, around handlers that panic or dawdle.
+    fn app() -> Router {
+        Router::new()
+            .route("/panic", get(explode))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(50),
+                timeout,
+            ))
+            .layer(axum::middleware::from_fn(finish_problems))
+            .layer(axum::middleware::from_fn(request_id_and_span))
+    }
+
+    async fn problem(path: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        let status = response.status();
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(response.headers().contains_key(REQUEST_ID));
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_problem_without_its_message() {
+        let (status, body) = problem("/panic").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body["type"].as_str().unwrap().ends_with("/internal"));
+        assert!(!body.to_string().contains("secret internal detail"));
+        assert!(body["request_id"].is_string());
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_answers_a_503_problem() {
+        let (status, body) = problem("/slow").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body["type"].as_str().unwrap().ends_with("/request-timeout"));
+    }
+}

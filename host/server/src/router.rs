@@ -1,6 +1,6 @@
 //! Every route, with the access it requires, in one place.
 //!
-//! A route is added only through [`guard`], which takes its [`Access`]: the access is both
+//! A route is added only through `guard`, which takes its [`Access`]: the access is both
 //! enforced (a layer on the route) and written into the OpenAPI document as the operation's
 //! `security` (`[]` for public routes, the permission as the bearer scope otherwise). Tests
 //! walk the OpenAPI document, so they walk exactly the routes served.

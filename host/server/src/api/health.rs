@@ -41,3 +41,19 @@ pub async fn readyz(State(app): State<AppState>) -> Result<ApiJson<Health>, ApiE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_follows_the_database() {
+        let test = omniforge_store::testing::sqlite().await;
+        let config = crate::Config::load_with_env(None, |_| None).unwrap();
+        let app = crate::App::new(config, test.db.clone()).unwrap();
+        assert!(readyz(State(app.clone())).await.is_ok());
+        test.db.close().await;
+        let error = readyz(State(app)).await.err().expect("not ready");
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
