@@ -53,7 +53,7 @@ mod tests {
         let app = crate::App::new(config, test.db.clone()).unwrap();
         assert!(readyz(State(app.clone())).await.is_ok());
         test.db.close().await;
-        let error = readyz(State(app)).await.err().expect("not ready");
+        let error = readyz(State(app)).await.expect_err("not ready");
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
