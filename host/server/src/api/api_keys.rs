@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::views::{ApiKeyPage, ApiKeyView, CreatedApiKey};
-use crate::api::{DEFAULT_PAGE, next_cursor};
+use crate::api::{next_cursor, page_limit};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::api_key;
@@ -118,11 +118,7 @@ pub async fn list(
     principal: Principal,
     ApiQuery(query): ApiQuery<ListApiKeys>,
 ) -> Result<ApiJson<ApiKeyPage>, ApiError> {
-    let limit = match query.limit {
-        None => DEFAULT_PAGE,
-        Some(n @ 1..=200) => n,
-        Some(_) => return Err(ApiError::bad_request("limit must be between 1 and 200")),
-    };
+    let limit = page_limit(query.limit)?;
     let all = principal.can(Permission::UserManage);
     let user = match query.user_id {
         Some(id) if all || id == principal.user.as_str() => Some(UserId::new(id)),

@@ -5,8 +5,8 @@ use omniforge_store::AuditFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::api::DEFAULT_PAGE;
 use crate::api::views::AuditEventPage;
+use crate::api::{next_cursor, page_limit};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiQuery};
@@ -42,11 +42,7 @@ pub async fn list(
     principal: Principal,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<ApiJson<AuditEventPage>, ApiError> {
-    let limit = match query.limit {
-        None => DEFAULT_PAGE,
-        Some(n @ 1..=200) => n,
-        Some(_) => return Err(ApiError::bad_request("limit must be between 1 and 200")),
-    };
+    let limit = page_limit(query.limit)?;
     let before_id = query
         .cursor
         .as_deref()
@@ -70,9 +66,7 @@ pub async fn list(
         .tenant(&principal.tenant)
         .list_audit_events(&filter)
         .await?;
-    let next_cursor = (events.len() as u32 == limit)
-        .then(|| events.last().map(|e| e.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&events, limit, |e| e.id.to_string());
     Ok(ApiJson(AuditEventPage {
         items: events.into_iter().map(Into::into).collect(),
         next_cursor,

@@ -31,11 +31,16 @@ pub struct PageQuery {
 impl PageQuery {
     /// The page size asked for, checked.
     pub fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(DEFAULT_PAGE),
-            Some(n @ 1..=200) => Ok(n),
-            Some(_) => Err(ApiError::bad_request("limit must be between 1 and 200")),
-        }
+        page_limit(self.limit)
+    }
+}
+
+/// A requested page size, checked: 1 to 200, default [`DEFAULT_PAGE`].
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n @ 1..=200) => Ok(n),
+        Some(_) => Err(ApiError::bad_request("limit must be between 1 and 200")),
     }
 }
 

@@ -29,9 +29,8 @@ pub struct VerifiedToken {
 
 /// Verifies bearer tokens as configured.
 pub struct JwtVerifier {
-    issuer: String,
-    audience: String,
-    leeway: u64,
+    hs256_rules: Validation,
+    rs256_rules: Validation,
     tenant_claim: String,
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
@@ -92,10 +91,18 @@ impl JwtVerifier {
                 state: tokio::sync::Mutex::new(JwksState::default()),
             }),
         };
+        let rules = |algorithm| {
+            let mut rules = Validation::new(algorithm);
+            rules.set_issuer(&[&config.issuer]);
+            rules.set_audience(&[&config.audience]);
+            rules.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            rules.validate_nbf = true;
+            rules.leeway = config.leeway_secs;
+            rules
+        };
         Ok(Self {
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            leeway: config.leeway_secs,
+            hs256_rules: rules(Algorithm::HS256),
+            rs256_rules: rules(Algorithm::RS256),
             tenant_claim: config.tenant_claim.clone(),
             hs256,
             rs256,
@@ -106,21 +113,20 @@ impl JwtVerifier {
     /// Verifies `token`; the error says which check failed (never echoing the token).
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, String> {
         let header = decode_header(token).map_err(|_| "malformed token".to_owned())?;
-        let key = match header.alg {
-            Algorithm::HS256 => self
-                .hs256
-                .clone()
-                .ok_or("HS256 tokens are not accepted here")?,
-            Algorithm::RS256 => self.rs256_key(header.kid.as_deref()).await?,
+        let (key, rules) = match header.alg {
+            Algorithm::HS256 => (
+                self.hs256
+                    .clone()
+                    .ok_or("HS256 tokens are not accepted here")?,
+                &self.hs256_rules,
+            ),
+            Algorithm::RS256 => (
+                self.rs256_key(header.kid.as_deref()).await?,
+                &self.rs256_rules,
+            ),
             other => return Err(format!("{other:?} tokens are not accepted here")),
         };
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = self.leeway;
-        let data = decode::<Claims>(token, &key, &validation).map_err(|e| {
+        let data = decode::<Claims>(token, &key, rules).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind::*;
             match e.kind() {
                 ExpiredSignature => "token expired".to_owned(),

@@ -189,10 +189,10 @@ impl TestApp {
     /// Every text column of a table, concatenated per row.
     pub async fn dump(&self, table: &str) -> String {
         let sql = sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"));
-        let rows: Vec<String> = match &self.db.db {
-            omniforge_store::Database::Sqlite(pool) => {
+        macro_rules! text_rows {
+            ($pool:expr) => {{
                 use sqlx::Row;
-                let rows = sqlx::query(sql).fetch_all(pool).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all($pool).await.unwrap();
                 rows.iter()
                     .map(|row| {
                         (0..row.len())
@@ -200,20 +200,12 @@ impl TestApp {
                             .collect::<Vec<_>>()
                             .join("|")
                     })
-                    .collect()
-            }
-            omniforge_store::Database::Postgres(pool) => {
-                use sqlx::Row;
-                let rows = sqlx::query(sql).fetch_all(pool).await.unwrap();
-                rows.iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| row.try_get::<String, _>(i).unwrap_or_default())
-                            .collect::<Vec<_>>()
-                            .join("|")
-                    })
-                    .collect()
-            }
+                    .collect::<Vec<String>>()
+            }};
+        }
+        let rows = match &self.db.db {
+            omniforge_store::Database::Sqlite(pool) => text_rows!(pool),
+            omniforge_store::Database::Postgres(pool) => text_rows!(pool),
         };
         rows.join("\n")
     }
