@@ -137,6 +137,7 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
                 allowed: skill.http.clone(),
                 operator_allowed: args.allow_http.clone(),
                 allow_private_networks: args.allow_private_network,
+                tenant_allowed: None,
             },
         },
     };

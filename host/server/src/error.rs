@@ -53,6 +53,7 @@ pub struct ApiError {
     detail: String,
     extensions: Map<String, Value>,
     www_authenticate: bool,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -64,6 +65,7 @@ impl ApiError {
             detail: detail.into(),
             extensions: Map::new(),
             www_authenticate: false,
+            retry_after_secs: None,
         }
     }
 
@@ -109,6 +111,20 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", detail)
     }
 
+    /// 429: a rate limit, quota or concurrency limit; `limit` names which, and the
+    /// `Retry-After` header says when to try again (whole seconds, at least 1).
+    pub fn too_many_requests(
+        detail: impl Into<String>,
+        limit: &str,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
+            .with("limit", limit);
+        error.retry_after_secs = Some(secs.max(1));
+        error
+    }
+
     /// 500: logged here with its cause; the client sees a generic detail.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -142,6 +158,8 @@ impl From<omniforge_store::StoreError> for ApiError {
     fn from(error: omniforge_store::StoreError) -> Self {
         match error {
             omniforge_store::StoreError::Conflict(detail) => Self::conflict(detail),
+            omniforge_store::StoreError::Forbidden(detail) => Self::forbidden(detail),
+            omniforge_store::StoreError::Invalid(detail) => Self::bad_request(detail),
             other => Self::internal(other),
         }
     }
@@ -156,6 +174,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"omniforge\""),
             );
+        }
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         // The body is written by `finish_problems`, which knows the request id and path.
         response.extensions_mut().insert(problem);

@@ -18,7 +18,9 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod middleware;
+pub mod ratelimit;
 pub mod router;
+pub mod skills;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,14 +67,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens and migrates the database and binds the listen address.
+    /// Opens and migrates the database and binds the listen address; components compile on
+    /// a thread of this process.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
+        Self::start_with(config, None).await
+    }
+
+    /// [`Server::start`] with the compiler for published components (the CLI passes one that
+    /// compiles in a child process).
+    pub async fn start_with(
+        config: Config,
+        compiler: Option<Arc<dyn omniforge_runtime::Compiler>>,
+    ) -> Result<Self, ServerError> {
         let db = open_database(&config).await?;
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let app = App::new(config, db).map_err(ServerError::Setup)?;
+        let app = App::new(config, db, compiler).map_err(ServerError::Setup)?;
         Ok(Self { listener, app })
     }
 
@@ -91,6 +103,9 @@ impl Server {
     ) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.app.config.http.shutdown_grace_ms);
         let db = self.app.db.clone();
+        let meter = Arc::clone(&self.app.meter);
+        meter.spawn_flusher(Duration::from_millis(self.app.config.skills.usage_flush_ms));
+        spawn_rate_limit_cleanup(&self.app);
         let stopping = Arc::new(Notify::new());
         let notify = Arc::clone(&stopping);
         let signal = async move {
@@ -106,9 +121,25 @@ impl Server {
                 Ok(())
             }
         };
+        if let Err(e) = meter.flush().await {
+            tracing::error!("cannot write the last usage counters: {e}");
+        }
         db.close().await;
         result
     }
+}
+
+/// Forgets idle rate-limit state every minute, so one-off credentials do not pile up.
+fn spawn_rate_limit_cleanup(app: &AppState) {
+    let weak = Arc::downgrade(app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(app) = weak.upgrade() else { break };
+            app.rate_limits.shrink();
+        }
+    });
 }
 
 /// Opens the configured database and applies pending migrations.

@@ -21,8 +21,11 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{api_keys, audit, docs, health, me, tenants, users};
+use crate::api::{
+    api_keys, audit, docs, health, installations, invoke, me, skills, tenants, usage, users,
+};
 use crate::app::AppState;
+use crate::auth::Credential;
 use crate::auth::rbac::{Access, Permission};
 use crate::error::ApiError;
 use crate::middleware as mw;
@@ -44,6 +47,9 @@ use crate::middleware as mw;
         (name = "users", description = "Users and their roles"),
         (name = "api-keys", description = "API keys"),
         (name = "audit", description = "The audit log"),
+        (name = "skills", description = "Publish, discover, change and invoke skills"),
+        (name = "installations", description = "Other tenants' public skills in use"),
+        (name = "usage", description = "Usage against the tenant's quotas"),
     )
 )]
 struct ApiDoc;
@@ -113,6 +119,17 @@ fn guard(
     (schemas, paths, method_router)
 }
 
+/// Lifts the JSON body limit from a route that streams its body under its own limit.
+fn unlimited_body(
+    (schemas, paths, method_router): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    (
+        schemas,
+        paths,
+        method_router.layer(DefaultBodyLimit::disable()),
+    )
+}
+
 /// Authenticates the caller, checks the route's permission, and hands the principal on.
 async fn authorize(access: Access, mut request: Request, next: Next) -> Response {
     let Some(app) = request.extensions().get::<AppState>().cloned() else {
@@ -122,6 +139,18 @@ async fn authorize(access: Access, mut request: Request, next: Next) -> Response
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
+    let credential = match &principal.credential {
+        Credential::ApiKey(id) => id.as_str().to_owned(),
+        Credential::Token => format!("user:{}", principal.user),
+    };
+    if let Err(limited) = app.rate_limits.check(&principal.tenant, &credential) {
+        let detail = match limited.limit {
+            "tenant" => "this tenant sends requests faster than it may",
+            _ => "this credential sends requests faster than it may",
+        };
+        return ApiError::too_many_requests(detail, limited.limit, limited.retry_after)
+            .into_response();
+    }
     let span = tracing::Span::current();
     span.record("tenant_id", tracing::field::display(&principal.tenant));
     span.record("principal", tracing::field::display(principal.actor()));
@@ -160,6 +189,32 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(guard(Requires(ApiKeyManage), routes!(api_keys::list)))
         .routes(guard(Requires(ApiKeyManage), routes!(api_keys::revoke)))
         .routes(guard(Requires(AuditRead), routes!(audit::list)))
+        .routes(guard(Requires(TenantRead), routes!(usage::get_policy)))
+        .routes(guard(Requires(TenantManage), routes!(usage::set_policy)))
+        .routes(guard(Requires(TenantRead), routes!(usage::get)))
+        .routes(unlimited_body(guard(
+            Requires(SkillPublish),
+            routes!(skills::publish),
+        )))
+        .routes(guard(Requires(SkillRead), routes!(skills::list)))
+        .routes(guard(Requires(SkillRead), routes!(skills::get)))
+        .routes(guard(Requires(SkillPublish), routes!(skills::update)))
+        .routes(guard(Requires(SkillPublish), routes!(skills::delete)))
+        .routes(guard(Requires(SkillRead), routes!(skills::versions)))
+        .routes(guard(Requires(SkillRead), routes!(skills::version)))
+        .routes(guard(Requires(SkillRead), routes!(skills::download)))
+        .routes(guard(Requires(SkillPublish), routes!(skills::yank)))
+        .routes(guard(Requires(SkillPublish), routes!(skills::unyank)))
+        .routes(guard(Requires(SkillInvoke), routes!(invoke::invoke)))
+        .routes(guard(
+            Requires(SkillPublish),
+            routes!(installations::install),
+        ))
+        .routes(guard(Requires(SkillRead), routes!(installations::list)))
+        .routes(guard(
+            Requires(SkillPublish),
+            routes!(installations::uninstall),
+        ))
 }
 
 /// The OpenAPI document of the API.

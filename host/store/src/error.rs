@@ -29,6 +29,12 @@ pub enum StoreError {
     /// The change would break a uniqueness or integrity rule (a taken slug, the last owner).
     #[error("{0}")]
     Conflict(String),
+    /// The tenant may not do this (a namespace of another tenant).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A caller-supplied value is malformed (a cursor).
+    #[error("{0}")]
+    Invalid(String),
     /// A stored value could not be read back (a value outside its allowed set).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

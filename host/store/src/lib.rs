@@ -16,15 +16,19 @@
 mod audit;
 mod database;
 mod error;
+mod kv;
 mod migrations;
 mod platform;
 mod records;
 mod rows;
+mod skills;
 mod tenant;
+mod usage;
 
 pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;
+pub use kv::{KvIncrement, KvWrite};
 pub use migrations::MigrationStatus;
 pub use omniforge_types::{ApiKeyId, TenantId, UserId};
 pub use platform::{Bootstrapped, Platform};
@@ -32,7 +36,11 @@ pub use records::{
     ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser, Role,
     Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
 };
+pub use skills::{
+    Installation, NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility,
+};
 pub use tenant::TenantStore;
+pub use usage::{UsageCounters, UsageDelta};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -38,6 +38,10 @@ impl Database {
 }
 
 impl Platform<'_> {
+    pub(crate) fn db(&self) -> &Database {
+        self.db
+    }
+
     /// Creates a tenant. A taken slug is a conflict.
     pub async fn create_tenant(
         &self,

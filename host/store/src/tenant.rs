@@ -40,6 +40,10 @@ impl TenantStore<'_> {
         self.tenant
     }
 
+    pub(crate) fn db(&self) -> &Database {
+        self.db
+    }
+
     /// The tenant's own record.
     pub async fn get(&self) -> Result<Option<Tenant>, StoreError> {
         let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");

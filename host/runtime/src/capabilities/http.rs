@@ -36,6 +36,10 @@ pub struct HttpPolicy {
     /// Let every allowed host name resolve to loopback, private or link-local addresses.
     /// Off by default.
     pub allow_private_networks: bool,
+    /// Destinations the tenant's policy permits: when set, a destination in
+    /// [`Self::allowed`] is reachable only if it also matches one of these (operator grants
+    /// are not narrowed).
+    pub tenant_allowed: Option<Vec<HostPattern>>,
 }
 
 impl HttpPolicy {
@@ -59,7 +63,12 @@ impl HttpPolicy {
     fn decide(&self, scheme: &Scheme, host: &str, port: u16) -> Option<bool> {
         let matches = |p: &&HostPattern| p.matches(scheme.as_str(), host, port);
         let mut operator = self.operator_allowed.iter().filter(matches).peekable();
-        let granted = operator.peek().is_some() || self.allowed.iter().any(|p| matches(&p));
+        let tenant_permits = self
+            .tenant_allowed
+            .as_ref()
+            .is_none_or(|permitted| permitted.iter().any(|p| matches(&p)));
+        let granted = operator.peek().is_some()
+            || (tenant_permits && self.allowed.iter().any(|p| matches(&p)));
         let explicit = operator.any(|p| p.names_address_explicitly());
         granted.then_some(self.allow_private_networks || explicit)
     }
@@ -270,5 +279,20 @@ mod tests {
         for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
             assert!(is_public(ip.parse().unwrap()), "{ip} should be public");
         }
+    }
+
+    #[test]
+    fn a_tenant_policy_narrows_what_the_skill_declared_but_not_operator_grants() {
+        let p = |s: &str| s.parse::<HostPattern>().unwrap();
+        let mut policy = HttpPolicy::allow([p("api.example.com"), p("*.example.org")]);
+        let https = Scheme::HTTPS;
+        assert_eq!(policy.decide(&https, "api.example.com", 443), Some(false));
+        policy.tenant_allowed = Some(vec![p("*.example.org")]);
+        assert_eq!(policy.decide(&https, "api.example.com", 443), None);
+        assert_eq!(policy.decide(&https, "x.example.org", 443), Some(false));
+        policy.tenant_allowed = Some(Vec::new());
+        assert_eq!(policy.decide(&https, "x.example.org", 443), None);
+        policy.operator_allowed = vec![p("api.example.com")];
+        assert_eq!(policy.decide(&https, "api.example.com", 443), Some(false));
     }
 }

@@ -4,8 +4,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod docs;
 pub mod health;
+pub mod installations;
+pub mod invoke;
 pub mod me;
+pub mod skills;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 pub mod views;
 

@@ -147,7 +147,11 @@ pub async fn list(
 }
 
 /// The tenant `id` if the principal may see it: its own, or any for platform admins.
-async fn visible(app: &AppState, principal: &Principal, id: &str) -> Result<Tenant, ApiError> {
+pub(crate) async fn visible(
+    app: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<Tenant, ApiError> {
     let id = TenantId::new(id);
     if id != principal.tenant && !principal.can(Permission::TenantManage) {
         return Err(ApiError::not_found("tenant"));

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub acme: TenantHandle,
     pub globex: TenantHandle,
+    /// The server's data directory (blobs).
+    pub data: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -93,7 +95,13 @@ impl TestApp {
         Self::start_with(db, config).await
     }
 
-    pub async fn start_with(db: TestDatabase, config: Config) -> Self {
+    pub async fn start_with(db: TestDatabase, mut config: Config) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        config.data_dir = data.path().to_owned();
+        // Compiled components are shared by every test (content-addressed, written
+        // atomically), so each component compiles once per run, not once per test.
+        config.skills.artifact_cache_dir =
+            Some(std::env::temp_dir().join("omniforge-test-artifacts"));
         db.db.migrate().await.unwrap();
         let (created, acme_key) = omniforge_server::bootstrap(&db.db, "acme", "ada@acme.test")
             .await
@@ -119,6 +127,7 @@ impl TestApp {
                 owner_id: String::new(),
                 key: String::new(),
             },
+            data,
             shutdown: Some(stop),
         };
         let body = app
@@ -209,6 +218,113 @@ impl TestApp {
         };
         rows.join("\n")
     }
+}
+
+impl TestApp {
+    /// The number of rows of a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"));
+        match &self.db.db {
+            omniforge_store::Database::Sqlite(pool) => {
+                sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+            }
+            omniforge_store::Database::Postgres(pool) => {
+                sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+            }
+        }
+    }
+
+    /// Uploads a package as `application/zip`.
+    pub async fn publish(&self, key: &str, package: &[u8]) -> Answer {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/skills", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/zip")
+            .body(package.to_vec())
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    /// Invokes `skill` (`ns/name`) with `input`, and a version requirement if given.
+    pub async fn invoke(
+        &self,
+        key: &str,
+        skill: &str,
+        input: Value,
+        version: Option<&str>,
+    ) -> Answer {
+        let mut body = json!({ "input": input });
+        if let Some(version) = version {
+            body["version"] = json!(version);
+        }
+        self.call(
+            Method::POST,
+            &format!("/api/v1/skills/{skill}/invoke"),
+            Some(key),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Files in the server's blob store.
+    pub fn blob_count(&self) -> usize {
+        fn walk(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir).map_or(0, |entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        let path = e.path();
+                        if path.is_dir() { walk(&path) } else { 1 }
+                    })
+                    .sum()
+            })
+        }
+        walk(&self.data.path().join("blobs"))
+    }
+}
+
+/// A package of the Rust example skill `example` (a directory of `EXAMPLES_DIR`) with its
+/// built component, the manifest edited by `edit` (e.g. to change the version).
+pub fn example_package(example: &str, wasm: &str, edit: impl Fn(String) -> String) -> Vec<u8> {
+    let dir = std::path::Path::new(omniforge_test_programs::EXAMPLES_DIR).join(example);
+    let manifest = std::fs::read_to_string(dir.join("omniforge.toml")).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(
+        "omniforge.toml".to_owned(),
+        edit(manifest)
+            .replace(&component_line(&dir), "component = \"skill.wasm\"")
+            .into_bytes(),
+    );
+    files.insert("skill.wasm".to_owned(), omniforge_test_programs::read(wasm));
+    if let Ok(readme) = std::fs::read(dir.join("README.md")) {
+        files.insert("README.md".to_owned(), readme);
+    }
+    omniforge_registry::write_archive(&files)
+}
+
+fn component_line(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("omniforge.toml"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("component"))
+        .unwrap()
+        .to_owned()
+}
+
+/// A package of a test guest (a `tool` world component) named `acme-tests/<name>`.
+pub fn guest_package(name: &str, wasm: &str) -> Vec<u8> {
+    let manifest = format!(
+        "[package]\nname = \"acme-tests/{name}\"\nversion = \"1.0.0\"\n\
+         description = \"Hostile test guest {name}\"\nlicense = \"Apache-2.0\"\n\n\
+         [skill]\nworld = \"tool\"\n"
+    );
+    let mut files = std::collections::BTreeMap::new();
+    files.insert("omniforge.toml".to_owned(), manifest.into_bytes());
+    files.insert("skill.wasm".to_owned(), omniforge_test_programs::read(wasm));
+    omniforge_registry::write_archive(&files)
 }
 
 pub async fn answer(response: reqwest::Response) -> Answer {

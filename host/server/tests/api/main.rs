@@ -6,4 +6,5 @@ mod common;
 mod flows;
 mod openapi;
 mod routes;
+mod skills;
 mod tokens;

@@ -48,6 +48,13 @@ fn fill(path: &str, tenant_id: &str, user_id: &str, key_id: &str) -> String {
     if !path.contains('{') {
         return path.to_owned();
     }
+    if path.contains("{namespace}") {
+        // acme's private `examples/hello` 0.1.0, published before the walk.
+        return path
+            .replace("{namespace}", "examples")
+            .replace("{name}", "hello")
+            .replace("{version}", "0.1.0");
+    }
     let id = if path.starts_with("/api/v1/tenants/") {
         tenant_id
     } else if path.starts_with("/api/v1/users/") {
@@ -65,6 +72,12 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
     match (method.as_str(), path) {
         ("PUT", "/api/v1/users/{id}/roles") => Some(json!({"roles": ["viewer"]})),
         ("PATCH", "/api/v1/tenants/{id}") => Some(json!({"name": "Renamed"})),
+        ("PUT", "/api/v1/tenants/{id}/policy") => Some(json!({})),
+        ("PUT", "/api/v1/skills/{namespace}/{name}") => Some(json!({"description": "Mine"})),
+        ("POST", "/api/v1/skills/{namespace}/{name}/invoke") => {
+            Some(json!({"input": {"name": "Eve"}}))
+        }
+        (_, p) if p.ends_with("/yank") || p.ends_with("/unyank") => None,
         ("GET" | "DELETE", _) => None,
         (_, p) if p.ends_with("/suspend") || p.ends_with("/resume") => None,
         (m, p) => panic!("{m} {p}: teach this test a valid body"),
@@ -94,6 +107,12 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
             .unwrap()
             .to_owned();
 
+        app.publish(
+            &app.acme.key,
+            &crate::common::example_package("hello", omniforge_test_programs::HELLO, |m| m),
+        )
+        .await
+        .expect(201, "publish hello");
         let (revoked, revoked_id) = app.scoped_key(&["*"]).await;
         app.call(
             Method::DELETE,

@@ -1,0 +1,206 @@
+//! `/api/v1/installations`: a tenant's use of other tenants' public skills. Installing
+//! records the version requirement and accepts the permissions of the newest matching
+//! version; a later version asking for more is not used until the installation is updated
+//! (installed again).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use omniforge_registry::{Manifest, Permissions, PublishedVersion, parse_requirement, resolve};
+use omniforge_store::Installation;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::{PageQuery, next_cursor};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::middleware::RequestId;
+
+/// A skill to install (or an installation to update).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    /// `namespace/name` of another tenant's public skill.
+    pub skill: String,
+    /// The version requirement invocations follow (default `*`).
+    pub version: Option<String>,
+}
+
+/// An installation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstallationView {
+    /// Its id.
+    pub id: String,
+    /// `namespace/name`.
+    pub skill: String,
+    /// The version requirement.
+    pub version_req: String,
+    /// The permissions accepted (a manifest's `[permissions]`).
+    #[schema(value_type = Object)]
+    pub accepted_permissions: serde_json::Value,
+    /// Unix ms.
+    pub created_at_ms: i64,
+    /// Unix ms of the last update.
+    pub updated_at_ms: i64,
+}
+
+impl TryFrom<Installation> for InstallationView {
+    type Error = ApiError;
+
+    fn try_from(i: Installation) -> Result<Self, ApiError> {
+        Ok(Self {
+            accepted_permissions: serde_json::from_str(&i.accepted_permissions)
+                .map_err(ApiError::internal)?,
+            id: i.id,
+            skill: i.skill,
+            version_req: i.version_req,
+            created_at_ms: i.created_at_ms,
+            updated_at_ms: i.updated_at_ms,
+        })
+    }
+}
+
+/// A page of installations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstallationPage {
+    /// The installations.
+    pub items: Vec<InstallationView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The installed version and the permissions accepted with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Installed {
+    /// The installation.
+    #[serde(flatten)]
+    pub installation: InstallationView,
+    /// The version invocations use now.
+    pub version: String,
+}
+
+fn split_name(full: &str) -> Result<(&str, &str), ApiError> {
+    full.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| ApiError::invalid("skill: expected namespace/name").with("field", "skill"))
+}
+
+/// Installs another tenant's public skill, accepting the permissions of the newest version
+/// that matches; installing again updates the requirement and the accepted permissions.
+#[utoipa::path(post, path = "/api/v1/installations", tag = "installations", request_body = Install,
+    responses((status = 200, description = "Installed or updated", body = Installed),
+              (status = 404, description = "No such public skill, or no matching version", body = crate::error::Problem),
+              (status = 409, description = "The tenant's own skill needs no installation", body = crate::error::Problem)))]
+pub async fn install(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<Install>,
+) -> Result<ApiJson<Installed>, ApiError> {
+    let (ns, name) = split_name(&body.skill)?;
+    let requirement = body.version.unwrap_or_else(|| "*".into());
+    let req = parse_requirement(&requirement)
+        .map_err(|e| ApiError::invalid(format!("version: {e}")).with("field", "version"))?;
+    let store = app.db.tenant(&principal.tenant);
+    let skill = store
+        .skill(ns, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("skill"))?;
+    if skill.tenant_id == principal.tenant {
+        return Err(ApiError::conflict(
+            "this is the tenant's own skill; it needs no installation",
+        ));
+    }
+    let versions = store.versions(&skill.id).await?;
+    let published: Vec<PublishedVersion> = versions
+        .iter()
+        .filter_map(|v| {
+            Some(PublishedVersion {
+                version: Version::parse(&v.version).ok()?,
+                yanked: v.yanked,
+            })
+        })
+        .collect();
+    let chosen = resolve(&published, &req).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-matching-version",
+            format!(
+                "no published version of {} matches {requirement:?}",
+                body.skill
+            ),
+        )
+    })?;
+    let chosen = chosen.version.to_string();
+    let stored = versions
+        .iter()
+        .find(|v| v.version == chosen)
+        .ok_or_else(|| ApiError::internal("a resolved version vanished"))?;
+    let manifest: Manifest = serde_json::from_str(&stored.manifest).map_err(ApiError::internal)?;
+    let accepted: &Permissions = &manifest.permissions;
+    let accepted = serde_json::to_string(accepted).map_err(ApiError::internal)?;
+    let installation = store
+        .install(
+            &principal.audit(&request_id),
+            &skill.id,
+            &requirement,
+            &accepted,
+        )
+        .await?;
+    app.catalog.forget(&skill.full_name());
+    Ok(ApiJson(Installed {
+        installation: installation.try_into()?,
+        version: chosen,
+    }))
+}
+
+/// The tenant's installations.
+#[utoipa::path(get, path = "/api/v1/installations", tag = "installations", params(PageQuery),
+    responses((status = 200, description = "One page", body = InstallationPage)))]
+pub async fn list(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<ApiJson<InstallationPage>, ApiError> {
+    let limit = page.limit()?;
+    let items = app
+        .db
+        .tenant(&principal.tenant)
+        .list_installations(page.cursor.as_deref(), limit)
+        .await?;
+    let next_cursor = next_cursor(&items, limit, |i| i.id.clone());
+    Ok(ApiJson(InstallationPage {
+        items: items
+            .into_iter()
+            .map(InstallationView::try_from)
+            .collect::<Result<_, _>>()?,
+        next_cursor,
+    }))
+}
+
+/// Removes the installation of a skill; invocations of it stop.
+#[utoipa::path(delete, path = "/api/v1/installations/{namespace}/{name}", tag = "installations",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 204, description = "Removed"),
+              (status = 404, description = "Not installed", body = crate::error::Problem)))]
+pub async fn uninstall(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let store = app.db.tenant(&principal.tenant);
+    let skill = store
+        .skill(&ns, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("installation"))?;
+    if !store
+        .uninstall(&principal.audit(&request_id), &skill.id)
+        .await?
+    {
+        return Err(ApiError::not_found("installation"));
+    }
+    app.catalog.forget(&skill.full_name());
+    Ok(StatusCode::NO_CONTENT)
+}

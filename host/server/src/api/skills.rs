@@ -1,0 +1,798 @@
+//! `/api/v1/skills`: publish packages, discover skills, read versions, download packages,
+//! change, delete, yank and unyank.
+//!
+//! Visibility: a tenant sees its own skills and the public skills of others; anything else
+//! is 404. Changing another tenant's public skill is 403 (it is visible, not theirs).
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use omniforge_registry::{
+    COMPONENT_FILE, IngestError, MANIFEST_FILE, Manifest, PackageError, PackageLimits, README_FILE,
+    Sha256Digest, ValidatedPackage, ingest, write_archive,
+};
+use omniforge_store::{
+    AuditContext, NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::page_limit;
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::middleware::RequestId;
+
+/// A skill in listings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkillView {
+    /// `namespace/name`.
+    pub full_name: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// `private` or `public`.
+    #[schema(value_type = String, example = "private")]
+    pub visibility: Visibility,
+    /// Marketplace categories.
+    pub categories: Vec<String>,
+    /// Search keywords.
+    pub keywords: Vec<String>,
+    /// Kinds of permission the newest version asks for.
+    pub permissions: Vec<String>,
+    /// The newest version that is not yanked.
+    pub latest_version: Option<String>,
+    /// Package downloads.
+    pub downloads: i64,
+    /// Whether the caller's tenant published it.
+    pub owned: bool,
+    /// Unix ms.
+    pub created_at_ms: i64,
+    /// Unix ms of the last publish or change.
+    pub updated_at_ms: i64,
+}
+
+impl SkillView {
+    fn new(skill: Skill, principal: &Principal) -> Self {
+        Self {
+            full_name: skill.full_name(),
+            owned: skill.tenant_id == principal.tenant,
+            namespace: skill.namespace,
+            name: skill.name,
+            description: skill.description,
+            visibility: skill.visibility,
+            categories: skill.categories,
+            keywords: skill.keywords,
+            permissions: skill.permissions,
+            latest_version: skill.latest_version,
+            downloads: skill.downloads,
+            created_at_ms: skill.created_at_ms,
+            updated_at_ms: skill.updated_at_ms,
+        }
+    }
+}
+
+/// A page of skills.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkillPage {
+    /// The skills.
+    pub items: Vec<SkillView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A version in listings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    /// The semver version.
+    pub version: String,
+    /// Skipped by requirements, still fetchable by exact version.
+    pub yanked: bool,
+    /// SHA-256 of the package.
+    pub package_sha256: String,
+    /// SHA-256 of the runnable component.
+    pub component_sha256: String,
+    /// Package size in bytes.
+    pub size_bytes: i64,
+    /// Who published it.
+    pub published_by: String,
+    /// The signing key id, if the package was signed.
+    pub signature_key_id: Option<String>,
+    /// Unix ms.
+    pub created_at_ms: i64,
+}
+
+impl From<&SkillVersion> for VersionView {
+    fn from(v: &SkillVersion) -> Self {
+        Self {
+            version: v.version.clone(),
+            yanked: v.yanked,
+            package_sha256: v.package_sha256.clone(),
+            component_sha256: v.component_sha256.clone(),
+            size_bytes: v.size_bytes,
+            published_by: v.published_by.clone(),
+            signature_key_id: v.signature_key_id.clone(),
+            created_at_ms: v.created_at_ms,
+        }
+    }
+}
+
+/// One version in full.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDetail {
+    /// `namespace/name`.
+    pub skill: String,
+    /// The version's summary.
+    #[serde(flatten)]
+    pub version: VersionView,
+    /// The manifest, as JSON.
+    #[schema(value_type = Object)]
+    pub manifest: serde_json::Value,
+    /// The permissions it asks for (the manifest's `[permissions]`).
+    #[schema(value_type = Object)]
+    pub permissions: serde_json::Value,
+    /// The input JSON Schema.
+    #[schema(value_type = Option<Object>)]
+    pub input_schema: Option<serde_json::Value>,
+}
+
+/// A skill with its README and versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkillDetail {
+    /// The skill.
+    #[serde(flatten)]
+    pub skill: SkillView,
+    /// The newest version's README (Markdown).
+    pub readme: String,
+    /// Every version, newest first.
+    pub versions: Vec<VersionView>,
+}
+
+/// The answer to a publish.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Published {
+    /// `namespace/name`.
+    pub name: String,
+    /// The version published.
+    pub version: String,
+    /// SHA-256 of the package.
+    pub digest: String,
+    /// SHA-256 of the runnable component.
+    pub component_sha256: String,
+    /// Package size.
+    pub size_bytes: i64,
+    /// The skill's visibility (new skills start private).
+    #[schema(value_type = String, example = "private")]
+    pub visibility: Visibility,
+}
+
+/// Which skills to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListSkills {
+    /// Full-text search over name, description and keywords (each word as a prefix).
+    pub q: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only skills asking for this kind of permission (`http`, `kv`, `secrets`, `llm`,
+    /// `skills`).
+    pub permission: Option<String>,
+    /// `private` or `public`.
+    pub visibility: Option<String>,
+    /// `mine`: only the caller's tenant's skills.
+    pub owner: Option<String>,
+    /// `name` (default), `updated` or `downloads`.
+    pub sort: Option<String>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Changes to a skill.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSkill {
+    /// New description (1-2000 characters).
+    pub description: Option<String>,
+    /// `private` or `public`.
+    pub visibility: Option<String>,
+    /// New categories (up to 5 lowercase words).
+    pub categories: Option<Vec<String>>,
+}
+
+/// Kinds of permission a manifest can ask for, as listed on skills.
+pub const PERMISSION_KINDS: &[&str] = &["http", "kv", "secrets", "llm", "skills"];
+
+/// A filter word (category, permission kind): lowercase letters, digits and dashes.
+fn check_word(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field}: lowercase letters, digits and dashes, up to 64"
+        ))
+        .with("field", field))
+    }
+}
+
+fn permission_kinds(manifest: &Manifest) -> Vec<String> {
+    let p = &manifest.permissions;
+    let present = [
+        !p.http.is_empty(),
+        p.kv,
+        !p.secrets.is_empty(),
+        p.llm,
+        !p.skills.is_empty(),
+    ];
+    PERMISSION_KINDS
+        .iter()
+        .zip(present)
+        .filter(|(_, on)| *on)
+        .map(|(kind, _)| (*kind).to_owned())
+        .collect()
+}
+
+/// A refused package: 413 for size, 422 for everything else, with the registry's message.
+fn package_error(error: PackageError) -> ApiError {
+    let detail = error.to_string();
+    match error {
+        PackageError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "package-too-large", detail)
+        }
+        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-package", detail),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "package-too-large",
+        format!("the upload is larger than this server accepts ({limit} bytes)"),
+    )
+    .with("limit_bytes", limit)
+}
+
+/// Reads a request body chunk by chunk, refusing it as soon as it passes `limit`, so an
+/// oversize upload is never held whole in memory. An interrupted upload ends here with an
+/// error, before anything is stored.
+async fn read_limited(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (bytes.len() + data.len()) as u64 > limit {
+                return Err(too_large(limit));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// The package of a multipart upload: a `package` file, or a `wasm` component with a
+/// `manifest` (the TOML text) and optionally a `readme`.
+async fn read_multipart(mut form: Multipart, limit: u64) -> Result<Vec<u8>, ApiError> {
+    let mut total = 0u64;
+    let mut package = None;
+    let mut files = std::collections::BTreeMap::new();
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let mut data = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?
+        {
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(too_large(limit));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        match name.as_str() {
+            "package" => package = Some(data),
+            "wasm" => {
+                files.insert(COMPONENT_FILE.to_owned(), data);
+            }
+            "manifest" => {
+                files.insert(MANIFEST_FILE.to_owned(), data);
+            }
+            "readme" => {
+                files.insert(README_FILE.to_owned(), data);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown form field {other:?} (expected package, or wasm + manifest [+ readme])"
+                )));
+            }
+        }
+    }
+    match package {
+        Some(package) if files.is_empty() => Ok(package),
+        Some(_) => Err(ApiError::bad_request(
+            "send either a package or wasm + manifest, not both",
+        )),
+        None if files.contains_key(COMPONENT_FILE) && files.contains_key(MANIFEST_FILE) => {
+            // A bare component: the package is built here from the fields, so it goes
+            // through exactly the same validation as an uploaded ZIP.
+            let mut manifest: Manifest = Manifest::parse(
+                std::str::from_utf8(&files[MANIFEST_FILE])
+                    .map_err(|_| ApiError::invalid("manifest: not UTF-8"))?,
+            )
+            .map_err(package_error)?;
+            manifest.skill.component = COMPONENT_FILE.to_owned();
+            files.insert(MANIFEST_FILE.to_owned(), manifest.to_toml().into_bytes());
+            Ok(write_archive(&files))
+        }
+        None => Err(ApiError::bad_request(
+            "the form needs a package field, or wasm and manifest fields",
+        )),
+    }
+}
+
+/// Publishes a package (a ZIP as `application/zip`, or `multipart/form-data` with a
+/// `package` file or a bare `wasm` component plus its `manifest`).
+#[utoipa::path(post, path = "/api/v1/skills", tag = "skills",
+    request_body(description = "The package: `application/zip`, or `multipart/form-data` with `package`, or `wasm` + `manifest` (+ `readme`)", content(
+        (Vec<u8> = "application/zip"),
+        (Vec<u8> = "multipart/form-data"))),
+    responses((status = 201, description = "Published", body = Published),
+              (status = 403, description = "The namespace belongs to another tenant", body = crate::error::Problem),
+              (status = 409, description = "This version is already published", body = crate::error::Problem),
+              (status = 413, description = "Larger than `skills.max_package_bytes`", body = crate::error::Problem),
+              (status = 415, description = "Neither a ZIP nor a form", body = crate::error::Problem),
+              (status = 422, description = "The package is invalid; `detail` says why", body = crate::error::Problem)))]
+pub async fn publish(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    request: Request,
+) -> Result<(StatusCode, ApiJson<Published>), ApiError> {
+    let limit = app.config.skills.max_package_bytes;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length > limit)
+    {
+        return Err(too_large(limit));
+    }
+    let bytes = if content_type.starts_with("multipart/form-data") {
+        let form = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        read_multipart(form, limit).await?
+    } else if content_type.starts_with("application/zip")
+        || content_type.starts_with("application/octet-stream")
+    {
+        read_limited(request.into_body(), limit).await?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the package as application/zip, or multipart/form-data",
+        ));
+    };
+    let limits = PackageLimits {
+        max_package_bytes: limit,
+        ..PackageLimits::default()
+    };
+    let package = ingest(app.blobs.as_ref(), &bytes, &limits)
+        .await
+        .map_err(|e| match e {
+            IngestError::Package(e) => package_error(e),
+            IngestError::Blob(e) => ApiError::internal(e),
+        })?;
+    let audit = principal.audit(&request_id);
+    let (skill, version) = record(&app, &principal, &audit, &package).await?;
+    app.catalog.forget(&skill.full_name());
+    app.catalog.warm(package.component);
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Published {
+            name: skill.full_name(),
+            version: version.version,
+            digest: version.package_sha256,
+            component_sha256: version.component_sha256,
+            size_bytes: version.size_bytes,
+            visibility: skill.visibility,
+        }),
+    ))
+}
+
+async fn record(
+    app: &AppState,
+    principal: &Principal,
+    audit: &AuditContext,
+    package: &ValidatedPackage,
+) -> Result<(Skill, SkillVersion), ApiError> {
+    let manifest = &package.manifest;
+    let meta = &manifest.package;
+    let new = NewVersion {
+        namespace: meta.name.namespace().to_owned(),
+        name: meta.name.name().to_owned(),
+        version: meta.version.clone(),
+        description: meta.description.clone(),
+        keywords: meta.keywords.clone(),
+        categories: meta.categories.clone(),
+        permissions: permission_kinds(manifest),
+        readme: package.readme.clone().unwrap_or_default(),
+        package_sha256: package.package_sha256.hex(),
+        component_sha256: package.component_sha256.hex(),
+        manifest: serde_json::to_string(manifest).map_err(ApiError::internal)?,
+        input_schema: package.input_schema.as_ref().map(|s| s.to_string()),
+        size_bytes: package.package_size as i64,
+        signature_key_id: package.signature.as_ref().map(|s| s.key_id.clone()),
+        published_by: principal.actor(),
+    };
+    // The blobs stay when the version is refused (409/403): they are content-addressed,
+    // shared by identical uploads, and unreachable without a version row.
+    Ok(app.db.tenant(&principal.tenant).publish(audit, new).await?)
+}
+
+/// Lists the caller's skills and the public skills of others, searched, filtered and sorted.
+#[utoipa::path(get, path = "/api/v1/skills", tag = "skills", params(ListSkills),
+    responses((status = 200, description = "One page", body = SkillPage)))]
+pub async fn list(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListSkills>,
+) -> Result<ApiJson<SkillPage>, ApiError> {
+    if let Some(category) = &query.category {
+        check_word("category", category)?;
+    }
+    if let Some(permission) = &query.permission
+        && !PERMISSION_KINDS.contains(&permission.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "permission: one of {}",
+            PERMISSION_KINDS.join(", ")
+        )));
+    }
+    let visibility = query
+        .visibility
+        .as_deref()
+        .map(str::parse::<Visibility>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let sort = match query.sort.as_deref() {
+        None | Some("name") => SkillSort::Name,
+        Some("updated") => SkillSort::Updated,
+        Some("downloads") => SkillSort::Downloads,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sort: {other:?} is not one of name, updated, downloads"
+            )));
+        }
+    };
+    let own_only = match query.owner.as_deref() {
+        None => false,
+        Some("mine") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "owner: {other:?} (only \"mine\" is supported)"
+            )));
+        }
+    };
+    let skill_query = SkillQuery {
+        text: query.q.filter(|q| !q.trim().is_empty()),
+        category: query.category,
+        permission: query.permission,
+        visibility,
+        own_only,
+        sort,
+        after: query.cursor,
+        limit: page_limit(query.limit)?,
+    };
+    let skills = app
+        .db
+        .tenant(&principal.tenant)
+        .list_skills(&skill_query)
+        .await?;
+    let next_cursor = (skills.len() as u32 == skill_query.limit)
+        .then(|| skills.last().map(|s| skill_query.cursor_after(s)))
+        .flatten();
+    Ok(ApiJson(SkillPage {
+        items: skills
+            .into_iter()
+            .map(|s| SkillView::new(s, &principal))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// A skill the caller can see, or 404.
+async fn visible(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    name: &str,
+) -> Result<Skill, ApiError> {
+    app.db
+        .tenant(&principal.tenant)
+        .skill(ns, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("skill"))
+}
+
+/// A skill of the caller's own tenant: 404 if invisible, 403 if another tenant's public one.
+async fn owned(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    name: &str,
+) -> Result<Skill, ApiError> {
+    let skill = visible(app, principal, ns, name).await?;
+    if skill.tenant_id != principal.tenant {
+        return Err(ApiError::forbidden(format!(
+            "{} belongs to another tenant; only its publisher can change it",
+            skill.full_name()
+        )));
+    }
+    Ok(skill)
+}
+
+/// A skill with its README and versions.
+#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "The skill", body = SkillDetail),
+              (status = 404, description = "No such skill visible to the caller", body = crate::error::Problem)))]
+pub async fn get(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<ApiJson<SkillDetail>, ApiError> {
+    let skill = visible(&app, &principal, &ns, &name).await?;
+    let versions = app.db.tenant(&principal.tenant).versions(&skill.id).await?;
+    let readme = skill.readme.clone();
+    Ok(ApiJson(SkillDetail {
+        skill: SkillView::new(skill, &principal),
+        readme,
+        versions: versions.iter().map(VersionView::from).collect(),
+    }))
+}
+
+/// Changes a skill's description, visibility or categories (its publisher only).
+#[utoipa::path(put, path = "/api/v1/skills/{namespace}/{name}", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path)), request_body = UpdateSkill,
+    responses((status = 200, description = "Changed", body = SkillView),
+              (status = 403, description = "Another tenant's public skill", body = crate::error::Problem),
+              (status = 404, description = "No such skill visible to the caller", body = crate::error::Problem)))]
+pub async fn update(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path((ns, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateSkill>,
+) -> Result<ApiJson<SkillView>, ApiError> {
+    if let Some(description) = &body.description
+        && (description.trim().is_empty() || description.chars().count() > 2000)
+    {
+        return Err(
+            ApiError::invalid("description: 1-2000 characters").with("field", "description")
+        );
+    }
+    let visibility = body
+        .visibility
+        .as_deref()
+        .map(str::parse::<Visibility>)
+        .transpose()
+        .map_err(|e| ApiError::invalid(e).with("field", "visibility"))?;
+    if let Some(categories) = &body.categories {
+        if categories.len() > 5 {
+            return Err(ApiError::invalid("categories: at most 5").with("field", "categories"));
+        }
+        for category in categories {
+            check_word("categories", category)?;
+        }
+    }
+    let skill = owned(&app, &principal, &ns, &name).await?;
+    let update = SkillUpdate {
+        description: body.description,
+        visibility,
+        categories: body.categories,
+    };
+    let updated = app
+        .db
+        .tenant(&principal.tenant)
+        .update_skill(&principal.audit(&request_id), &skill.id, &update)
+        .await?
+        .ok_or_else(|| ApiError::not_found("skill"))?;
+    app.catalog.forget(&updated.full_name());
+    Ok(ApiJson(SkillView::new(updated, &principal)))
+}
+
+/// Deletes a skill (its publisher only): nobody sees or resolves it any more; publishing
+/// into it again brings it back.
+#[utoipa::path(delete, path = "/api/v1/skills/{namespace}/{name}", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 204, description = "Deleted"),
+              (status = 403, description = "Another tenant's public skill", body = crate::error::Problem),
+              (status = 404, description = "No such skill visible to the caller", body = crate::error::Problem)))]
+pub async fn delete(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let skill = owned(&app, &principal, &ns, &name).await?;
+    app.db
+        .tenant(&principal.tenant)
+        .delete_skill(&principal.audit(&request_id), &skill.id)
+        .await?;
+    app.catalog.forget(&skill.full_name());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every version of a skill, newest first.
+#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}/versions", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "The versions", body = [VersionView]),
+              (status = 404, description = "No such skill visible to the caller", body = crate::error::Problem)))]
+pub async fn versions(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<ApiJson<Vec<VersionView>>, ApiError> {
+    let skill = visible(&app, &principal, &ns, &name).await?;
+    let versions = app.db.tenant(&principal.tenant).versions(&skill.id).await?;
+    Ok(ApiJson(versions.iter().map(VersionView::from).collect()))
+}
+
+async fn find_version(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    name: &str,
+    version: &str,
+) -> Result<(Skill, SkillVersion), ApiError> {
+    let skill = visible(app, principal, ns, name).await?;
+    let found = app
+        .db
+        .tenant(&principal.tenant)
+        .version(&skill.id, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("version"))?;
+    Ok((skill, found))
+}
+
+/// One version: manifest, digests, permissions, size.
+#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}/versions/{version}", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "The version", body = VersionDetail),
+              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
+pub async fn version(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path((ns, name, version)): Path<(String, String, String)>,
+) -> Result<ApiJson<VersionDetail>, ApiError> {
+    let (skill, found) = find_version(&app, &principal, &ns, &name, &version).await?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&found.manifest).map_err(ApiError::internal)?;
+    let input_schema = found
+        .input_schema
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(ApiError::internal)?;
+    Ok(ApiJson(VersionDetail {
+        skill: skill.full_name(),
+        version: VersionView::from(&found),
+        permissions: manifest.get("permissions").cloned().unwrap_or_default(),
+        manifest,
+        input_schema,
+    }))
+}
+
+/// The package ZIP of one version.
+#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/download", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "The package", content_type = "application/zip", body = Vec<u8>),
+              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
+pub async fn download(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path((ns, name, version)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (skill, found) = find_version(&app, &principal, &ns, &name, &version).await?;
+    let digest: Sha256Digest = found
+        .package_sha256
+        .parse()
+        .map_err(|_| ApiError::internal("a stored package digest is malformed"))?;
+    let bytes = app
+        .blobs
+        .get(&digest)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("package blob {digest} is missing")))?;
+    app.db
+        .tenant(&principal.tenant)
+        .count_download(&skill.id)
+        .await?;
+    let file = format!("{}-{}-{}.zip", skill.namespace, skill.name, found.version);
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("\"sha256:{}\"", found.package_sha256)) {
+        headers.insert(header::ETAG, value);
+    }
+    Ok(response)
+}
+
+async fn set_yanked(
+    app: AppState,
+    principal: Principal,
+    request_id: String,
+    (ns, name, version): (String, String, String),
+    yanked: bool,
+) -> Result<ApiJson<VersionView>, ApiError> {
+    let skill = owned(&app, &principal, &ns, &name).await?;
+    let changed = app
+        .db
+        .tenant(&principal.tenant)
+        .set_yanked(&principal.audit(&request_id), &skill.id, &version, yanked)
+        .await?
+        .ok_or_else(|| ApiError::not_found("version"))?;
+    app.catalog.forget(&skill.full_name());
+    Ok(ApiJson(VersionView::from(&changed)))
+}
+
+/// Yanks a version: requirements skip it from now on; it stays downloadable and runnable by
+/// exact version (`=1.2.3`).
+#[utoipa::path(post, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/yank", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "Yanked", body = VersionView),
+              (status = 403, description = "Another tenant's public skill", body = crate::error::Problem),
+              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
+pub async fn yank(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path(path): Path<(String, String, String)>,
+) -> Result<ApiJson<VersionView>, ApiError> {
+    set_yanked(app, principal, request_id, path, true).await
+}
+
+/// Undoes a yank.
+#[utoipa::path(post, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/unyank", tag = "skills",
+    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "Unyanked", body = VersionView),
+              (status = 403, description = "Another tenant's public skill", body = crate::error::Problem),
+              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
+pub async fn unyank(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path(path): Path<(String, String, String)>,
+) -> Result<ApiJson<VersionView>, ApiError> {
+    set_yanked(app, principal, request_id, path, false).await
+}

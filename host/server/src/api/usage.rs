@@ -1,0 +1,103 @@
+//! `/api/v1/usage` (the caller's tenant's usage against its quotas) and the tenant policy
+//! endpoints (`/api/v1/tenants/{id}/policy`: read by the tenant, set by platform admins).
+
+use axum::extract::{Path, State};
+use omniforge_store::UsageCounters;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::api::tenants::visible;
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiJson};
+use crate::middleware::RequestId;
+use crate::skills::meter::period_of;
+use crate::skills::policy::TenantPolicy;
+
+/// Usage of the current quota period against the tenant's quotas.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    /// The period, `2026-11` or `2026-11-24`.
+    pub period: String,
+    /// Seconds until the period ends.
+    pub period_ends_in_secs: u64,
+    /// Invocations so far (every outcome).
+    pub invocations: i64,
+    /// Fuel consumed so far.
+    pub fuel: i64,
+    /// Wall time of invocations so far, ms.
+    pub wall_ms: i64,
+    /// Invocations whose outcome was not `ok`.
+    pub failures: i64,
+    /// The invocation quota, if any.
+    pub max_invocations: Option<u64>,
+    /// The fuel quota, if any.
+    pub max_total_fuel: Option<u64>,
+}
+
+/// The caller's tenant's usage in the current quota period.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage",
+    responses((status = 200, description = "Usage and quotas", body = UsageReport)))]
+pub async fn get(
+    State(app): State<AppState>,
+    principal: Principal,
+) -> Result<ApiJson<UsageReport>, ApiError> {
+    let policy = app.policies.get(&principal.tenant).await?;
+    let (period, left) = period_of(policy.quota_period, OffsetDateTime::now_utc());
+    let UsageCounters {
+        invocations,
+        fuel,
+        wall_ms,
+        failures,
+    } = app.meter.usage(&principal.tenant, &period).await?;
+    Ok(ApiJson(UsageReport {
+        period,
+        period_ends_in_secs: left,
+        invocations,
+        fuel,
+        wall_ms,
+        failures,
+        max_invocations: policy.max_invocations,
+        max_total_fuel: policy.max_total_fuel,
+    }))
+}
+
+/// A tenant's policy: limits per invocation and quotas per period.
+#[utoipa::path(get, path = "/api/v1/tenants/{id}/policy", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The policy in force", body = TenantPolicy),
+              (status = 404, description = "No such tenant visible to the caller", body = crate::error::Problem)))]
+pub async fn get_policy(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<ApiJson<TenantPolicy>, ApiError> {
+    let tenant = visible(&app, &principal, &id).await?.id;
+    let policy = app.policies.get(&tenant).await?;
+    Ok(ApiJson(TenantPolicy::clone(&policy)))
+}
+
+/// Sets a tenant's policy (platform admins). It applies to the next invocation.
+#[utoipa::path(put, path = "/api/v1/tenants/{id}/policy", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")), request_body = TenantPolicy,
+    responses((status = 200, description = "The new policy", body = TenantPolicy),
+              (status = 404, description = "No such tenant", body = crate::error::Problem),
+              (status = 422, description = "An unusable value", body = crate::error::Problem)))]
+pub async fn set_policy(
+    State(app): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path(id): Path<String>,
+    ApiJson(policy): ApiJson<TenantPolicy>,
+) -> Result<ApiJson<TenantPolicy>, ApiError> {
+    policy.check().map_err(ApiError::invalid)?;
+    let tenant = visible(&app, &principal, &id).await?.id;
+    let text = serde_json::to_string(&policy).map_err(ApiError::internal)?;
+    app.db
+        .tenant(&tenant)
+        .set_policy(&principal.audit(&request_id), &text)
+        .await?;
+    app.policies.forget(&tenant);
+    Ok(ApiJson(policy))
+}

@@ -1,0 +1,119 @@
+//! Request rate limits per credential and per tenant (GCRA through `governor`), checked
+//! right after authentication. `tower-governor` keys its limits on the raw request (peer
+//! address, headers) before any handler runs; ours key on the authenticated principal, so
+//! the `governor` limiters are used directly.
+
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use omniforge_store::TenantId;
+
+use crate::config::RateLimitConfig;
+
+/// Which limit refused a request, and how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    /// `api_key` or `tenant`.
+    pub limit: &'static str,
+    /// When to try again.
+    pub retry_after: Duration,
+}
+
+/// The limiters of this server.
+pub struct RateLimits {
+    per_credential: Option<DefaultKeyedRateLimiter<String>>,
+    per_tenant: Option<DefaultKeyedRateLimiter<TenantId>>,
+    clock: DefaultClock,
+}
+
+fn limiter<K: Hash + Eq + Clone>(rate: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    let rate = NonZeroU32::new(rate)?;
+    let burst = NonZeroU32::new(burst).unwrap_or(rate);
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
+impl RateLimits {
+    /// Limiters as configured; a zero rate turns that limit off.
+    pub fn new(config: &RateLimitConfig) -> Self {
+        Self {
+            per_credential: limiter(config.per_key_per_second, config.per_key_burst),
+            per_tenant: limiter(config.per_tenant_per_second, config.per_tenant_burst),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one request of `credential` (an API key id or token user) in `tenant`.
+    pub fn check(&self, tenant: &TenantId, credential: &str) -> Result<(), RateLimited> {
+        if let Some(limiter) = &self.per_credential
+            && let Err(not_until) = limiter.check_key(&credential.to_owned())
+        {
+            return Err(RateLimited {
+                limit: "api_key",
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            });
+        }
+        if let Some(limiter) = &self.per_tenant
+            && let Err(not_until) = limiter.check_key(tenant)
+        {
+            return Err(RateLimited {
+                limit: "tenant",
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops the state of keys that are back to full capacity (called periodically).
+    pub fn shrink(&self) {
+        if let Some(limiter) = &self.per_credential {
+            limiter.retain_recent();
+        }
+        if let Some(limiter) = &self.per_tenant {
+            limiter.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_past_its_burst_waits_and_others_do_not() {
+        let limits = RateLimits::new(&RateLimitConfig {
+            per_key_per_second: 1,
+            per_key_burst: 2,
+            per_tenant_per_second: 0,
+            per_tenant_burst: 0,
+        });
+        let acme = TenantId::new("acme");
+        assert!(limits.check(&acme, "key-a").is_ok());
+        assert!(limits.check(&acme, "key-a").is_ok());
+        let refused = limits.check(&acme, "key-a").unwrap_err();
+        assert_eq!(refused.limit, "api_key");
+        assert!(
+            refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1)
+        );
+        assert!(limits.check(&acme, "key-b").is_ok());
+    }
+
+    #[test]
+    fn the_tenant_limit_counts_every_credential() {
+        let limits = RateLimits::new(&RateLimitConfig {
+            per_key_per_second: 0,
+            per_key_burst: 0,
+            per_tenant_per_second: 1,
+            per_tenant_burst: 2,
+        });
+        let acme = TenantId::new("acme");
+        assert!(limits.check(&acme, "key-a").is_ok());
+        assert!(limits.check(&acme, "key-b").is_ok());
+        assert_eq!(limits.check(&acme, "key-c").unwrap_err().limit, "tenant");
+        assert!(limits.check(&TenantId::new("globex"), "key-d").is_ok());
+    }
+}

@@ -1,0 +1,373 @@
+//! Skill resolution for invocations: which version of `namespace/name` a tenant runs, and the
+//! prepared form of that version (parsed manifest, compiled input schema, loaded component).
+//!
+//! Skill metadata is cached per (tenant, skill) and re-read after `metadata_recheck_ms`;
+//! changes through this server evict it at once. Prepared versions are immutable and cached
+//! by (skill id, version) in an LRU.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use omniforge_registry::{
+    BlobStore, Manifest, Permissions, PublishedVersion, Sha256Digest, parse_requirement, resolve,
+};
+use omniforge_runtime::{LoadedSkill, Runtime};
+use omniforge_store::{Database, Installation, Skill, SkillVersion, StoreError, TenantId};
+use semver::{Version, VersionReq};
+
+/// A skill as one tenant sees it, with every version's manifest parsed.
+pub struct Listing {
+    /// The skill.
+    pub skill: Skill,
+    /// Its versions, newest first, with their manifests.
+    pub versions: Vec<(Version, SkillVersion, Manifest)>,
+    /// The tenant's installation, when the skill is another tenant's.
+    pub installation: Option<Installation>,
+}
+
+/// A version ready to run.
+pub struct Prepared {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its input schema, compiled.
+    pub validator: Option<jsonschema::Validator>,
+    /// Its component, loaded.
+    pub loaded: Arc<LoadedSkill>,
+}
+
+/// A newer version the installation does not use yet because it asks for more permissions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PendingUpdate {
+    /// The newer version.
+    pub version: String,
+    /// What it asks for beyond the accepted permissions.
+    pub new_permissions: Vec<String>,
+}
+
+/// What an invocation runs.
+pub struct Resolved {
+    /// The skill.
+    pub listing: Arc<Listing>,
+    /// The chosen version.
+    pub version: Version,
+    /// Its prepared form.
+    pub prepared: Arc<Prepared>,
+    /// A newer version waiting for the installation to accept its permissions.
+    pub pending: Option<PendingUpdate>,
+}
+
+/// Why a skill cannot be invoked.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// No such skill visible to the tenant.
+    NotFound,
+    /// The requirement is not semver.
+    BadRequirement(String),
+    /// No version matches.
+    NoMatch(String),
+    /// Another tenant's public skill the tenant has not installed.
+    NotInstalled,
+    /// Every matching version asks for permissions the installation has not accepted.
+    PermissionsNotAccepted(PendingUpdate),
+    /// Loading failed (storage, database, a component the runtime refuses).
+    Internal(String),
+}
+
+impl From<StoreError> for ResolveError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+type ListingCache = HashMap<(TenantId, String), (Instant, Option<Arc<Listing>>)>;
+
+/// Resolution and preparation of skills.
+pub struct Catalog {
+    db: Database,
+    blobs: Arc<dyn BlobStore>,
+    runtime: Arc<Runtime>,
+    recheck: Duration,
+    listings: Mutex<ListingCache>,
+    prepared: Mutex<LruCache<(String, String), Arc<Prepared>>>,
+}
+
+/// The permissions of `requested` that `accepted` does not cover, named like `kv`,
+/// `http:api.example.com`, `secret:TOKEN`, `llm`, `skill:ns/name`.
+pub fn new_permissions(accepted: &Permissions, requested: &Permissions) -> Vec<String> {
+    let mut new = Vec::new();
+    for host in &requested.http {
+        if !accepted.http.contains(host) {
+            new.push(format!("http:{host}"));
+        }
+    }
+    if requested.kv && !accepted.kv {
+        new.push("kv".into());
+    }
+    for secret in &requested.secrets {
+        if !accepted.secrets.contains(secret) {
+            new.push(format!("secret:{secret}"));
+        }
+    }
+    if requested.llm && !accepted.llm {
+        new.push("llm".into());
+    }
+    for (skill, req) in &requested.skills {
+        if accepted.skills.get(skill) != Some(req) {
+            new.push(format!("skill:{skill}"));
+        }
+    }
+    new
+}
+
+impl Catalog {
+    /// A catalog over the database, the blob store and the runtime.
+    pub fn new(
+        db: Database,
+        blobs: Arc<dyn BlobStore>,
+        runtime: Arc<Runtime>,
+        recheck: Duration,
+    ) -> Self {
+        Self {
+            db,
+            blobs,
+            runtime,
+            recheck,
+            listings: Mutex::default(),
+            prepared: Mutex::new(LruCache::new(NonZeroUsize::new(1024).unwrap())),
+        }
+    }
+
+    fn listings(&self) -> MutexGuard<'_, ListingCache> {
+        self.listings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets every tenant's cached view of `namespace/name` (after a change).
+    pub fn forget(&self, full_name: &str) {
+        self.listings().retain(|(_, name), _| name != full_name);
+    }
+
+    /// The skill as `tenant` sees it.
+    pub async fn listing(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Listing>>, StoreError> {
+        let key = (tenant.clone(), format!("{namespace}/{name}"));
+        if let Some((at, listing)) = self.listings().get(&key)
+            && at.elapsed() < self.recheck
+        {
+            return Ok(listing.clone());
+        }
+        let store = self.db.tenant(tenant);
+        let listing = match store.skill(namespace, name).await? {
+            None => None,
+            Some(skill) => {
+                let mut versions = Vec::new();
+                for v in store.versions(&skill.id).await? {
+                    let parsed = Version::parse(&v.version)
+                        .map_err(|e| StoreError::Corrupt(format!("version {}: {e}", v.version)))?;
+                    let manifest: Manifest = serde_json::from_str(&v.manifest).map_err(|e| {
+                        StoreError::Corrupt(format!("manifest of {}: {e}", v.version))
+                    })?;
+                    versions.push((parsed, v, manifest));
+                }
+                let installation = if skill.tenant_id == *tenant {
+                    None
+                } else {
+                    store.installation(&skill.id).await?
+                };
+                Some(Arc::new(Listing {
+                    skill,
+                    versions,
+                    installation,
+                }))
+            }
+        };
+        self.listings()
+            .insert(key, (Instant::now(), listing.clone()));
+        Ok(listing)
+    }
+
+    /// Chooses and prepares the version of `namespace/name` that `tenant` runs for
+    /// `requirement` (default: the newest that is not yanked).
+    pub async fn resolve(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        name: &str,
+        requirement: Option<&str>,
+    ) -> Result<Resolved, ResolveError> {
+        let listing = self
+            .listing(tenant, namespace, name)
+            .await?
+            .ok_or(ResolveError::NotFound)?;
+        let requirement = requirement.unwrap_or("*");
+        let wanted = parse_requirement(requirement)
+            .map_err(|e| ResolveError::BadRequirement(format!("{requirement:?}: {e}")))?;
+        let published: Vec<PublishedVersion> = listing
+            .versions
+            .iter()
+            .map(|(v, sv, _)| PublishedVersion {
+                version: v.clone(),
+                yanked: sv.yanked,
+            })
+            .collect();
+        let no_match =
+            || ResolveError::NoMatch(format!("no published version matches {requirement:?}"));
+        let (chosen, pending) = if listing.skill.tenant_id == *tenant {
+            let chosen = resolve(&published, &wanted).ok_or_else(no_match)?;
+            (chosen.version.clone(), None)
+        } else {
+            let installation = listing
+                .installation
+                .as_ref()
+                .ok_or(ResolveError::NotInstalled)?;
+            let installed: VersionReq = parse_requirement(&installation.version_req)
+                .map_err(|e| ResolveError::Internal(format!("stored requirement: {e}")))?;
+            let accepted: Permissions = serde_json::from_str(&installation.accepted_permissions)
+                .map_err(|e| ResolveError::Internal(format!("stored permissions: {e}")))?;
+            // Newest first: the first matching version that needs nothing new is used; a
+            // newer one that needs more is reported.
+            let mut pending = None;
+            let mut chosen = None;
+            for (version, _, manifest) in &listing.versions {
+                let candidate = PublishedVersion {
+                    version: version.clone(),
+                    yanked: listing
+                        .versions
+                        .iter()
+                        .any(|(v, sv, _)| v == version && sv.yanked),
+                };
+                let matches = |req: &VersionReq| resolve([&candidate], req).is_some();
+                if !matches(&wanted) || !matches(&installed) {
+                    continue;
+                }
+                let new = new_permissions(&accepted, &manifest.permissions);
+                if new.is_empty() {
+                    chosen = Some(version.clone());
+                    break;
+                }
+                pending.get_or_insert(PendingUpdate {
+                    version: version.to_string(),
+                    new_permissions: new,
+                });
+            }
+            match (chosen, pending) {
+                (Some(chosen), pending) => (chosen, pending),
+                (None, Some(pending)) => return Err(ResolveError::PermissionsNotAccepted(pending)),
+                (None, None) => return Err(no_match()),
+            }
+        };
+        let prepared = self.prepare(&listing, &chosen).await?;
+        Ok(Resolved {
+            listing,
+            version: chosen,
+            prepared,
+            pending,
+        })
+    }
+
+    async fn prepare(
+        &self,
+        listing: &Listing,
+        version: &Version,
+    ) -> Result<Arc<Prepared>, ResolveError> {
+        let key = (listing.skill.id.clone(), version.to_string());
+        if let Some(prepared) = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Arc::clone(prepared));
+        }
+        let (_, stored, manifest) = listing
+            .versions
+            .iter()
+            .find(|(v, _, _)| v == version)
+            .ok_or_else(|| ResolveError::Internal("the chosen version vanished".into()))?;
+        let prepared = Arc::new(self.prepare_version(stored, manifest.clone()).await?);
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(key, Arc::clone(&prepared));
+        Ok(prepared)
+    }
+
+    /// Loads a stored version's component and compiles its input schema.
+    pub async fn prepare_version(
+        &self,
+        stored: &SkillVersion,
+        manifest: Manifest,
+    ) -> Result<Prepared, ResolveError> {
+        let digest: Sha256Digest = stored
+            .component_sha256
+            .parse()
+            .map_err(|_| ResolveError::Internal("a stored component digest is malformed".into()))?;
+        let wasm = self
+            .blobs
+            .get(&digest)
+            .await
+            .map_err(|e| ResolveError::Internal(e.to_string()))?
+            .ok_or_else(|| ResolveError::Internal(format!("component blob {digest} is missing")))?;
+        let loaded = self
+            .runtime
+            .load(&wasm)
+            .await
+            .map_err(|e| ResolveError::Internal(format!("loading {digest}: {e}")))?;
+        let validator = stored
+            .input_schema
+            .as_deref()
+            .map(|text| {
+                let schema: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| ResolveError::Internal(format!("stored input schema: {e}")))?;
+                jsonschema::validator_for(&schema)
+                    .map_err(|e| ResolveError::Internal(format!("stored input schema: {e}")))
+            })
+            .transpose()?;
+        Ok(Prepared {
+            manifest,
+            validator,
+            loaded,
+        })
+    }
+
+    /// Compiles a freshly published component ahead of its first invocation, so that
+    /// invocation does not pay for compilation. Failures are logged; the first invocation
+    /// then compiles (and reports) it.
+    pub fn warm(self: &Arc<Self>, component: Vec<u8>) {
+        let catalog = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = catalog.runtime.load(&component).await {
+                tracing::warn!("compiling a published component failed: {e}");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perms(toml_text: &str) -> Permissions {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn new_permissions_names_what_was_not_accepted() {
+        let accepted = perms("kv = true\nhttp = [\"api.example.com\"]");
+        assert!(new_permissions(&accepted, &accepted).is_empty());
+        let more = perms(
+            "kv = true\nllm = true\nhttp = [\"api.example.com\", \"x.example.org\"]\nsecrets = [\"TOKEN\"]",
+        );
+        assert_eq!(
+            new_permissions(&accepted, &more),
+            ["http:x.example.org", "secret:TOKEN", "llm"]
+        );
+        assert!(new_permissions(&more, &accepted).is_empty());
+    }
+}

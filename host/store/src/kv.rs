@@ -1,0 +1,222 @@
+//! The `kv` capability's data: keys and values of one (tenant, skill) scope.
+//!
+//! Writes are single statements or compare-and-swap loops, so concurrent invocations of the
+//! same skill never lose an increment on either engine.
+
+use crate::database::with_pool;
+use crate::error::StoreError;
+use crate::records::now_ms;
+use crate::tenant::TenantStore;
+
+/// Result of a write that may hit the scope's storage quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvWrite {
+    /// Stored.
+    Written,
+    /// Not stored: the scope would exceed its quota.
+    QuotaExceeded,
+}
+
+/// Result of an increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvIncrement {
+    /// The counter's new value.
+    Value(i64),
+    /// The key holds a value that is not an 8-byte counter.
+    NotACounter,
+    /// Creating the counter would exceed the scope's quota.
+    QuotaExceeded,
+}
+
+/// How many times a compare-and-swap is retried under contention before giving up.
+const CAS_ATTEMPTS: usize = 64;
+
+impl TenantStore<'_> {
+    /// The value under `key` in `skill`'s store.
+    pub async fn kv_get(&self, skill: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(with_pool!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT value FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3",
+            )
+            .bind(self.tenant_id().as_str())
+            .bind(skill)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Stores `value` under `key`, unless the scope's keys and values would exceed
+    /// `quota_bytes` together.
+    pub async fn kv_set(
+        &self,
+        skill: &str,
+        key: &str,
+        value: &[u8],
+        quota_bytes: u64,
+    ) -> Result<KvWrite, StoreError> {
+        let size = (key.len() + value.len()) as i64;
+        let t = self.tenant_id().as_str();
+        Ok(with_pool!(self.db(), |pool| {
+            let mut tx = pool.begin().await?;
+            let others: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
+                 WHERE tenant_id = $1 AND skill = $2 AND key <> $3",
+            )
+            .bind(t)
+            .bind(skill)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            if others.saturating_add(size) as u64 > quota_bytes {
+                KvWrite::QuotaExceeded
+            } else {
+                sqlx::query(
+                    "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
+                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (tenant_id, skill, key) DO UPDATE SET value = excluded.value, \
+                     size_bytes = excluded.size_bytes, updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(t)
+                .bind(skill)
+                .bind(key)
+                .bind(value)
+                .bind(size)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                KvWrite::Written
+            }
+        }))
+    }
+
+    /// Removes `key`; removing a missing key succeeds.
+    pub async fn kv_delete(&self, skill: &str, key: &str) -> Result<(), StoreError> {
+        with_pool!(self.db(), |pool| {
+            sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3")
+                .bind(self.tenant_id().as_str())
+                .bind(skill)
+                .bind(key)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Up to `limit` keys starting with `prefix`, in byte order.
+    pub async fn kv_list_keys(
+        &self,
+        skill: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // A range scan from the prefix, stopping at the first key past it: no LIKE, so `%`
+        // and `_` in keys are plain characters.
+        let keys: Vec<String> = with_pool!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT key FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key >= $3 \
+                 ORDER BY key LIMIT $4",
+            )
+            .bind(self.tenant_id().as_str())
+            .bind(skill)
+            .bind(prefix)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(keys
+            .into_iter()
+            .take_while(|k| k.starts_with(prefix))
+            .collect())
+    }
+
+    /// Adds `delta` to the little-endian i64 counter under `key` (missing = 0).
+    pub async fn kv_increment(
+        &self,
+        skill: &str,
+        key: &str,
+        delta: i64,
+        quota_bytes: u64,
+    ) -> Result<KvIncrement, StoreError> {
+        let t = self.tenant_id().as_str();
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(old) = self.kv_get(skill, key).await? else {
+                let value = delta.to_le_bytes();
+                match self.kv_insert_new(skill, key, &value, quota_bytes).await? {
+                    Some(KvWrite::Written) => return Ok(KvIncrement::Value(delta)),
+                    Some(KvWrite::QuotaExceeded) => return Ok(KvIncrement::QuotaExceeded),
+                    None => continue, // created meanwhile: increment that value
+                }
+            };
+            let Ok(bytes) = <[u8; 8]>::try_from(old.as_slice()) else {
+                return Ok(KvIncrement::NotACounter);
+            };
+            let new = i64::from_le_bytes(bytes).wrapping_add(delta);
+            let swapped = with_pool!(self.db(), |pool| {
+                sqlx::query(
+                    "UPDATE kv_entries SET value = $4, updated_at_ms = $6 WHERE tenant_id = $1 \
+                     AND skill = $2 AND key = $3 AND value = $5",
+                )
+                .bind(t)
+                .bind(skill)
+                .bind(key)
+                .bind(new.to_le_bytes().as_slice())
+                .bind(old.as_slice())
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+            });
+            if swapped == 1 {
+                return Ok(KvIncrement::Value(new));
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "the counter {key:?} is contended; try again"
+        )))
+    }
+
+    /// Inserts a key that must not exist yet; `None` if it exists.
+    async fn kv_insert_new(
+        &self,
+        skill: &str,
+        key: &str,
+        value: &[u8],
+        quota_bytes: u64,
+    ) -> Result<Option<KvWrite>, StoreError> {
+        let size = (key.len() + value.len()) as i64;
+        let t = self.tenant_id().as_str();
+        Ok(with_pool!(self.db(), |pool| {
+            let mut tx = pool.begin().await?;
+            let used: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
+                 WHERE tenant_id = $1 AND skill = $2",
+            )
+            .bind(t)
+            .bind(skill)
+            .fetch_one(&mut *tx)
+            .await?;
+            if used.saturating_add(size) as u64 > quota_bytes {
+                Some(KvWrite::QuotaExceeded)
+            } else {
+                let inserted = sqlx::query(
+                    "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
+                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (tenant_id, skill, key) DO NOTHING",
+                )
+                .bind(t)
+                .bind(skill)
+                .bind(key)
+                .bind(value)
+                .bind(size)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                (inserted == 1).then_some(KvWrite::Written)
+            }
+        }))
+    }
+}
