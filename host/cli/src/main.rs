@@ -4,8 +4,10 @@
 //! (`omniforge migrate`, `omniforge admin …`).
 
 mod admin;
+mod compile;
 mod key;
 mod migrate;
+mod remote;
 mod run;
 mod serve;
 mod skill;
@@ -28,7 +30,8 @@ struct Cli {
 enum Command {
     /// Run a skill component or package once, locally, in a fresh sandbox.
     Run(run::RunArgs),
-    /// Pack, inspect, sign and verify skill packages.
+    /// Pack, inspect, sign and verify skill packages; publish, invoke, list and search
+    /// them on a server.
     #[command(subcommand)]
     Skill(skill::SkillCommand),
     /// Manage signing keys.
@@ -43,6 +46,15 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Print the server's OpenAPI document (docs/api/openapi.json).
     Openapi,
+    /// Internal commands the server runs as child processes.
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InternalCommand {
+    /// Compile the component on stdin; write the artifact to stdout.
+    Compile,
 }
 
 fn main() -> ExitCode {
@@ -70,12 +82,13 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Skill(command) => report(skill::run(command)),
+            Command::Skill(command) => skill::run(command).await,
             Command::Key(command) => report(key::run(command)),
             Command::Migrate(args) => report(migrate::run(args).await),
             Command::Serve(args) => report(serve::run(args).await),
             Command::Admin(command) => report(admin::run(command).await),
             Command::Openapi => report(print_openapi()),
+            Command::Internal(InternalCommand::Compile) => report(compile::compile_stdin()),
         }
     })
 }

@@ -244,7 +244,8 @@ fn finish(args: &RunArgs, report: &InvocationReport) -> ExitCode {
     }
 }
 
-fn read_input(arg: &str) -> Result<String> {
+/// Reads an `--input` argument: JSON text, `-` for stdin, `@FILE` for a file.
+pub fn read_input(arg: &str) -> Result<String> {
     if arg == "-" {
         let mut input = String::new();
         std::io::stdin()

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -66,7 +67,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     init_logging(&config);
     let database = config.database_description();
-    let server = Server::start(config).await?;
+    let compiler: Option<Arc<dyn omniforge_runtime::Compiler>> =
+        if config.skills.compile_in_subprocess {
+            Some(Arc::new(crate::compile::ProcessCompiler::current()?))
+        } else {
+            None
+        };
+    let server = Server::start_with(config, compiler).await?;
     // Scripts and tests read this line to learn the port when 0 was asked for.
     println!("listening on http://{}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), %database, "serving");

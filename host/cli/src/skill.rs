@@ -1,7 +1,9 @@
-//! `omniforge skill …`: pack, inspect, sign and verify skill packages.
+//! `omniforge skill …`: pack, inspect, sign and verify skill packages; publish, invoke,
+//! list, search and yank them on a server (through [`crate::remote`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -21,6 +23,18 @@ pub enum SkillCommand {
     Sign(SignArgs),
     /// Check a package's signature against a public key.
     Verify(VerifyArgs),
+    /// Upload a package (or a directory, packed first) to a server.
+    Publish(crate::remote::PublishArgs),
+    /// Invoke a published skill on a server and print its output.
+    Invoke(crate::remote::InvokeArgs),
+    /// List the skills a server shows you.
+    List(crate::remote::ListArgs),
+    /// Search a server's skills.
+    Search(crate::remote::SearchArgs),
+    /// Yank a version on a server: requirements skip it from now on.
+    Yank(crate::remote::YankArgs),
+    /// Undo a yank.
+    Unyank(crate::remote::YankArgs),
 }
 
 /// Arguments of `omniforge skill pack`.
@@ -74,13 +88,20 @@ pub struct VerifyArgs {
 }
 
 /// Runs a `skill` subcommand.
-pub fn run(command: SkillCommand) -> Result<()> {
+pub async fn run(command: SkillCommand) -> ExitCode {
+    use crate::{remote, report};
     let limits = PackageLimits::default();
     match command {
-        SkillCommand::Pack(args) => pack(&args, &limits),
-        SkillCommand::Inspect(args) => inspect(&args, &limits),
-        SkillCommand::Sign(args) => sign(&args, &limits),
-        SkillCommand::Verify(args) => verify(&args, &limits),
+        SkillCommand::Pack(args) => report(pack(&args, &limits)),
+        SkillCommand::Inspect(args) => report(inspect(&args, &limits)),
+        SkillCommand::Sign(args) => report(sign(&args, &limits)),
+        SkillCommand::Verify(args) => report(verify(&args, &limits)),
+        SkillCommand::Publish(args) => report(remote::publish(args).await),
+        SkillCommand::Invoke(args) => remote::invoke(args).await,
+        SkillCommand::List(args) => report(remote::list(args).await),
+        SkillCommand::Search(args) => report(remote::search(args).await),
+        SkillCommand::Yank(args) => report(remote::yank(args, true).await),
+        SkillCommand::Unyank(args) => report(remote::yank(args, false).await),
     }
 }
 

@@ -155,6 +155,11 @@ impl Runtime {
         }
     }
 
+    /// The engine (a compiler process builds its artifacts with an engine configured alike).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The runtime's configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config

@@ -89,8 +89,9 @@ pub struct SkillsConfig {
     /// between servers of the same version (entries are content-addressed and written
     /// atomically).
     pub artifact_cache_dir: Option<PathBuf>,
-    /// Compile published components in a child process (`omniforge internal compile`), away
-    /// from the server's memory; off, they compile on a thread of the server.
+    /// Compile components in a child process (`omniforge internal compile`), away from the
+    /// server's memory; off, they compile on a blocking thread of the server. Honoured by
+    /// `omniforge serve` (the library's `Server::start` compiles in-process).
     pub compile_in_subprocess: bool,
 }
 
@@ -132,7 +133,7 @@ impl Default for SkillsConfig {
             usage_flush_ms: 1_000,
             metadata_recheck_ms: 2_000,
             artifact_cache_dir: None,
-            compile_in_subprocess: false,
+            compile_in_subprocess: true,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod migrate;
 mod packages;
+mod publish;
 mod run;
 mod server;
 
@@ -18,11 +19,19 @@ pub fn omniforge(args: &[&str]) -> Output {
 
 /// Runs `omniforge` with `args` in `dir`.
 pub fn omniforge_in(dir: &Path, args: &[&str]) -> Output {
+    omniforge_env(dir, args, &[])
+}
+
+/// Runs `omniforge` with `args` in `dir` with extra environment variables.
+pub fn omniforge_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let cache = std::env::temp_dir().join("omniforge-cli-tests-cache");
     Command::new(env!("CARGO_BIN_EXE_omniforge"))
         .args(args)
         .current_dir(dir)
         .env("OMNIFORGE_CACHE_DIR", cache)
+        // The user's own client config must not leak into tests.
+        .env("XDG_CONFIG_HOME", dir)
+        .envs(envs.iter().copied())
         .output()
         .expect("the omniforge binary runs")
 }

@@ -7,17 +7,18 @@ use omniforge_test_programs as programs;
 
 use crate::{omniforge_in, serve, stderr, stdout, stdout_text};
 
-const EXAMPLES: [(&str, &str); 4] = [
+pub const EXAMPLES: [(&str, &str); 4] = [
     ("hello", programs::HELLO),
     ("text-stats", programs::TEXT_STATS),
     ("kv-counter", programs::KV_COUNTER),
     ("http-get", programs::HTTP_GET),
 ];
 
-/// Packs an example into `dir` with the CLI; returns the package path.
-fn pack(dir: &Path, example: &str, wasm: &str) -> PathBuf {
+/// Packs an example (a directory of `EXAMPLES_DIR`, or any path) into `dir` with the CLI; returns the package path.
+pub fn pack(dir: &Path, example: &str, wasm: &str) -> PathBuf {
     let source = Path::new(programs::EXAMPLES_DIR).join(example);
-    let out = dir.join(format!("{example}.zip"));
+    let stem = Path::new(example).file_name().unwrap().to_str().unwrap();
+    let out = dir.join(format!("{stem}.zip"));
     let result = omniforge_in(
         dir,
         &[

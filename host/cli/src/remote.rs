@@ -1,0 +1,399 @@
+//! `omniforge skill publish|invoke|list|search|yank|unyank`: talk to a running server.
+//!
+//! The server and API key come from flags, else `OMNIFORGE_SERVER` / `OMNIFORGE_API_KEY`,
+//! else the client config file (`$XDG_CONFIG_HOME/omniforge/config.toml` or
+//! `~/.config/omniforge/config.toml`, keys `server` and `api_key`), else the server defaults
+//! to `http://127.0.0.1:8080`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use omniforge_registry::{PackageLimits, pack_dir};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::run::{EXIT_LIMIT, EXIT_SKILL_ERROR, EXIT_TRAP, EXIT_USAGE, read_input};
+
+/// Where the server is and who we are.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server base URL [env: OMNIFORGE_SERVER; default: the config file's, or
+    /// http://127.0.0.1:8080].
+    #[arg(long)]
+    server: Option<String>,
+    /// API key [env: OMNIFORGE_API_KEY; default: the config file's].
+    #[arg(long, hide_env_values = true)]
+    api_key: Option<String>,
+    /// Client config file (TOML with `server` and `api_key`).
+    #[arg(long)]
+    client_config: Option<PathBuf>,
+}
+
+/// Arguments of `omniforge skill publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A package (`.zip`) or a directory with omniforge.toml (packed first).
+    package: PathBuf,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Arguments of `omniforge skill invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// `namespace/name`, optionally `@requirement` (`examples/hello@^1`).
+    skill: String,
+    /// The input JSON; `-` reads it from stdin, `@FILE` from a file.
+    #[arg(long, short, default_value = "{}")]
+    input: String,
+    /// Print the whole answer (output, version, usage) instead of the output alone.
+    #[arg(long)]
+    report: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Arguments of `omniforge skill list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only the caller's tenant's skills.
+    #[arg(long)]
+    mine: bool,
+    /// `name`, `updated` or `downloads`.
+    #[arg(long, default_value = "name")]
+    sort: String,
+    /// How many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Arguments of `omniforge skill search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to find in names, descriptions and keywords.
+    query: String,
+    /// How many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Arguments of `omniforge skill yank` and `unyank`.
+#[derive(Debug, Args)]
+pub struct YankArgs {
+    /// `namespace/name@version`.
+    skill: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    server: Option<String>,
+    api_key: Option<String>,
+}
+
+/// A configured HTTP client for one server.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_owned());
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("omniforge").join("config.toml"))
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> Result<Self> {
+        let path = config_path(args.client_config.as_deref());
+        let file = match &path {
+            Some(path) if path.exists() || args.client_config.is_some() => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+            }
+            _ => ClientFile::default(),
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let base = args
+            .server
+            .clone()
+            .or_else(|| env("OMNIFORGE_SERVER"))
+            .or(file.server)
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let key = args
+            .api_key
+            .clone()
+            .or_else(|| env("OMNIFORGE_API_KEY"))
+            .or(file.api_key);
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        let key = self.key.as_deref().ok_or_else(|| {
+            anyhow!("no API key: pass --api-key, set OMNIFORGE_API_KEY, or put api_key in the client config file")
+        })?;
+        Ok(self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key))
+    }
+
+    /// Sends a request and returns the JSON answer, or the problem as an error.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Problem> {
+        let response = request.send().await.map_err(|e| Problem {
+            status: 0,
+            kind: String::new(),
+            message: format!("cannot reach {}: {e}", self.base),
+        })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status < 400 {
+            return Ok(body);
+        }
+        let kind = body["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let detail = body["detail"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_owned);
+        Err(Problem {
+            status,
+            kind,
+            message: format!("{status}: {detail}"),
+        })
+    }
+}
+
+/// An error answer of the server.
+#[derive(Debug)]
+struct Problem {
+    status: u16,
+    kind: String,
+    message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+fn read_package(path: &Path) -> Result<Vec<u8>> {
+    if path.is_dir() {
+        let (bytes, _) = pack_dir(path, None, &PackageLimits::default())
+            .with_context(|| format!("packing {}", path.display()))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Uploads a package, with a progress bar on a terminal.
+pub async fn publish(args: PublishArgs) -> Result<()> {
+    let client = Client::new(&args.client)?;
+    let bytes = read_package(&args.package)?;
+    let total = bytes.len() as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let progress = bar.clone();
+    let chunks: Vec<Vec<u8>> = bytes.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        progress.inc(chunk.len() as u64);
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    let request = client
+        .request(reqwest::Method::POST, "/api/v1/skills")?
+        .header(reqwest::header::CONTENT_TYPE, "application/zip")
+        .header(reqwest::header::CONTENT_LENGTH, total)
+        .body(reqwest::Body::wrap_stream(stream));
+    let answer = client.send(request).await;
+    bar.finish_and_clear();
+    let answer = answer?;
+    println!(
+        "published {} {} (sha256:{}, {} bytes, {})",
+        answer["name"].as_str().unwrap_or_default(),
+        answer["version"].as_str().unwrap_or_default(),
+        answer["digest"].as_str().unwrap_or_default(),
+        answer["size_bytes"],
+        answer["visibility"].as_str().unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// Splits `ns/name[@req]`.
+fn parse_target(target: &str) -> Result<(&str, Option<&str>)> {
+    let (name, req) = match target.split_once('@') {
+        Some((name, req)) => (name, Some(req)),
+        None => (target, None),
+    };
+    let valid = name
+        .split_once('/')
+        .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'));
+    if !valid {
+        bail!("{target:?}: expected namespace/name, optionally @requirement");
+    }
+    Ok((name, req))
+}
+
+/// Invokes a skill and prints its output; exits like `omniforge run` on failures.
+pub async fn invoke(args: InvokeArgs) -> ExitCode {
+    match try_invoke(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = match e.downcast_ref::<Problem>() {
+                Some(p) if p.kind == "skill-trapped" => EXIT_TRAP,
+                Some(p) if p.kind == "limit-exceeded" || p.kind == "timeout" || p.status == 429 => {
+                    EXIT_LIMIT
+                }
+                Some(p) if p.kind == "invalid-input" || p.kind == "skill-error" => EXIT_SKILL_ERROR,
+                _ => EXIT_USAGE,
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn try_invoke(args: &InvokeArgs) -> Result<()> {
+    let (name, requirement) = parse_target(&args.skill)?;
+    let input: Value =
+        serde_json::from_str(&read_input(&args.input)?).context("the input is not JSON")?;
+    let client = Client::new(&args.client)?;
+    let mut body = json!({ "input": input });
+    if let Some(requirement) = requirement {
+        body["version"] = json!(requirement);
+    }
+    let request = client
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/skills/{name}/invoke"),
+        )?
+        .json(&body);
+    let answer = client.send(request).await?;
+    if args.report {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{}", answer["output"]);
+    }
+    if let Some(pending) = answer.get("pending_update") {
+        eprintln!(
+            "note: {} {} asks for new permissions ({}); update the installation to use it",
+            name,
+            pending["version"].as_str().unwrap_or_default(),
+            pending["new_permissions"]
+        );
+    }
+    Ok(())
+}
+
+fn print_skills(page: &Value, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&page["items"])?);
+        return Ok(());
+    }
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        eprintln!("no skills found");
+    }
+    for skill in items {
+        println!(
+            "{:<40} {:<10} {:<8} {}",
+            skill["full_name"].as_str().unwrap_or_default(),
+            skill["latest_version"].as_str().unwrap_or("-"),
+            skill["visibility"].as_str().unwrap_or_default(),
+            skill["description"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+/// Lists skills the caller can see.
+pub async fn list(args: ListArgs) -> Result<()> {
+    let client = Client::new(&args.client)?;
+    let mut query = vec![
+        ("sort", args.sort.clone()),
+        ("limit", args.limit.to_string()),
+    ];
+    if args.mine {
+        query.push(("owner", "mine".into()));
+    }
+    let request = client
+        .request(reqwest::Method::GET, "/api/v1/skills")?
+        .query(&query);
+    print_skills(&client.send(request).await?, args.json)
+}
+
+/// Searches skills.
+pub async fn search(args: SearchArgs) -> Result<()> {
+    let client = Client::new(&args.client)?;
+    let request = client
+        .request(reqwest::Method::GET, "/api/v1/skills")?
+        .query(&[("q", args.query.clone()), ("limit", args.limit.to_string())]);
+    print_skills(&client.send(request).await?, args.json)
+}
+
+/// Yanks (or unyanks) one version.
+pub async fn yank(args: YankArgs, yanked: bool) -> Result<()> {
+    let (name, version) = parse_target(&args.skill)?;
+    let version = version.ok_or_else(|| anyhow!("name the version: {name}@1.2.3"))?;
+    let client = Client::new(&args.client)?;
+    let action = if yanked { "yank" } else { "unyank" };
+    let request = client.request(
+        reqwest::Method::POST,
+        &format!("/api/v1/skills/{name}/versions/{version}/{action}"),
+    )?;
+    client.send(request).await?;
+    println!("{action}ed {name} {version}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_namespace_name_and_an_optional_requirement() {
+        assert_eq!(parse_target("a/b").unwrap(), ("a/b", None));
+        assert_eq!(parse_target("a/b@^1.2").unwrap(), ("a/b", Some("^1.2")));
+        for bad in ["a", "/b", "a/", "a/b/c", "a/b/c@1"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+}
