@@ -366,7 +366,7 @@ mod tests {
         );
         assert_eq!(
             new_permissions(&accepted, &more),
-            ["http:x.example.org", "secret:TOKEN", "llm"]
+            ["http:https://x.example.org", "secret:TOKEN", "llm"]
         );
         assert!(new_permissions(&more, &accepted).is_empty());
     }

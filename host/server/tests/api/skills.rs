@@ -669,3 +669,61 @@ async fn a_bare_component_with_manifest_fields_is_published_as_a_package() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_per_key_and_per_tenant() {
+    for db in all().await {
+        let mut config = test_config(&db);
+        config.rate_limits.per_key_per_second = 1;
+        config.rate_limits.per_key_burst = 3;
+        config.rate_limits.per_tenant_per_second = 1;
+        config.rate_limits.per_tenant_burst = 5;
+        let app = TestApp::start_with(db, config).await;
+        let me = |key: &str| {
+            let key = key.to_owned();
+            let app = &app;
+            async move { app.call(Method::GET, "/api/v1/me", Some(&key), None).await }
+        };
+        // globex's key has not been used yet: 3 requests per key, 5 per tenant.
+        let first = app.globex.key.clone();
+        let created = app
+            .call(
+                Method::POST,
+                "/api/v1/api-keys",
+                Some(&first),
+                Some(json!({"name": "second"})),
+            )
+            .await;
+        let second = created.expect(201, "second key")["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        me(&first).await.expect(200, "first key, 2nd request");
+        me(&first).await.expect(200, "first key, 3rd request");
+        let refused = app
+            .client
+            .get(format!("{}/api/v1/me", app.base))
+            .bearer_auth(&first)
+            .send()
+            .await
+            .unwrap();
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&retry), "{retry}");
+        let problem = crate::common::answer(refused).await;
+        assert_eq!(problem.expect(429, "per key")["limit"], "api_key");
+
+        // The second key has its own budget until the tenant's (5) is spent.
+        me(&second).await.expect(200, "second key, 1st request");
+        me(&second).await.expect(200, "second key, 2nd request");
+        assert_eq!(
+            me(&second).await.expect(429, "per tenant")["limit"],
+            "tenant"
+        );
+        // Another tenant is not affected.
+        me(&app.acme.key).await.expect(200, "acme");
+    }
+}
