@@ -20,7 +20,9 @@ async fn api_keys_are_shown_once_stored_hashed_scoped_and_revoked_at_once() {
             .await;
         let body = created.expect(201, "create").clone();
         let key = body["key"].as_str().unwrap().to_owned();
-        let secret = key.rsplit_once('_').unwrap().1.to_owned();
+        // After `ofk_<12 hex>_`; the secret itself may contain `_`.
+        let secret = key["ofk_".len() + 12 + 1..].to_owned();
+        assert_eq!(secret.len(), 43, "{key}");
         assert!(key.starts_with(&format!(
             "ofk_{}_",
             body["api_key"]["prefix"].as_str().unwrap()

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Load benchmark (issue 5): POST /api/v1/skills/examples/hello/invoke through `omniforge
+# serve` (API-key auth, tenant policy limits, an invocation quota, metering and rate limits
+# all on) against a bare axum handler answering the same JSON, driven by wrk from another
+# process on loopback. Not part of CI. Results go to docs/performance.md.
+#
+#   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+duration=${1:-10}
+concurrencies=${2:-"1 8 32 64"}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --locked -p omniforge -p omniforge-server --example bare_hello
+(cd example-skills/rust && cargo build --release --locked --target wasm32-wasip2 -p hello)
+bin="$CARGO_TARGET_DIR/release/omniforge"
+bare="$CARGO_TARGET_DIR/release/examples/bare_hello"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+cd "$work"
+
+port_of() { # waits for "listening on http://ADDR" in $1
+  for _ in $(seq 100); do
+    if grep -q 'listening on' "$1" 2>/dev/null; then sed -n 's|listening on http://||p' "$1"; return; fi
+    sleep 0.1
+  done
+  echo "the server did not start" >&2; exit 1
+}
+
+key=$("$bin" admin bootstrap --tenant bench --email bench@example.com)
+# Rate limits stay on, set far above the offered load so they are checked but never bind.
+OMNIFORGE_LOG=warn OMNIFORGE_RATE_PER_KEY_PER_SECOND=10000000 OMNIFORGE_RATE_PER_KEY_BURST=10000000 \
+OMNIFORGE_RATE_PER_TENANT_PER_SECOND=10000000 OMNIFORGE_RATE_PER_TENANT_BURST=10000000 \
+  "$bin" serve --listen 127.0.0.1:0 > serve.out 2> serve.log &
+pids+=($!)
+addr=$(port_of serve.out)
+export OMNIFORGE_API_KEY=$key
+"$bin" skill pack "$root/example-skills/rust/hello" -o hello.zip > /dev/null
+"$bin" skill publish hello.zip --server "http://$addr"
+tenant=$(curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/me" | sed -n 's/.*"tenant":{"id":"\([^"]*\)".*/\1/p')
+curl -sf -X PUT -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+  -d '{"max_invocations": 1000000000, "max_total_fuel": 100000000000000}' \
+  "http://$addr/api/v1/tenants/$tenant/policy" > /dev/null
+"$bin" skill invoke examples/hello --input '{"name": "Ada"}' --server "http://$addr"
+
+"$bare" > bare.out &
+pids+=($!)
+bare_addr=$(port_of bare.out)
+
+cat > invoke.lua <<LUA
+wrk.method = "POST"
+wrk.body = '{"input": {"name": "Ada"}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
+LUA
+
+run() { # label url connections
+  local out
+  out=$(wrk -t2 -c"$3" -d"${duration}s" --latency -s invoke.lua "$2")
+  local rps p50 p99 errors
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  printf '| %-12s | %3s | %10s | %8s | %8s | %s |\n' "$1" "$3" "$rps" "$p50" "$p99" "${errors:-0}"
+}
+
+echo
+echo "| target       |   c |      req/s |      p50 |      p99 | non-2xx |"
+echo "| ---          | --- |        --- |      --- |      --- | ---     |"
+for c in $concurrencies; do
+  run "omniforge" "http://$addr/api/v1/skills/examples/hello/invoke" "$c"
+  run "bare axum" "http://$bare_addr/invoke" "$c"
+done
+curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/usage"; echo
