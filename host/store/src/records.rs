@@ -287,4 +287,12 @@ pub struct TenantExport {
     pub audit_events: Vec<AuditEvent>,
     /// Namespaces it owns.
     pub namespaces: Vec<String>,
+    /// Its skills, deleted ones included.
+    pub skills: Vec<crate::skills::Skill>,
+    /// Every version of its skills.
+    pub skill_versions: Vec<crate::skills::SkillVersion>,
+    /// Its installations of other tenants' skills.
+    pub installations: Vec<crate::skills::Installation>,
+    /// Its policy document, if one was set.
+    pub policy: Option<serde_json::Value>,
 }

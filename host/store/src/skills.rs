@@ -383,6 +383,48 @@ impl SkillQuery {
 }
 
 impl TenantStore<'_> {
+    /// Everything of the tenant's skill data, for the export: its skills (deleted ones
+    /// included), their versions, its installations.
+    pub(crate) async fn export_skills(
+        &self,
+    ) -> Result<(Vec<Skill>, Vec<SkillVersion>, Vec<Installation>), StoreError> {
+        let skills_sql =
+            format!("SELECT {SKILL_COLUMNS} FROM skills s WHERE s.tenant_id = $1 ORDER BY s.id");
+        let versions_sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM skill_versions WHERE skill_id IN \
+             (SELECT id FROM skills WHERE tenant_id = $1) ORDER BY skill_id, created_at_ms"
+        );
+        let installations_sql = format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations i JOIN skills s ON s.id = i.skill_id \
+             WHERE i.tenant_id = $1 ORDER BY i.id"
+        );
+        let t = self.tenant_id().as_str();
+        let (skills, versions, installations) = with_pool!(self.db(), |pool| {
+            let skills: Vec<SkillRow> = sqlx::query_as(sqlx::AssertSqlSafe(skills_sql))
+                .bind(t)
+                .fetch_all(pool)
+                .await?;
+            let versions: Vec<VersionRow> = sqlx::query_as(sqlx::AssertSqlSafe(versions_sql))
+                .bind(t)
+                .fetch_all(pool)
+                .await?;
+            let installations: Vec<InstallationRow> =
+                sqlx::query_as(sqlx::AssertSqlSafe(installations_sql))
+                    .bind(t)
+                    .fetch_all(pool)
+                    .await?;
+            (skills, versions, installations)
+        });
+        Ok((
+            skills
+                .into_iter()
+                .map(Skill::try_from)
+                .collect::<Result<_, _>>()?,
+            versions.into_iter().map(SkillVersion::from).collect(),
+            installations.into_iter().map(Installation::from).collect(),
+        ))
+    }
+
     /// Publishes a version: claims the namespace for this tenant if it is free, creates the
     /// skill on its first version (private), adds the version and mirrors its metadata onto
     /// the skill, all in one transaction. A namespace of another tenant is

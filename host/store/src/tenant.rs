@@ -488,7 +488,18 @@ impl TenantStore<'_> {
         let Some(tenant) = tenant else {
             return Ok(None);
         };
+        let (skills, skill_versions, installations) = self.export_skills().await?;
+        let policy = self
+            .policy()
+            .await?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
         Ok(Some(TenantExport {
+            skills,
+            skill_versions,
+            installations,
+            policy,
             tenant: tenant.try_into()?,
             users: users_with_roles(users, roles)?,
             api_keys: convert(keys)?,

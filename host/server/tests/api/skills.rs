@@ -391,6 +391,31 @@ async fn tenants_see_use_and_change_only_what_they_may() {
         assert_eq!(body["version"], "0.2.0");
         assert!(body.get("pending_update").is_none());
 
+        // Exports carry skills, versions and installations.
+        let export = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/tenants/{}/export", app.acme.id),
+                Some(&acme),
+                None,
+            )
+            .await;
+        let export = export.expect(200, "acme export").clone();
+        assert_eq!(export["skills"][0]["name"], "kv-counter");
+        assert_eq!(export["skill_versions"].as_array().unwrap().len(), 2);
+        assert_eq!(export["namespaces"], json!(["examples"]));
+        let export = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/tenants/{}/export", app.globex.id),
+                Some(&globex),
+                None,
+            )
+            .await;
+        let export = export.expect(200, "globex export").clone();
+        assert_eq!(export["installations"][0]["skill"], "examples/kv-counter");
+        assert_eq!(export["skills"], json!([]));
+
         // Uninstalled, it stops working.
         app.call(
             Method::DELETE,
