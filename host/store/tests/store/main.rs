@@ -3,5 +3,6 @@
 //! test. Under `CI=true` a missing PostgreSQL fails the run instead of skipping.
 
 mod common;
+mod kv;
 mod migrations;
 mod repositories;
