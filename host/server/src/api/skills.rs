@@ -766,8 +766,8 @@ async fn set_yanked(
     Ok(ApiJson(VersionView::from(&changed)))
 }
 
-/// Yanks a version: requirements skip it from now on; it stays downloadable and runnable by
-/// exact version (`=1.2.3`).
+/// Yanks a version: every requirement (an exact `=1.2.3` too) skips it from now on; it stays
+/// readable and downloadable.
 #[utoipa::path(post, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/yank", tag = "skills",
     params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, description = "Yanked", body = VersionView),
