@@ -3,7 +3,7 @@
 //! Writes are single statements or compare-and-swap loops, so concurrent invocations of the
 //! same skill never lose an increment on either engine.
 
-use crate::database::with_pool;
+use crate::database::{Backend, with_pool};
 use crate::error::StoreError;
 use crate::records::now_ms;
 use crate::tenant::TenantStore;
@@ -32,6 +32,17 @@ pub enum KvIncrement {
 const CAS_ATTEMPTS: usize = 64;
 
 impl TenantStore<'_> {
+    /// How a write that checks the scope's quota begins, so concurrent writes to one scope
+    /// cannot all pass the check: SQLite takes the write lock up front (`BEGIN IMMEDIATE`,
+    /// which also avoids a failed read-to-write upgrade); PostgreSQL takes a transaction
+    /// advisory lock on the scope.
+    fn quota_guard(&self) -> (&'static str, bool) {
+        match self.db().backend() {
+            Backend::Sqlite => ("BEGIN IMMEDIATE", false),
+            Backend::Postgres => ("BEGIN", true),
+        }
+    }
+
     /// The value under `key` in `skill`'s store.
     pub async fn kv_get(&self, skill: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(with_pool!(self.db(), |pool| {
@@ -57,8 +68,16 @@ impl TenantStore<'_> {
     ) -> Result<KvWrite, StoreError> {
         let size = (key.len() + value.len()) as i64;
         let t = self.tenant_id().as_str();
+        let (begin, lock) = self.quota_guard();
         Ok(with_pool!(self.db(), |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
+            if lock {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+                    .bind(t)
+                    .bind(skill)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let others: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
                  WHERE tenant_id = $1 AND skill = $2 AND key <> $3",
@@ -187,8 +206,16 @@ impl TenantStore<'_> {
     ) -> Result<Option<KvWrite>, StoreError> {
         let size = (key.len() + value.len()) as i64;
         let t = self.tenant_id().as_str();
+        let (begin, lock) = self.quota_guard();
         Ok(with_pool!(self.db(), |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
+            if lock {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+                    .bind(t)
+                    .bind(skill)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let used: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
                  WHERE tenant_id = $1 AND skill = $2",

@@ -458,32 +458,27 @@ impl TenantStore<'_> {
                     new.namespace
                 )));
             }
-            let existing: Option<String> = sqlx::query_scalar(
+            // Two first publishes of a skill at once: one inserts, the other finds it.
+            sqlx::query(
+                "INSERT INTO skills (id, tenant_id, namespace, name, created_at_ms, \
+                 updated_at_ms) VALUES ($1, $2, $3, $4, $5, $5) \
+                 ON CONFLICT (namespace, name) DO NOTHING",
+            )
+            .bind(new_id("skl"))
+            .bind(t)
+            .bind(&new.namespace)
+            .bind(&new.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let skill_id: String = sqlx::query_scalar(
                 "SELECT id FROM skills WHERE namespace = $1 AND name = $2 AND tenant_id = $3",
             )
             .bind(&new.namespace)
             .bind(&new.name)
             .bind(t)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-            let skill_id = match existing {
-                Some(id) => id,
-                None => {
-                    let id = new_id("skl");
-                    sqlx::query(
-                        "INSERT INTO skills (id, tenant_id, namespace, name, created_at_ms, \
-                         updated_at_ms) VALUES ($1, $2, $3, $4, $5, $5)",
-                    )
-                    .bind(&id)
-                    .bind(t)
-                    .bind(&new.namespace)
-                    .bind(&new.name)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    id
-                }
-            };
             let v = &new.version;
             sqlx::query(
                 "INSERT INTO skill_versions (skill_id, version, major, minor, patch, pre, \
@@ -579,6 +574,74 @@ impl TenantStore<'_> {
         Ok((skill, version))
     }
 
+    /// Whether this tenant may publish `namespace/name` `version` now: the namespace is free
+    /// or its own ([`StoreError::Forbidden`] otherwise) and the version is new
+    /// ([`StoreError::Conflict`]). Checked before anything is stored; [`Self::publish`]
+    /// checks again in its transaction.
+    pub async fn check_publishable(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &Version,
+    ) -> Result<(), StoreError> {
+        let t = self.tenant_id().as_str();
+        let (owner, exists) = with_pool!(self.db(), |pool| {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT tenant_id FROM namespaces WHERE namespace = $1")
+                    .bind(namespace)
+                    .fetch_optional(pool)
+                    .await?;
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT v.version FROM skill_versions v JOIN skills s ON s.id = v.skill_id \
+                 WHERE s.namespace = $1 AND s.name = $2 AND s.tenant_id = $3 AND v.version = $4",
+            )
+            .bind(namespace)
+            .bind(name)
+            .bind(t)
+            .bind(version.to_string())
+            .fetch_optional(pool)
+            .await?;
+            (owner, exists)
+        });
+        if owner.is_some_and(|owner| owner != t) {
+            return Err(StoreError::Forbidden(format!(
+                "the namespace {namespace:?} belongs to another tenant"
+            )));
+        }
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "{namespace}/{name} {version} is already published; versions are immutable"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes this tenant's installation of `namespace/name`, whether or not the skill is
+    /// still visible (it may have gone private or been deleted); false if there was none.
+    pub async fn uninstall_by_name(
+        &self,
+        audit: &AuditContext,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let t = self.tenant_id().as_str();
+        let skill_id: Option<String> = with_pool!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT i.skill_id FROM installations i JOIN skills s ON s.id = i.skill_id \
+                 WHERE i.tenant_id = $1 AND s.namespace = $2 AND s.name = $3",
+            )
+            .bind(t)
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+        });
+        match skill_id {
+            Some(id) => self.uninstall(audit, &id).await,
+            None => Ok(false),
+        }
+    }
+
     async fn skill_by_id(&self, id: &str) -> Result<Option<Skill>, StoreError> {
         let sql = format!("SELECT {SKILL_COLUMNS} FROM skills s WHERE {VISIBLE} AND s.id = $2");
         let row: Option<SkillRow> = with_pool!(self.db(), |pool| {
@@ -658,13 +721,18 @@ impl TenantStore<'_> {
         if query.own_only {
             sql += " AND s.tenant_id = $1";
         }
+        // Byte order on both engines (PostgreSQL's default collation ignores punctuation).
+        let full_name = match self.db().backend() {
+            Backend::Sqlite => "(s.namespace || '/' || s.name)",
+            Backend::Postgres => "(s.namespace || '/' || s.name) COLLATE \"C\"",
+        };
         let order = match query.sort {
             SkillSort::Name => {
                 if let Some(after) = &query.after {
                     let p = push(&mut params, Param::Text(after.clone()));
-                    sql += &format!(" AND (s.namespace || '/' || s.name) > {p}");
+                    sql += &format!(" AND {full_name} > {p}");
                 }
-                "s.namespace || '/' || s.name"
+                full_name
             }
             SkillSort::Updated | SkillSort::Downloads => {
                 let column = if query.sort == SkillSort::Updated {

@@ -190,17 +190,14 @@ pub async fn uninstall(
     RequestId(request_id): RequestId,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let store = app.db.tenant(&principal.tenant);
-    let skill = store
-        .skill(&ns, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("installation"))?;
-    if !store
-        .uninstall(&principal.audit(&request_id), &skill.id)
-        .await?
-    {
+    let removed = app
+        .db
+        .tenant(&principal.tenant)
+        .uninstall_by_name(&principal.audit(&request_id), &ns, &name)
+        .await?;
+    if !removed {
         return Err(ApiError::not_found("installation"));
     }
-    app.catalog.forget(&skill.full_name());
+    app.catalog.forget(&format!("{ns}/{name}"));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ use omniforge_runtime::capabilities::HttpPolicy;
 use omniforge_runtime::{Grants, InvocationContext, InvocationRequest, Outcome, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -219,6 +220,13 @@ pub async fn invoke(
         }
     };
     limits.fuel = Some(fuel);
+    // The answer must come before the server's request timeout turns it into a 503.
+    let request_timeout = Duration::from_millis(app.config.http.request_timeout_ms);
+    limits.timeout = limits.timeout.min(
+        request_timeout
+            .saturating_sub(Duration::from_millis(500))
+            .max(Duration::from_millis(100)),
+    );
     let request = InvocationRequest {
         context: InvocationContext {
             tenant: principal.tenant.clone(),
@@ -237,12 +245,25 @@ pub async fn invoke(
             },
         },
     };
-    let report = app.runtime.invoke(&prepared.loaded, request).await;
-    reservation.settle(Spent {
-        fuel: report.usage.fuel_consumed,
-        wall_ms: report.usage.wall_time_us / 1000,
-        failed: !matches!(report.outcome, Outcome::Ok { .. }),
-    });
+    // Run in its own task: if the caller goes away the invocation still finishes (bounded by
+    // its limits) and is charged what it really used.
+    let runtime = Arc::clone(&app.runtime);
+    let loaded = Arc::clone(&prepared.loaded);
+    let report = tokio::spawn(async move {
+        let report = runtime.invoke(&loaded, request).await;
+        if matches!(report.outcome, Outcome::ConcurrencyLimit { .. }) {
+            reservation.release();
+        } else {
+            reservation.settle(Spent {
+                fuel: report.usage.fuel_consumed,
+                wall_ms: report.usage.wall_time_us / 1000,
+                failed: !matches!(report.outcome, Outcome::Ok { .. }),
+            });
+        }
+        report
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the invocation task failed: {e}")))?;
     if let Some(error) = outcome_error(&report.outcome, &report.usage) {
         return Err(error);
     }

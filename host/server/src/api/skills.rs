@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use omniforge_registry::{
-    COMPONENT_FILE, IngestError, MANIFEST_FILE, Manifest, PackageError, PackageLimits, README_FILE,
-    Sha256Digest, ValidatedPackage, ingest, write_archive,
+    COMPONENT_FILE, MANIFEST_FILE, Manifest, PackageError, PackageLimits, README_FILE,
+    Sha256Digest, ValidatedPackage, validate_package, write_archive,
 };
 use omniforge_store::{
     AuditContext, NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility,
@@ -99,23 +99,25 @@ pub struct VersionView {
     pub component_sha256: String,
     /// Package size in bytes.
     pub size_bytes: i64,
-    /// Who published it.
-    pub published_by: String,
+    /// Who published it (shown to the publishing tenant only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_by: Option<String>,
     /// The signing key id, if the package was signed.
     pub signature_key_id: Option<String>,
     /// Unix ms.
     pub created_at_ms: i64,
 }
 
-impl From<&SkillVersion> for VersionView {
-    fn from(v: &SkillVersion) -> Self {
+impl VersionView {
+    /// The view of `v`; `owned` when the caller's tenant published it.
+    fn new(v: &SkillVersion, owned: bool) -> Self {
         Self {
             version: v.version.clone(),
             yanked: v.yanked,
             package_sha256: v.package_sha256.clone(),
             component_sha256: v.component_sha256.clone(),
             size_bytes: v.size_bytes,
-            published_by: v.published_by.clone(),
+            published_by: owned.then(|| v.published_by.clone()),
             signature_key_id: v.signature_key_id.clone(),
             created_at_ms: v.created_at_ms,
         }
@@ -400,12 +402,19 @@ pub async fn publish(
         max_package_bytes: limit,
         ..PackageLimits::default()
     };
-    let package = ingest(app.blobs.as_ref(), &bytes, &limits)
+    // Validate and check the version can be published before any byte is stored, so a
+    // refused upload (403, 409, 422) leaves nothing behind.
+    let package = validate_package(&bytes, &limits).map_err(package_error)?;
+    let meta = &package.manifest.package;
+    app.db
+        .tenant(&principal.tenant)
+        .check_publishable(meta.name.namespace(), meta.name.name(), &meta.version)
+        .await?;
+    app.blobs.put(&bytes).await.map_err(ApiError::internal)?;
+    app.blobs
+        .put(&package.component)
         .await
-        .map_err(|e| match e {
-            IngestError::Package(e) => package_error(e),
-            IngestError::Blob(e) => ApiError::internal(e),
-        })?;
+        .map_err(ApiError::internal)?;
     let audit = principal.audit(&request_id);
     let (skill, version) = record(&app, &principal, &audit, &package).await?;
     app.catalog.forget(&skill.full_name());
@@ -448,8 +457,8 @@ async fn record(
         signature_key_id: package.signature.as_ref().map(|s| s.key_id.clone()),
         published_by: principal.actor(),
     };
-    // The blobs stay when the version is refused (409/403): they are content-addressed,
-    // shared by identical uploads, and unreachable without a version row.
+    // A publish racing this one past `check_publishable` is refused here (409/403); its
+    // blobs stay (content-addressed, shared by identical uploads, unreachable without a row).
     Ok(app.db.tenant(&principal.tenant).publish(audit, new).await?)
 }
 
@@ -568,10 +577,14 @@ pub async fn get(
     let skill = visible(&app, &principal, &ns, &name).await?;
     let versions = app.db.tenant(&principal.tenant).versions(&skill.id).await?;
     let readme = skill.readme.clone();
+    let owned = skill.tenant_id == principal.tenant;
     Ok(ApiJson(SkillDetail {
         skill: SkillView::new(skill, &principal),
         readme,
-        versions: versions.iter().map(VersionView::from).collect(),
+        versions: versions
+            .iter()
+            .map(|v| VersionView::new(v, owned))
+            .collect(),
     }))
 }
 
@@ -659,7 +672,13 @@ pub async fn versions(
 ) -> Result<ApiJson<Vec<VersionView>>, ApiError> {
     let skill = visible(&app, &principal, &ns, &name).await?;
     let versions = app.db.tenant(&principal.tenant).versions(&skill.id).await?;
-    Ok(ApiJson(versions.iter().map(VersionView::from).collect()))
+    let owned = skill.tenant_id == principal.tenant;
+    Ok(ApiJson(
+        versions
+            .iter()
+            .map(|v| VersionView::new(v, owned))
+            .collect(),
+    ))
 }
 
 async fn find_version(
@@ -700,7 +719,7 @@ pub async fn version(
         .map_err(ApiError::internal)?;
     Ok(ApiJson(VersionDetail {
         skill: skill.full_name(),
-        version: VersionView::from(&found),
+        version: VersionView::new(&found, skill.tenant_id == principal.tenant),
         permissions: manifest.get("permissions").cloned().unwrap_or_default(),
         manifest,
         input_schema,
@@ -763,7 +782,7 @@ async fn set_yanked(
         .await?
         .ok_or_else(|| ApiError::not_found("version"))?;
     app.catalog.forget(&skill.full_name());
-    Ok(ApiJson(VersionView::from(&changed)))
+    Ok(ApiJson(VersionView::new(&changed, true)))
 }
 
 /// Yanks a version: every requirement (an exact `=1.2.3` too) skips it from now on; it stays

@@ -5,8 +5,8 @@
 //! changes through this server evict it at once. Prepared versions are immutable and cached
 //! by (skill id, version) in an LRU.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use omniforge_registry::{
 use omniforge_runtime::{LoadedSkill, Runtime};
 use omniforge_store::{Database, Installation, Skill, SkillVersion, StoreError, TenantId};
 use semver::{Version, VersionReq};
+use tokio::sync::Semaphore;
 
 /// A skill as one tenant sees it, with every version's manifest parsed.
 pub struct Listing {
@@ -82,7 +83,11 @@ impl From<StoreError> for ResolveError {
     }
 }
 
-type ListingCache = HashMap<(TenantId, String), (Instant, Option<Arc<Listing>>)>;
+type ListingCache = LruCache<(TenantId, String), (Instant, Option<Arc<Listing>>)>;
+
+/// Listings kept in memory (misses included, so repeated invocations of a missing name do
+/// not each query the database); least recently used evicted.
+const LISTING_CAPACITY: usize = 10_000;
 
 /// Resolution and preparation of skills.
 pub struct Catalog {
@@ -91,7 +96,13 @@ pub struct Catalog {
     runtime: Arc<Runtime>,
     recheck: Duration,
     listings: Mutex<ListingCache>,
+    /// Bumped by every [`Catalog::forget`]: a listing read from the database while it
+    /// changed is used once but not cached, so a change is never hidden by a read that
+    /// raced it.
+    generation: AtomicU64,
     prepared: Mutex<LruCache<(String, String), Arc<Prepared>>>,
+    /// Background compiles at once (each may take hundreds of MB).
+    compiles: Arc<Semaphore>,
 }
 
 /// The permissions of `requested` that `accepted` does not cover, named like `kv`,
@@ -135,8 +146,12 @@ impl Catalog {
             blobs,
             runtime,
             recheck,
-            listings: Mutex::default(),
-            prepared: Mutex::new(LruCache::new(NonZeroUsize::new(1024).unwrap())),
+            listings: Mutex::new(LruCache::new(
+                NonZeroUsize::new(LISTING_CAPACITY).expect("positive"),
+            )),
+            generation: AtomicU64::new(0),
+            prepared: Mutex::new(LruCache::new(NonZeroUsize::new(1024).expect("positive"))),
+            compiles: Arc::new(Semaphore::new(2)),
         }
     }
 
@@ -146,7 +161,16 @@ impl Catalog {
 
     /// Forgets every tenant's cached view of `namespace/name` (after a change).
     pub fn forget(&self, full_name: &str) {
-        self.listings().retain(|(_, name), _| name != full_name);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut listings = self.listings();
+        let stale: Vec<_> = listings
+            .iter()
+            .filter(|((_, name), _)| name == full_name)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            listings.pop(&key);
+        }
     }
 
     /// The skill as `tenant` sees it.
@@ -162,6 +186,7 @@ impl Catalog {
         {
             return Ok(listing.clone());
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let store = self.db.tenant(tenant);
         let listing = match store.skill(namespace, name).await? {
             None => None,
@@ -187,8 +212,10 @@ impl Catalog {
                 }))
             }
         };
-        self.listings()
-            .insert(key, (Instant::now(), listing.clone()));
+        let mut listings = self.listings();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            listings.put(key, (Instant::now(), listing.clone()));
+        }
         Ok(listing)
     }
 
@@ -342,6 +369,9 @@ impl Catalog {
     pub fn warm(self: &Arc<Self>, component: Vec<u8>) {
         let catalog = Arc::clone(self);
         tokio::spawn(async move {
+            let Ok(_slot) = catalog.compiles.acquire().await else {
+                return;
+            };
             if let Err(e) = catalog.runtime.load(&component).await {
                 tracing::warn!("compiling a published component failed: {e}");
             }

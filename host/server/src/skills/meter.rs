@@ -27,19 +27,25 @@ pub struct QuotaExceeded {
 }
 
 #[derive(Debug, Default)]
-struct TenantMeter {
-    period: String,
-    /// Everything settled in `period`, flushed or not.
+struct PeriodMeter {
+    /// Everything settled in the period, flushed or not.
     used: UsageCounters,
     reserved_invocations: u64,
     reserved_fuel: u64,
 }
 
+type Key = (TenantId, String);
+
 #[derive(Default)]
 struct State {
-    tenants: HashMap<TenantId, TenantMeter>,
-    /// Settled since the last flush, per (tenant, period).
-    unflushed: HashMap<(TenantId, String), UsageCounters>,
+    /// Per (tenant, period): a request that computed its period just before midnight uses
+    /// its own period's meter and never resets the next one's.
+    meters: HashMap<Key, PeriodMeter>,
+    /// Settled since the last flush.
+    unflushed: HashMap<Key, UsageCounters>,
+    /// Taken by a flush that has not committed yet. Counted when a meter is loaded, so a load
+    /// during a flush does not miss it (it may count it twice, which errs on refusing).
+    flushing: HashMap<Key, UsageCounters>,
 }
 
 /// The usage meter of this server.
@@ -48,12 +54,12 @@ pub struct Meter {
     state: Mutex<State>,
 }
 
-/// An admitted invocation's hold on the quota; [`Reservation::settle`] records what it used.
-/// Dropped unsettled (the request went away mid-run), it counts the invocation but no fuel.
+/// An admitted invocation's hold on the quota: [`Reservation::settle`] records what it used,
+/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled, it is charged
+/// the invocation and all the fuel it held.
 pub struct Reservation {
     meter: Arc<Meter>,
-    tenant: TenantId,
-    period: String,
+    key: Key,
     fuel: u64,
     settled: bool,
 }
@@ -114,6 +120,14 @@ impl Meter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// What was settled but is not in the database yet.
+    fn pending(state: &State, key: &Key) -> UsageCounters {
+        add(
+            &state.unflushed.get(key).cloned().unwrap_or_default(),
+            &state.flushing.get(key).cloned().unwrap_or_default(),
+        )
+    }
+
     /// Admits one invocation of `tenant` that may burn up to `fuel`, or refuses it. Returns
     /// the reservation and the fuel the invocation may use (less than asked when the fuel
     /// quota has less left).
@@ -123,51 +137,44 @@ impl Meter {
         policy: &TenantPolicy,
         fuel: u64,
     ) -> Result<Result<(Reservation, u64), QuotaExceeded>, StoreError> {
-        let (period, retry_after_secs) = period_of(policy.quota_period, OffsetDateTime::now_utc());
-        let current = self
-            .lock()
-            .tenants
-            .get(tenant)
-            .is_some_and(|m| m.period == period);
-        if !current {
+        let (period, period_left) = period_of(policy.quota_period, OffsetDateTime::now_utc());
+        let key = (tenant.clone(), period);
+        if !self.lock().meters.contains_key(&key) {
             // Read outside the lock; if another request loaded it meanwhile, keep theirs.
-            let stored = self.db.tenant(tenant).usage(&period).await?;
+            let stored = self.db.tenant(tenant).usage(&key.1).await?;
             let mut state = self.lock();
-            let unflushed = state
-                .unflushed
-                .get(&(tenant.clone(), period.clone()))
-                .cloned()
-                .unwrap_or_default();
-            let meter = state.tenants.entry(tenant.clone()).or_default();
-            if meter.period != period {
-                *meter = TenantMeter {
-                    used: add(&stored, &unflushed),
-                    period: period.clone(),
-                    ..TenantMeter::default()
-                };
-            }
+            let pending = Self::pending(&state, &key);
+            state
+                .meters
+                .entry(key.clone())
+                .or_insert_with(|| PeriodMeter {
+                    used: add(&stored, &pending),
+                    ..PeriodMeter::default()
+                });
         }
         let mut state = self.lock();
-        let meter = state.tenants.entry(tenant.clone()).or_default();
+        let meter = state.meters.entry(key.clone()).or_default();
+        // Refused while invocations in progress hold the rest: try again in a second, not at
+        // the end of the period.
         if let Some(limit) = policy.max_invocations {
-            let taken = meter.used.invocations as u64 + meter.reserved_invocations;
-            if taken >= limit {
+            let used = meter.used.invocations as u64;
+            if used + meter.reserved_invocations >= limit {
                 return Ok(Err(QuotaExceeded {
                     quota: "invocations",
                     limit,
-                    retry_after_secs,
+                    retry_after_secs: if used >= limit { period_left } else { 1 },
                 }));
             }
         }
         let mut granted = fuel;
         if let Some(limit) = policy.max_total_fuel {
-            let taken = meter.used.fuel as u64 + meter.reserved_fuel;
-            let left = limit.saturating_sub(taken);
+            let used = meter.used.fuel as u64;
+            let left = limit.saturating_sub(used + meter.reserved_fuel);
             if left == 0 {
                 return Ok(Err(QuotaExceeded {
                     quota: "fuel",
                     limit,
-                    retry_after_secs,
+                    retry_after_secs: if used >= limit { period_left } else { 1 },
                 }));
             }
             granted = granted.min(left);
@@ -177,8 +184,7 @@ impl Meter {
         Ok(Ok((
             Reservation {
                 meter: Arc::clone(self),
-                tenant: tenant.clone(),
-                period,
+                key,
                 fuel: granted,
                 settled: false,
             },
@@ -192,24 +198,34 @@ impl Meter {
         tenant: &TenantId,
         period: &str,
     ) -> Result<UsageCounters, StoreError> {
-        if let Some(meter) = self.lock().tenants.get(tenant)
-            && meter.period == period
-        {
+        let key = (tenant.clone(), period.to_owned());
+        if let Some(meter) = self.lock().meters.get(&key) {
             return Ok(meter.used.clone());
         }
         let stored = self.db.tenant(tenant).usage(period).await?;
-        let unflushed = self
-            .lock()
-            .unflushed
-            .get(&(tenant.clone(), period.to_owned()))
-            .cloned()
-            .unwrap_or_default();
-        Ok(add(&stored, &unflushed))
+        Ok(add(&stored, &Self::pending(&self.lock(), &key)))
     }
 
     /// Writes what was settled since the last flush; on failure it is kept for the next.
+    /// Meters of past periods with nothing in flight are dropped here.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let batch = std::mem::take(&mut self.lock().unflushed);
+        let batch = {
+            let mut state = self.lock();
+            let batch = std::mem::take(&mut state.unflushed);
+            for (key, counters) in &batch {
+                let entry = state.flushing.entry(key.clone()).or_default();
+                *entry = add(entry, counters);
+            }
+            let today = OffsetDateTime::now_utc();
+            let current = [
+                period_of(QuotaPeriod::Day, today).0,
+                period_of(QuotaPeriod::Month, today).0,
+            ];
+            state
+                .meters
+                .retain(|(_, period), m| current.contains(period) || m.reserved_invocations > 0);
+            batch
+        };
         if batch.is_empty() {
             return Ok(());
         }
@@ -221,18 +237,24 @@ impl Meter {
                 counters: counters.clone(),
             })
             .collect();
-        if let Err(e) = self.db.platform().add_usage(&deltas).await {
-            let mut state = self.lock();
-            for (key, counters) in batch {
+        let written = self.db.platform().add_usage(&deltas).await;
+        let mut state = self.lock();
+        for (key, counters) in batch {
+            if let Some(entry) = state.flushing.get_mut(&key) {
+                *entry = sub(entry, &counters);
+                if *entry == UsageCounters::default() {
+                    state.flushing.remove(&key);
+                }
+            }
+            if written.is_err() {
                 let entry = state.unflushed.entry(key).or_default();
                 *entry = add(entry, &counters);
             }
-            return Err(e);
         }
-        Ok(())
+        written
     }
 
-    /// Flushes every `every` until the meter is dropped by everyone else, then once more.
+    /// Flushes every `every` for as long as the meter is in use.
     pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -248,25 +270,23 @@ impl Meter {
         });
     }
 
-    fn settle(&self, tenant: &TenantId, period: &str, reserved_fuel: u64, spent: Spent) {
+    fn settle(&self, key: &Key, reserved_fuel: u64, spent: Option<Spent>) {
+        let mut state = self.lock();
+        if let Some(meter) = state.meters.get_mut(key) {
+            meter.reserved_invocations = meter.reserved_invocations.saturating_sub(1);
+            meter.reserved_fuel = meter.reserved_fuel.saturating_sub(reserved_fuel);
+        }
+        let Some(spent) = spent else { return };
         let counters = UsageCounters {
             invocations: 1,
             fuel: spent.fuel.min(i64::MAX as u64) as i64,
             wall_ms: spent.wall_ms.min(i64::MAX as u64) as i64,
             failures: i64::from(spent.failed),
         };
-        let mut state = self.lock();
-        if let Some(meter) = state.tenants.get_mut(tenant)
-            && meter.period == period
-        {
-            meter.reserved_invocations = meter.reserved_invocations.saturating_sub(1);
-            meter.reserved_fuel = meter.reserved_fuel.saturating_sub(reserved_fuel);
+        if let Some(meter) = state.meters.get_mut(key) {
             meter.used = add(&meter.used, &counters);
         }
-        let entry = state
-            .unflushed
-            .entry((tenant.clone(), period.to_owned()))
-            .or_default();
+        let entry = state.unflushed.entry(key.clone()).or_default();
         *entry = add(entry, &counters);
     }
 }
@@ -280,27 +300,38 @@ fn add(a: &UsageCounters, b: &UsageCounters) -> UsageCounters {
     }
 }
 
+fn sub(a: &UsageCounters, b: &UsageCounters) -> UsageCounters {
+    UsageCounters {
+        invocations: a.invocations - b.invocations,
+        fuel: a.fuel - b.fuel,
+        wall_ms: a.wall_ms - b.wall_ms,
+        failures: a.failures - b.failures,
+    }
+}
+
 impl Reservation {
     /// Records what the invocation used and releases the hold.
     pub fn settle(mut self, spent: Spent) {
         self.settled = true;
-        self.meter
-            .settle(&self.tenant, &self.period, self.fuel, spent);
+        self.meter.settle(&self.key, self.fuel, Some(spent));
+    }
+
+    /// Gives the hold back without counting anything (the invocation never ran).
+    pub fn release(mut self) {
+        self.settled = true;
+        self.meter.settle(&self.key, self.fuel, None);
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            self.meter.settle(
-                &self.tenant,
-                &self.period,
-                self.fuel,
-                Spent {
-                    failed: true,
-                    ..Spent::default()
-                },
-            );
+            let spent = Spent {
+                fuel: self.fuel,
+                wall_ms: 0,
+                failed: true,
+            };
+            self.meter.settle(&self.key, self.fuel, Some(spent));
         }
     }
 }

@@ -2,6 +2,7 @@
 //! in-memory cache the invoke path reads them from.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,8 @@ pub struct Policies {
     default: Arc<TenantPolicy>,
     recheck: Duration,
     cache: Mutex<HashMap<TenantId, (Instant, Arc<TenantPolicy>)>>,
+    /// Bumped by [`Policies::forget`]; a read that raced a change is not cached.
+    generation: AtomicU64,
 }
 
 impl Policies {
@@ -119,6 +122,7 @@ impl Policies {
             default: Arc::new(default),
             recheck,
             cache: Mutex::default(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +133,7 @@ impl Policies {
         {
             return Ok(Arc::clone(policy));
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let policy = match self.db.tenant(tenant).policy().await? {
             None => Arc::clone(&self.default),
             Some(text) => Arc::new(
@@ -136,13 +141,16 @@ impl Policies {
                     .map_err(|e| StoreError::Corrupt(format!("policy of tenant {tenant}: {e}")))?,
             ),
         };
-        self.lock()
-            .insert(tenant.clone(), (Instant::now(), Arc::clone(&policy)));
+        let mut cache = self.lock();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            cache.insert(tenant.clone(), (Instant::now(), Arc::clone(&policy)));
+        }
         Ok(policy)
     }
 
     /// Forgets the cached policy of `tenant` (after it was changed).
     pub fn forget(&self, tenant: &TenantId) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.lock().remove(tenant);
     }
 
