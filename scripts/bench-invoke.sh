@@ -14,7 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --locked -p omniforge -p omniforge-server --example bare_hello
-(cd example-skills/rust && cargo build --release --locked --target wasm32-wasip2 -p hello)
+guest_target="$CARGO_TARGET_DIR/bench-guests"
+(cd example-skills/rust && CARGO_TARGET_DIR="$guest_target" cargo build --release --locked --target wasm32-wasip2 -p hello)
 bin="$CARGO_TARGET_DIR/release/omniforge"
 bare="$CARGO_TARGET_DIR/release/examples/bare_hello"
 
@@ -40,7 +41,7 @@ OMNIFORGE_RATE_PER_TENANT_PER_SECOND=10000000 OMNIFORGE_RATE_PER_TENANT_BURST=10
 pids+=($!)
 addr=$(port_of serve.out)
 export OMNIFORGE_API_KEY=$key
-"$bin" skill pack "$root/example-skills/rust/hello" -o hello.zip > /dev/null
+"$bin" skill pack "$root/example-skills/rust/hello" --component "$guest_target/wasm32-wasip2/release/hello.wasm" -o hello.zip > /dev/null
 "$bin" skill publish hello.zip --server "http://$addr"
 tenant=$(curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/me" | sed -n 's/.*"tenant":{"id":"\([^"]*\)".*/\1/p')
 curl -sf -X PUT -H "Authorization: Bearer $key" -H 'content-type: application/json' \
