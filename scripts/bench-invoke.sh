@@ -13,7 +13,8 @@ concurrencies=${2:-"1 8 32 64"}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --locked -p omniforge -p omniforge-server --example bare_hello
+cargo build --release --locked -p omniforge
+cargo build --release --locked -p omniforge-server --example bare_hello
 guest_target="$CARGO_TARGET_DIR/bench-guests"
 (cd example-skills/rust && CARGO_TARGET_DIR="$guest_target" cargo build --release --locked --target wasm32-wasip2 -p hello)
 bin="$CARGO_TARGET_DIR/release/omniforge"
@@ -62,7 +63,8 @@ LUA
 
 run() { # label url connections
   local out
-  out=$(wrk -t2 -c"$3" -d"${duration}s" --latency -s invoke.lua "$2")
+  local threads=$(( $3 < 2 ? $3 : 2 ))
+  out=$(wrk -t"$threads" -c"$3" -d"${duration}s" --latency -s invoke.lua "$2")
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
