@@ -256,7 +256,7 @@ pub async fn invoke(
         } else {
             reservation.settle(Spent {
                 fuel: report.usage.fuel_consumed,
-                wall_ms: report.usage.wall_time_us / 1000,
+                wall_us: report.usage.wall_time_us,
                 failed: !matches!(report.outcome, Outcome::Ok { .. }),
             });
         }
