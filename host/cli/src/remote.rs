@@ -209,7 +209,7 @@ impl std::fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
-fn read_package(path: &Path) -> Result<Vec<u8>> {
+fn package_bytes(path: &Path) -> Result<Vec<u8>> {
     if path.is_dir() {
         let (bytes, _) = pack_dir(path, None, &PackageLimits::default())
             .with_context(|| format!("packing {}", path.display()))?;
@@ -221,7 +221,7 @@ fn read_package(path: &Path) -> Result<Vec<u8>> {
 /// Uploads a package, with a progress bar on a terminal.
 pub async fn publish(args: PublishArgs) -> Result<()> {
     let client = Client::new(&args.client)?;
-    let bytes = read_package(&args.package)?;
+    let bytes = package_bytes(&args.package)?;
     let total = bytes.len() as u64;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(total)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use omniforge_store::TenantId;
+use omniforge_store::{ApiKeyId, TenantId, UserId};
 
 use crate::config::RateLimitConfig;
 
@@ -22,9 +22,19 @@ pub struct RateLimited {
     pub retry_after: Duration,
 }
 
+/// Whose requests one credential limit counts: an API key's, or a token user's. Cheap to
+/// clone (the ids are shared strings), so checking allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CredentialKey {
+    /// Requests made with this API key.
+    ApiKey(ApiKeyId),
+    /// Requests made with any token of this user.
+    User(UserId),
+}
+
 /// The limiters of this server.
 pub struct RateLimits {
-    per_credential: Option<DefaultKeyedRateLimiter<String>>,
+    per_credential: Option<DefaultKeyedRateLimiter<CredentialKey>>,
     per_tenant: Option<DefaultKeyedRateLimiter<TenantId>>,
     clock: DefaultClock,
 }
@@ -47,10 +57,10 @@ impl RateLimits {
         }
     }
 
-    /// Counts one request of `credential` (an API key id or token user) in `tenant`.
-    pub fn check(&self, tenant: &TenantId, credential: &str) -> Result<(), RateLimited> {
+    /// Counts one request of `credential` in `tenant`.
+    pub fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), RateLimited> {
         if let Some(limiter) = &self.per_credential
-            && let Err(not_until) = limiter.check_key(&credential.to_owned())
+            && let Err(not_until) = limiter.check_key(credential)
         {
             return Err(RateLimited {
                 limit: "api_key",
@@ -83,6 +93,10 @@ impl RateLimits {
 mod tests {
     use super::*;
 
+    fn key(id: &str) -> CredentialKey {
+        CredentialKey::ApiKey(ApiKeyId::new(id))
+    }
+
     #[test]
     fn a_credential_past_its_burst_waits_and_others_do_not() {
         let limits = RateLimits::new(&RateLimitConfig {
@@ -92,14 +106,15 @@ mod tests {
             per_tenant_burst: 0,
         });
         let acme = TenantId::new("acme");
-        assert!(limits.check(&acme, "key-a").is_ok());
-        assert!(limits.check(&acme, "key-a").is_ok());
-        let refused = limits.check(&acme, "key-a").unwrap_err();
+        let (a, b) = (key("key-a"), key("key-b"));
+        assert!(limits.check(&acme, &a).is_ok());
+        assert!(limits.check(&acme, &a).is_ok());
+        let refused = limits.check(&acme, &a).unwrap_err();
         assert_eq!(refused.limit, "api_key");
         assert!(
             refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1)
         );
-        assert!(limits.check(&acme, "key-b").is_ok());
+        assert!(limits.check(&acme, &b).is_ok());
     }
 
     #[test]
@@ -111,9 +126,16 @@ mod tests {
             per_tenant_burst: 2,
         });
         let acme = TenantId::new("acme");
-        assert!(limits.check(&acme, "key-a").is_ok());
-        assert!(limits.check(&acme, "key-b").is_ok());
-        assert_eq!(limits.check(&acme, "key-c").unwrap_err().limit, "tenant");
-        assert!(limits.check(&TenantId::new("globex"), "key-d").is_ok());
+        assert!(limits.check(&acme, &key("key-a")).is_ok());
+        assert!(limits.check(&acme, &key("key-b")).is_ok());
+        assert_eq!(
+            limits.check(&acme, &key("key-c")).unwrap_err().limit,
+            "tenant"
+        );
+        assert!(
+            limits
+                .check(&TenantId::new("globex"), &key("key-d"))
+                .is_ok()
+        );
     }
 }

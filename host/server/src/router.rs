@@ -22,13 +22,15 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{
-    api_keys, audit, docs, health, installations, invoke, me, skills, tenants, usage, users,
+    api_keys, audit, docs, health, installations, invoke, me, publish, skills, tenants, usage,
+    users,
 };
 use crate::app::AppState;
 use crate::auth::Credential;
 use crate::auth::rbac::{Access, Permission};
 use crate::error::ApiError;
 use crate::middleware as mw;
+use crate::ratelimit::CredentialKey;
 
 /// The OpenAPI document's fixed parts; paths come from the routes.
 #[derive(OpenApi)]
@@ -140,8 +142,8 @@ async fn authorize(access: Access, mut request: Request, next: Next) -> Response
         Err(error) => return error.into_response(),
     };
     let credential = match &principal.credential {
-        Credential::ApiKey(id) => id.as_str().to_owned(),
-        Credential::Token => format!("user:{}", principal.user),
+        Credential::ApiKey(id) => CredentialKey::ApiKey(id.clone()),
+        Credential::Token => CredentialKey::User(principal.user.clone()),
     };
     if let Err(limited) = app.rate_limits.check(&principal.tenant, &credential) {
         let detail = match limited.limit {
@@ -194,7 +196,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(guard(Requires(TenantRead), routes!(usage::get)))
         .routes(unlimited_body(guard(
             Requires(SkillPublish),
-            routes!(skills::publish),
+            routes!(publish::publish),
         )))
         .routes(guard(Requires(SkillRead), routes!(skills::list)))
         .routes(guard(Requires(SkillRead), routes!(skills::get)))

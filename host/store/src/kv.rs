@@ -66,9 +66,34 @@ impl TenantStore<'_> {
         value: &[u8],
         quota_bytes: u64,
     ) -> Result<KvWrite, StoreError> {
+        let written = self.kv_write(skill, key, value, quota_bytes, true).await?;
+        Ok(written.unwrap_or(KvWrite::Written))
+    }
+
+    /// The one quota-checked write: replaces the key's value (`replace`), or inserts it only
+    /// if absent (`None` when it exists). The key's current size does not count against the
+    /// quota, since the write replaces it.
+    async fn kv_write(
+        &self,
+        skill: &str,
+        key: &str,
+        value: &[u8],
+        quota_bytes: u64,
+        replace: bool,
+    ) -> Result<Option<KvWrite>, StoreError> {
         let size = (key.len() + value.len()) as i64;
         let t = self.tenant_id().as_str();
         let (begin, lock) = self.quota_guard();
+        let on_conflict = if replace {
+            "DO UPDATE SET value = excluded.value, size_bytes = excluded.size_bytes, \
+             updated_at_ms = excluded.updated_at_ms"
+        } else {
+            "DO NOTHING"
+        };
+        let insert = format!(
+            "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, skill, key) {on_conflict}"
+        );
         Ok(with_pool!(self.db(), |pool| {
             let mut tx = pool.begin_with(begin).await?;
             if lock {
@@ -88,24 +113,20 @@ impl TenantStore<'_> {
             .fetch_one(&mut *tx)
             .await?;
             if others.saturating_add(size) as u64 > quota_bytes {
-                KvWrite::QuotaExceeded
+                Some(KvWrite::QuotaExceeded)
             } else {
-                sqlx::query(
-                    "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
-                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (tenant_id, skill, key) DO UPDATE SET value = excluded.value, \
-                     size_bytes = excluded.size_bytes, updated_at_ms = excluded.updated_at_ms",
-                )
-                .bind(t)
-                .bind(skill)
-                .bind(key)
-                .bind(value)
-                .bind(size)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+                let inserted = sqlx::query(sqlx::AssertSqlSafe(insert))
+                    .bind(t)
+                    .bind(skill)
+                    .bind(key)
+                    .bind(value)
+                    .bind(size)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 tx.commit().await?;
-                KvWrite::Written
+                (inserted == 1).then_some(KvWrite::Written)
             }
         }))
     }
@@ -162,7 +183,10 @@ impl TenantStore<'_> {
         for _ in 0..CAS_ATTEMPTS {
             let Some(old) = self.kv_get(skill, key).await? else {
                 let value = delta.to_le_bytes();
-                match self.kv_insert_new(skill, key, &value, quota_bytes).await? {
+                match self
+                    .kv_write(skill, key, &value, quota_bytes, false)
+                    .await?
+                {
                     Some(KvWrite::Written) => return Ok(KvIncrement::Value(delta)),
                     Some(KvWrite::QuotaExceeded) => return Ok(KvIncrement::QuotaExceeded),
                     None => continue, // created meanwhile: increment that value
@@ -194,56 +218,5 @@ impl TenantStore<'_> {
         Err(StoreError::Conflict(format!(
             "the counter {key:?} is contended; try again"
         )))
-    }
-
-    /// Inserts a key that must not exist yet; `None` if it exists.
-    async fn kv_insert_new(
-        &self,
-        skill: &str,
-        key: &str,
-        value: &[u8],
-        quota_bytes: u64,
-    ) -> Result<Option<KvWrite>, StoreError> {
-        let size = (key.len() + value.len()) as i64;
-        let t = self.tenant_id().as_str();
-        let (begin, lock) = self.quota_guard();
-        Ok(with_pool!(self.db(), |pool| {
-            let mut tx = pool.begin_with(begin).await?;
-            if lock {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
-                    .bind(t)
-                    .bind(skill)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let used: i64 = sqlx::query_scalar(
-                "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
-                 WHERE tenant_id = $1 AND skill = $2",
-            )
-            .bind(t)
-            .bind(skill)
-            .fetch_one(&mut *tx)
-            .await?;
-            if used.saturating_add(size) as u64 > quota_bytes {
-                Some(KvWrite::QuotaExceeded)
-            } else {
-                let inserted = sqlx::query(
-                    "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
-                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (tenant_id, skill, key) DO NOTHING",
-                )
-                .bind(t)
-                .bind(skill)
-                .bind(key)
-                .bind(value)
-                .bind(size)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                (inserted == 1).then_some(KvWrite::Written)
-            }
-        }))
     }
 }

@@ -16,6 +16,7 @@
 mod audit;
 mod database;
 mod error;
+mod installations;
 mod kv;
 mod migrations;
 mod platform;
@@ -28,6 +29,7 @@ mod usage;
 pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;
+pub use installations::Installation;
 pub use kv::{KvIncrement, KvWrite};
 pub use migrations::MigrationStatus;
 pub use omniforge_types::{ApiKeyId, TenantId, UserId};
@@ -36,9 +38,7 @@ pub use records::{
     ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser, Role,
     Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
 };
-pub use skills::{
-    Installation, NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility,
-};
+pub use skills::{NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
 pub use tenant::TenantStore;
 pub use usage::{UsageCounters, UsageDelta};
 

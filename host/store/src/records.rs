@@ -292,7 +292,7 @@ pub struct TenantExport {
     /// Every version of its skills.
     pub skill_versions: Vec<crate::skills::SkillVersion>,
     /// Its installations of other tenants' skills.
-    pub installations: Vec<crate::skills::Installation>,
+    pub installations: Vec<crate::installations::Installation>,
     /// Its policy document, if one was set.
     pub policy: Option<serde_json::Value>,
 }

@@ -5,9 +5,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use omniforge_registry::{Manifest, Permissions, PublishedVersion, parse_requirement, resolve};
+use omniforge_registry::{PublishedVersion, parse_requirement, resolve};
 use omniforge_store::Installation;
-use semver::Version;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -102,44 +101,40 @@ pub async fn install(
     let requirement = body.version.unwrap_or_else(|| "*".into());
     let req = parse_requirement(&requirement)
         .map_err(|e| ApiError::invalid(format!("version: {e}")).with("field", "version"))?;
-    let store = app.db.tenant(&principal.tenant);
-    let skill = store
-        .skill(ns, name)
+    let listing = app
+        .catalog
+        .listing(&principal.tenant, ns, name)
         .await?
         .ok_or_else(|| ApiError::not_found("skill"))?;
+    let skill = &listing.skill;
     if skill.tenant_id == principal.tenant {
         return Err(ApiError::conflict(
             "this is the tenant's own skill; it needs no installation",
         ));
     }
-    let versions = store.versions(&skill.id).await?;
-    let published: Vec<PublishedVersion> = versions
+    // Versions come newest first: the first one that matches is the one installed.
+    let (chosen, _, manifest) = listing
+        .versions
         .iter()
-        .filter_map(|v| {
-            Some(PublishedVersion {
-                version: Version::parse(&v.version).ok()?,
-                yanked: v.yanked,
-            })
+        .find(|(version, stored, _)| {
+            let candidate = PublishedVersion {
+                version: version.clone(),
+                yanked: stored.yanked,
+            };
+            resolve([&candidate], &req).is_some()
         })
-        .collect();
-    let chosen = resolve(&published, &req).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no-matching-version",
-            format!(
-                "no published version of {} matches {requirement:?}",
-                body.skill
-            ),
-        )
-    })?;
-    let chosen = chosen.version.to_string();
-    let stored = versions
-        .iter()
-        .find(|v| v.version == chosen)
-        .ok_or_else(|| ApiError::internal("a resolved version vanished"))?;
-    let manifest: Manifest = serde_json::from_str(&stored.manifest).map_err(ApiError::internal)?;
-    let accepted: &Permissions = &manifest.permissions;
-    let accepted = serde_json::to_string(accepted).map_err(ApiError::internal)?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no-matching-version",
+                format!(
+                    "no published version of {} matches {requirement:?}",
+                    body.skill
+                ),
+            )
+        })?;
+    let accepted = serde_json::to_string(&manifest.permissions).map_err(ApiError::internal)?;
+    let store = app.db.tenant(&principal.tenant);
     let installation = store
         .install(
             &principal.audit(&request_id),
@@ -151,7 +146,7 @@ pub async fn install(
     app.catalog.forget(&skill.full_name());
     Ok(ApiJson(Installed {
         installation: installation.try_into()?,
-        version: chosen,
+        version: chosen.to_string(),
     }))
 }
 

@@ -7,6 +7,7 @@ pub mod health;
 pub mod installations;
 pub mod invoke;
 pub mod me;
+pub mod publish;
 pub mod skills;
 pub mod tenants;
 pub mod usage;
@@ -48,7 +49,7 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// The cursor of a page whose items are ordered by id: the last id, when the page is full.
+/// The cursor of a full page: `id` of its last item (for listings ordered by id, its id).
 pub fn next_cursor<T>(items: &[T], limit: u32, id: impl Fn(&T) -> String) -> Option<String> {
     if items.len() as u32 == limit {
         items.last().map(id)

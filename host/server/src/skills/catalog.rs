@@ -261,13 +261,10 @@ impl Catalog {
             // newer one that needs more is reported.
             let mut pending = None;
             let mut chosen = None;
-            for (version, _, manifest) in &listing.versions {
+            for (version, stored, manifest) in &listing.versions {
                 let candidate = PublishedVersion {
                     version: version.clone(),
-                    yanked: listing
-                        .versions
-                        .iter()
-                        .any(|(v, sv, _)| v == version && sv.yanked),
+                    yanked: stored.yanked,
                 };
                 let matches = |req: &VersionReq| resolve([&candidate], req).is_some();
                 if !matches(&wanted) || !matches(&installed) {

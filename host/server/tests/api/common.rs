@@ -314,6 +314,13 @@ fn component_line(dir: &std::path::Path) -> String {
         .to_owned()
 }
 
+/// The `hello` example packaged as `version`.
+pub fn hello_package(version: &str) -> Vec<u8> {
+    example_package("hello", omniforge_test_programs::HELLO, |m| {
+        m.replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
+    })
+}
+
 /// A package of a test guest (a `tool` world component) named `acme-tests/<name>`.
 pub fn guest_package(name: &str, wasm: &str) -> Vec<u8> {
     let manifest = format!(

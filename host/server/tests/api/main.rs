@@ -4,7 +4,9 @@
 
 mod common;
 mod flows;
+mod limits;
 mod openapi;
 mod routes;
+mod sharing;
 mod skills;
 mod tokens;

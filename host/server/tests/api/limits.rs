@@ -1,0 +1,218 @@
+//! Limits over HTTP: hostile skills get their documented status while the server keeps
+//! serving, quotas are exact under concurrency, rate limits answer 429 with Retry-After.
+
+use std::time::Duration;
+
+use omniforge_test_programs as programs;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, all, guest_package, hello_package as hello, test_config};
+
+#[tokio::test]
+async fn hostile_skills_get_their_status_and_the_server_keeps_serving() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        let key = app.acme.key.clone();
+        let policy =
+            json!({"max_fuel": 2_000_000_000u64, "max_memory_mb": 64, "max_timeout_ms": 5000});
+        app.call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{}/policy", app.acme.id),
+            Some(&key),
+            Some(policy),
+        )
+        .await
+        .expect(200, "policy");
+        app.publish(&key, &hello("0.1.0"))
+            .await
+            .expect(201, "hello");
+        let guests = [
+            (
+                "spin-loop",
+                programs::SPIN_LOOP,
+                422,
+                "limit-exceeded",
+                Some("fuel"),
+            ),
+            (
+                "memory-hog",
+                programs::MEMORY_HOG,
+                422,
+                "limit-exceeded",
+                Some("memory"),
+            ),
+            (
+                "deep-recursion",
+                programs::DEEP_RECURSION,
+                502,
+                "skill-trapped",
+                None,
+            ),
+            ("panic", programs::PANIC, 502, "skill-trapped", None),
+        ];
+        for (name, wasm, ..) in guests {
+            app.publish(&key, &guest_package(name, wasm))
+                .await
+                .expect(201, name);
+        }
+        let names: Vec<String> = guests
+            .iter()
+            .map(|(name, ..)| format!("acme-tests/{name}"))
+            .collect();
+        let hostile = futures_util::future::join_all(
+            names
+                .iter()
+                .map(|name| app.invoke(&key, name, json!({}), None)),
+        );
+        let meanwhile = async {
+            let mut served = 0;
+            for _ in 0..20 {
+                let answer = app
+                    .invoke(&key, "examples/hello", json!({"name": "Ada"}), None)
+                    .await;
+                answer.expect(200, "hello meanwhile");
+                served += 1;
+            }
+            served
+        };
+        let (answers, served) = tokio::join!(hostile, meanwhile);
+        assert_eq!(served, 20);
+        for ((name, _, status, kind, limit), answer) in guests.iter().zip(&answers) {
+            let problem = answer.expect(*status, name);
+            assert_eq!(
+                problem["type"],
+                format!("https://omniforge.dev/problems/{kind}"),
+                "{name}"
+            );
+            if let Some(limit) = limit {
+                assert_eq!(problem["limit"], *limit, "{name}");
+            }
+            assert!(problem["usage"].is_object(), "{name}: {problem}");
+        }
+        let usage = app
+            .call(Method::GET, "/api/v1/usage", Some(&key), None)
+            .await;
+        let usage = usage.expect(200, "usage").clone();
+        assert_eq!(usage["invocations"], 24);
+        assert_eq!(usage["failures"], 4);
+    }
+}
+
+#[tokio::test]
+async fn quotas_are_exact_under_concurrency() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        let key = app.acme.key.clone();
+        app.publish(&key, &hello("0.1.0"))
+            .await
+            .expect(201, "hello");
+        app.call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{}/policy", app.acme.id),
+            Some(&key),
+            Some(json!({"max_invocations": 20, "quota_period": "day"})),
+        )
+        .await
+        .expect(200, "policy");
+        let answers = futures_util::future::join_all((0..50).map(|i| {
+            app.invoke(
+                &key,
+                "examples/hello",
+                json!({"name": format!("n{i}")}),
+                None,
+            )
+        }))
+        .await;
+        let ok = answers.iter().filter(|a| a.status == 200).count();
+        let refused: Vec<&Value> = answers
+            .iter()
+            .filter(|a| a.status == 429)
+            .map(|a| &a.body)
+            .collect();
+        assert_eq!(ok, 20);
+        assert_eq!(refused.len(), 30);
+        assert!(refused.iter().all(|p| p["limit"] == "invocations"));
+        let usage = app
+            .call(Method::GET, "/api/v1/usage", Some(&key), None)
+            .await;
+        assert_eq!(usage.expect(200, "usage")["invocations"], 20);
+
+        // The counters reach the database within the flush interval.
+        let mut stored = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            stored = app.count("usage_counters").await;
+            if stored > 0 {
+                break;
+            }
+        }
+        assert_eq!(stored, 1);
+        assert!(app.dump("usage_counters").await.contains(&app.acme.id));
+        // The quota is acme's alone.
+        app.publish(&app.globex.key, &guest_package("panic", programs::PANIC))
+            .await
+            .expect(201, "globex publishes");
+        app.invoke(&app.globex.key, "acme-tests/panic", json!({}), None)
+            .await
+            .expect(502, "globex is not limited by acme's quota");
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_per_key_and_per_tenant() {
+    for db in all().await {
+        let mut config = test_config(&db);
+        config.rate_limits.per_key_per_second = 1;
+        config.rate_limits.per_key_burst = 3;
+        config.rate_limits.per_tenant_per_second = 1;
+        config.rate_limits.per_tenant_burst = 5;
+        let app = TestApp::start_with(db, config).await;
+        let me = |key: &str| {
+            let key = key.to_owned();
+            let app = &app;
+            async move { app.call(Method::GET, "/api/v1/me", Some(&key), None).await }
+        };
+        // globex's key has not been used yet: 3 requests per key, 5 per tenant.
+        let first = app.globex.key.clone();
+        let created = app
+            .call(
+                Method::POST,
+                "/api/v1/api-keys",
+                Some(&first),
+                Some(json!({"name": "second"})),
+            )
+            .await;
+        let second = created.expect(201, "second key")["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        me(&first).await.expect(200, "first key, 2nd request");
+        me(&first).await.expect(200, "first key, 3rd request");
+        let refused = app
+            .client
+            .get(format!("{}/api/v1/me", app.base))
+            .bearer_auth(&first)
+            .send()
+            .await
+            .unwrap();
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&retry), "{retry}");
+        let problem = crate::common::answer(refused).await;
+        assert_eq!(problem.expect(429, "per key")["limit"], "api_key");
+
+        // The second key has its own budget until the tenant's (5) is spent.
+        me(&second).await.expect(200, "second key, 1st request");
+        me(&second).await.expect(200, "second key, 2nd request");
+        assert_eq!(
+            me(&second).await.expect(429, "per tenant")["limit"],
+            "tenant"
+        );
+        // Another tenant is not affected.
+        me(&app.acme.key).await.expect(200, "acme");
+    }
+}
