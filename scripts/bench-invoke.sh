@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Load benchmark (issue 5): POST /api/v1/skills/examples/hello/invoke through `omniforge
 # serve` (API-key auth, tenant policy limits, an invocation quota, metering and rate limits
-# all on) against a bare axum handler answering the same JSON, driven by wrk from another
-# process on loopback. Not part of CI. Results go to docs/performance.md.
+# all on) against a bare axum handler answering the same JSON and, when `wasmtime` is on the
+# PATH (`cargo install wasmtime-cli --version 48.0.8 --locked`), against `wasmtime serve`
+# running the same logic as a wasi:http component (scripts/bench/http-hello) with a fresh
+# instance per request. Driven by wrk from another process on loopback; targets take turns
+# run after run, so drifting machine load spreads over all of them. Prints every run and the
+# median per target and concurrency. Not part of CI. Results go to docs/performance.md.
 #
 #   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
+#                           [runs, default 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 duration=${1:-10}
 concurrencies=${2:-"1 8 32 64"}
+runs=${3:-1}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
@@ -17,6 +23,10 @@ cargo build --release --locked -p omniforge
 cargo build --release --locked -p omniforge-server --example bare_hello
 guest_target="$CARGO_TARGET_DIR/bench-guests"
 (cd example-skills/rust && CARGO_TARGET_DIR="$guest_target" cargo build --release --locked --target wasm32-wasip2 -p hello)
+peer=$(command -v wasmtime || true)
+if [ -n "$peer" ]; then
+  (cd scripts/bench/http-hello && CARGO_TARGET_DIR="$guest_target" cargo build --release --locked --target wasm32-wasip2)
+fi
 bin="$CARGO_TARGET_DIR/release/omniforge"
 bare="$CARGO_TARGET_DIR/release/examples/bare_hello"
 
@@ -26,9 +36,11 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 cd "$work"
 
-port_of() { # waits for "listening on http://ADDR" in $1
+port_of() { # waits for "listening on http://ADDR" (or wasmtime's "Serving HTTP on") in $1
   for _ in $(seq 100); do
-    if grep -q 'listening on' "$1" 2>/dev/null; then sed -n 's|listening on http://||p' "$1"; return; fi
+    if grep -qE 'listening on|Serving HTTP on' "$1" 2>/dev/null; then
+      sed -nE 's#.*(listening on|Serving HTTP on) http://([^/]*)/?$#\2#p' "$1"; return
+    fi
     sleep 0.1
   done
   echo "the server did not start" >&2; exit 1
@@ -53,6 +65,14 @@ curl -sf -X PUT -H "Authorization: Bearer $key" -H 'content-type: application/js
 "$bare" > bare.out &
 pids+=($!)
 bare_addr=$(port_of bare.out)
+targets=("omniforge|http://$addr/api/v1/skills/examples/hello/invoke" "bare axum|http://$bare_addr/invoke")
+if [ -n "$peer" ]; then
+  "$peer" serve -Scli --addr 127.0.0.1:0 "$guest_target/wasm32-wasip2/release/http_hello.wasm" 2> peer.out &
+  pids+=($!)
+  peer_addr=$(port_of peer.out)
+  curl -sf -d '{"input": {"name": "Ada"}}' "http://$peer_addr/" > /dev/null
+  targets+=("wasmtime serve|http://$peer_addr/")
+fi
 
 cat > invoke.lua <<LUA
 wrk.method = "POST"
@@ -61,7 +81,7 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $key"
 LUA
 
-run() { # label url connections
+run() { # label url connections: one wrk run, appended to results.txt
   local out
   local threads=$(( $3 < 2 ? $3 : 2 ))
   out=$(wrk -t"$threads" -c"$3" -d"${duration}s" --latency -s invoke.lua "$2")
@@ -70,14 +90,39 @@ run() { # label url connections
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  printf '| %-12s | %3s | %10s | %8s | %8s | %s |\n' "$1" "$3" "$rps" "$p50" "$p99" "${errors:-0}"
+  printf '| %-14s | %3s | %10s | %8s | %8s | %s |\n' "$1" "$3" "$rps" "$p50" "$p99" "${errors:-0}" | tee -a results.txt
 }
 
 echo
-echo "| target       |   c |      req/s |      p50 |      p99 | non-2xx |"
-echo "| ---          | --- |        --- |      --- |      --- | ---     |"
+echo "| target         |   c |      req/s |      p50 |      p99 | non-2xx |"
+echo "| ---            | --- |        --- |      --- |      --- | ---     |"
 for c in $concurrencies; do
-  run "omniforge" "http://$addr/api/v1/skills/examples/hello/invoke" "$c"
-  run "bare axum" "http://$bare_addr/invoke" "$c"
+  for _ in $(seq "$runs"); do
+    for target in "${targets[@]}"; do
+      run "${target%%|*}" "${target#*|}" "$c"
+    done
+  done
 done
 curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/usage"; echo
+
+if [ "$runs" -gt 1 ]; then
+  echo
+  echo "Medians of $runs runs:"
+  python3 - results.txt <<'PY'
+import re, statistics, sys
+def ms(text):  # wrk prints 812.00us, 1.23ms or 1.02s
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rows = {}
+for line in open(sys.argv[1]):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    rows.setdefault((cells[0], int(cells[1])), []).append(cells)
+print("| target         |   c | median req/s | median p50 | median p99 | runs |")
+print("| ---            | --- |          --- |        --- |        --- | ---  |")
+for (target, c), runs in rows.items():
+    rps = statistics.median(float(r[2]) for r in runs)
+    p50 = statistics.median(ms(r[3]) for r in runs)
+    p99 = statistics.median(ms(r[4]) for r in runs)
+    print(f"| {target:<14} | {c:3} | {rps:12,.0f} | {p50:7.2f} ms | {p99:7.2f} ms | {len(runs):4} |")
+PY
+fi

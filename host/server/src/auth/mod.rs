@@ -6,7 +6,7 @@ pub mod jwt;
 pub mod rbac;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -90,7 +90,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
 /// A verified key remembered in memory, so a request costs a hash lookup, not argon2.
 struct CachedKey {
-    credential: ApiKeyCredential,
+    credential: Arc<ApiKeyCredential>,
     checked_at: Instant,
 }
 
@@ -149,7 +149,42 @@ impl Authenticator {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let credential = match self.cached(&digest) {
             Some((credential, true)) => credential,
-            Some((stale, false)) => {
+            // Boxed: the rare path, kept out of every request's future.
+            cached => Box::pin(self.api_key_from_db(prefix, secret, digest, cached)).await?,
+        };
+        let key = &credential.key;
+        let now = now_ms();
+        if key.revoked_at_ms.is_some() {
+            return Err(ApiError::unauthorized("this API key was revoked"));
+        }
+        if key.expires_at_ms.is_some_and(|at| at <= now) {
+            return Err(ApiError::unauthorized("this API key has expired"));
+        }
+        check_user(&credential.user, credential.tenant_status)?;
+        if key
+            .last_used_at_ms
+            .is_none_or(|at| now - at >= TOUCH_INTERVAL_MS)
+        {
+            self.touch(&digest, &key.id, now);
+        }
+        let scopes = PermissionSet::from_scopes(&key.scopes).unwrap_or_default();
+        Ok(principal(
+            &credential.user,
+            scopes,
+            Credential::ApiKey(key.id.clone()),
+        ))
+    }
+
+    /// The credential of a key not remembered, or remembered too long ago, from the database.
+    async fn api_key_from_db(
+        &self,
+        prefix: &str,
+        secret: &str,
+        digest: [u8; 32],
+        cached: Option<(Arc<ApiKeyCredential>, bool)>,
+    ) -> Result<Arc<ApiKeyCredential>, ApiError> {
+        Ok(match cached {
+            Some((stale, _)) => {
                 // Re-read the record (cheap, indexed) instead of re-running argon2: the
                 // presented key already matched this hash.
                 let fresh = self
@@ -159,8 +194,7 @@ impl Authenticator {
                     .await?;
                 match fresh {
                     Some(fresh) if fresh.secret_hash == stale.secret_hash => {
-                        self.remember(digest, fresh.clone());
-                        fresh
+                        self.remember(digest, fresh)
                     }
                     _ => {
                         self.forget_digest(&digest);
@@ -186,31 +220,9 @@ impl Authenticator {
                 if !matches {
                     return Err(ApiError::unauthorized("invalid API key"));
                 }
-                self.remember(digest, found.clone());
-                found
+                self.remember(digest, found)
             }
-        };
-        let key = &credential.key;
-        let now = now_ms();
-        if key.revoked_at_ms.is_some() {
-            return Err(ApiError::unauthorized("this API key was revoked"));
-        }
-        if key.expires_at_ms.is_some_and(|at| at <= now) {
-            return Err(ApiError::unauthorized("this API key has expired"));
-        }
-        check_user(&credential.user, credential.tenant_status)?;
-        if key
-            .last_used_at_ms
-            .is_none_or(|at| now - at >= TOUCH_INTERVAL_MS)
-        {
-            self.touch(&digest, &key.id, now);
-        }
-        let scopes = PermissionSet::from_scopes(&key.scopes).unwrap_or_default();
-        Ok(principal(
-            &credential.user,
-            scopes,
-            Credential::ApiKey(key.id.clone()),
-        ))
+        })
     }
 
     async fn token(&self, jwt: &JwtVerifier, token: &str) -> Result<Principal, ApiError> {
@@ -236,13 +248,18 @@ impl Authenticator {
         Ok(principal(&user, scopes, Credential::Token))
     }
 
-    fn cached(&self, digest: &[u8; 32]) -> Option<(ApiKeyCredential, bool)> {
+    fn cached(&self, digest: &[u8; 32]) -> Option<(Arc<ApiKeyCredential>, bool)> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.get(digest)
-            .map(|c| (c.credential.clone(), c.checked_at.elapsed() < self.recheck))
+        keys.get(digest).map(|c| {
+            (
+                Arc::clone(&c.credential),
+                c.checked_at.elapsed() < self.recheck,
+            )
+        })
     }
 
-    fn remember(&self, digest: [u8; 32], credential: ApiKeyCredential) {
+    fn remember(&self, digest: [u8; 32], credential: ApiKeyCredential) -> Arc<ApiKeyCredential> {
+        let credential = Arc::new(credential);
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if keys.len() >= KEY_CACHE_CAPACITY {
             keys.clear();
@@ -250,10 +267,11 @@ impl Authenticator {
         keys.insert(
             digest,
             CachedKey {
-                credential,
+                credential: Arc::clone(&credential),
                 checked_at: Instant::now(),
             },
         );
+        credential
     }
 
     fn forget_digest(&self, digest: &[u8; 32]) {
@@ -284,7 +302,7 @@ impl Authenticator {
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(digest)
         {
-            cached.credential.key.last_used_at_ms = Some(now);
+            Arc::make_mut(&mut cached.credential).key.last_used_at_ms = Some(now);
         }
         let db = self.db.clone();
         let id = id.clone();

@@ -100,7 +100,7 @@ pub struct Catalog {
     /// changed is used once but not cached, so a change is never hidden by a read that
     /// raced it.
     generation: AtomicU64,
-    prepared: Mutex<LruCache<(String, String), Arc<Prepared>>>,
+    prepared: Mutex<LruCache<(String, Version), Arc<Prepared>>>,
     /// Background compiles at once (each may take hundreds of MB).
     compiles: Arc<Semaphore>,
 }
@@ -187,8 +187,24 @@ impl Catalog {
             return Ok(listing.clone());
         }
         let generation = self.generation.load(Ordering::SeqCst);
+        // Boxed: the database read is the rare path, and inline it would make every
+        // invocation's future (moved and copied on each request) as large as sqlx's.
+        let listing = Box::pin(self.load_listing(tenant, namespace, name)).await?;
+        let mut listings = self.listings();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            listings.put(key, (Instant::now(), listing.clone()));
+        }
+        Ok(listing)
+    }
+
+    async fn load_listing(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Listing>>, StoreError> {
         let store = self.db.tenant(tenant);
-        let listing = match store.skill(namespace, name).await? {
+        Ok(match store.skill(namespace, name).await? {
             None => None,
             Some(skill) => {
                 let mut versions = Vec::new();
@@ -211,12 +227,7 @@ impl Catalog {
                     installation,
                 }))
             }
-        };
-        let mut listings = self.listings();
-        if self.generation.load(Ordering::SeqCst) == generation {
-            listings.put(key, (Instant::now(), listing.clone()));
-        }
-        Ok(listing)
+        })
     }
 
     /// Chooses and prepares the version of `namespace/name` that `tenant` runs for
@@ -300,7 +311,7 @@ impl Catalog {
         listing: &Listing,
         version: &Version,
     ) -> Result<Arc<Prepared>, ResolveError> {
-        let key = (listing.skill.id.clone(), version.to_string());
+        let key = (listing.skill.id.clone(), version.clone());
         if let Some(prepared) = self
             .prepared
             .lock()
@@ -314,7 +325,7 @@ impl Catalog {
             .iter()
             .find(|(v, _, _)| v == version)
             .ok_or_else(|| ResolveError::Internal("the chosen version vanished".into()))?;
-        let prepared = Arc::new(self.prepare_version(stored, manifest.clone()).await?);
+        let prepared = Arc::new(Box::pin(self.prepare_version(stored, manifest.clone())).await?);
         self.prepared
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use omniforge_store::{Database, StoreError, TenantId, UsageCounters, UsageDelta};
 use time::{Date, Month, OffsetDateTime, Time};
@@ -57,12 +57,14 @@ pub struct Meter {
 }
 
 /// An admitted invocation's hold on the quota: [`Reservation::settle`] records what it used,
-/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled, it is charged
-/// the invocation and all the fuel it held.
+/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled (the caller went
+/// away and the invocation was stopped), it is charged the invocation, all the fuel it held
+/// and the time since it was made.
 pub struct Reservation {
     meter: Arc<Meter>,
     key: Key,
     fuel: u64,
+    reserved_at: Instant,
     settled: bool,
 }
 
@@ -144,7 +146,8 @@ impl Meter {
         let key = (tenant.clone(), period);
         if !self.lock().meters.contains_key(&key) {
             // Read outside the lock; if another request loaded it meanwhile, keep theirs.
-            let stored = self.db.tenant(tenant).usage(&key.1).await?;
+            // Boxed: the rare path, kept out of every invocation's future.
+            let stored = Box::pin(self.db.tenant(tenant).usage(&key.1)).await?;
             let mut state = self.lock();
             let pending = Self::pending(&state, &key);
             state
@@ -189,6 +192,7 @@ impl Meter {
                 meter: Arc::clone(self),
                 key,
                 fuel: granted,
+                reserved_at: Instant::now(),
                 settled: false,
             },
             granted,
@@ -337,7 +341,12 @@ impl Drop for Reservation {
         if !self.settled {
             let spent = Spent {
                 fuel: self.fuel,
-                wall_us: 0,
+                wall_us: self
+                    .reserved_at
+                    .elapsed()
+                    .as_micros()
+                    .try_into()
+                    .unwrap_or(u64::MAX),
                 failed: true,
             };
             self.meter.settle(&self.key, self.fuel, Some(spent));

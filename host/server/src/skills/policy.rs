@@ -134,7 +134,9 @@ impl Policies {
             return Ok(Arc::clone(policy));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let policy = match self.db.tenant(tenant).policy().await? {
+        // Boxed: the rare path, kept out of every invocation's future.
+        let stored = Box::pin(self.db.tenant(tenant).policy()).await?;
+        let policy = match stored {
             None => Arc::clone(&self.default),
             Some(text) => Arc::new(
                 serde_json::from_str(&text)

@@ -100,6 +100,78 @@ async fn hostile_skills_get_their_status_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn a_caller_that_hangs_up_stops_the_invocation_and_pays_its_reservation() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        let key = app.acme.key.clone();
+        let fuel = 50_000_000_000u64;
+        let set_policy = |timeout_ms: u64| {
+            let policy =
+                json!({"max_fuel": fuel, "max_timeout_ms": timeout_ms, "max_concurrency": 1});
+            let path = format!("/api/v1/tenants/{}/policy", app.acme.id);
+            let key = key.clone();
+            let app = &app;
+            async move {
+                app.call(Method::PUT, &path, Some(&key), Some(policy))
+                    .await
+                    .expect(200, "policy");
+            }
+        };
+        app.publish(&key, &guest_package("spin-loop", programs::SPIN_LOOP))
+            .await
+            .expect(201, "spin-loop");
+        app.publish(&key, &hello("0.1.0"))
+            .await
+            .expect(201, "hello");
+        // Loaded first (a short run that times out), so the hang-up below lands while the
+        // guest runs, not while its component is still being compiled.
+        set_policy(100).await;
+        app.invoke(&key, "acme-tests/spin-loop", json!({}), None)
+            .await
+            .expect(504, "warm-up run");
+        set_policy(20_000).await;
+
+        // The skill would spin for many seconds; its caller gives up after 300 ms.
+        let hung_up = app
+            .client
+            .post(format!(
+                "{}/api/v1/skills/acme-tests/spin-loop/invoke",
+                app.base
+            ))
+            .bearer_auth(&key)
+            .json(&json!({"input": {}}))
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(hung_up.is_err_and(|e| e.is_timeout()));
+
+        // The guest stops: with a concurrency of one, hello runs once the slot is free.
+        let mut served = false;
+        for _ in 0..100 {
+            let answer = app
+                .invoke(&key, "examples/hello", json!({"name": "Ada"}), None)
+                .await;
+            if answer.status == 200 {
+                served = true;
+                break;
+            }
+            assert_eq!(answer.expect(429, "slot taken")["limit"], "concurrency");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(served, "the abandoned invocation kept running");
+
+        // Hanging up saved nothing: the invocation is charged all the fuel it reserved.
+        let usage = app
+            .call(Method::GET, "/api/v1/usage", Some(&key), None)
+            .await;
+        let usage = usage.expect(200, "usage");
+        assert_eq!(usage["invocations"], 3, "{usage}");
+        assert_eq!(usage["failures"], 2, "{usage}");
+        assert!(usage["fuel"].as_u64().unwrap() >= fuel, "{usage}");
+    }
+}
+
+#[tokio::test]
 async fn quotas_are_exact_under_concurrency() {
     for db in all().await {
         let app = TestApp::start(db).await;
