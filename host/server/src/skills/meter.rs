@@ -57,8 +57,8 @@ pub struct Meter {
 }
 
 /// An admitted invocation's hold on the quota: [`Reservation::settle`] records what it used,
-/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled (the caller went
-/// away and the invocation was stopped), it is charged the invocation, all the fuel it held
+/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled (its invocation
+/// was stopped before it could settle), it is charged the invocation, all the fuel it held
 /// and the time since it was made.
 pub struct Reservation {
     meter: Arc<Meter>,
