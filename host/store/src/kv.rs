@@ -28,6 +28,19 @@ pub enum KvIncrement {
     QuotaExceeded,
 }
 
+/// One kv entry in a tenant export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KvExportEntry {
+    /// The skill whose store holds it (`namespace/name`).
+    pub skill: String,
+    /// The key.
+    pub key: String,
+    /// The value, base64 (standard alphabet, padded): values are arbitrary bytes.
+    pub value_base64: String,
+    /// When it was last written, ms since the Unix epoch.
+    pub updated_at_ms: i64,
+}
+
 /// How many times a compare-and-swap is retried under contention before giving up.
 const CAS_ATTEMPTS: usize = 64;
 
@@ -41,6 +54,29 @@ impl TenantStore<'_> {
             Backend::Sqlite => ("BEGIN IMMEDIATE", false),
             Backend::Postgres => ("BEGIN", true),
         }
+    }
+
+    /// Every kv entry of the tenant, all skills, ordered by skill and key (for exports).
+    pub(crate) async fn export_kv(&self) -> Result<Vec<KvExportEntry>, StoreError> {
+        use base64::Engine as _;
+        let rows: Vec<(String, String, Vec<u8>, i64)> = with_pool!(self.db(), |pool| {
+            sqlx::query_as(
+                "SELECT skill, key, value, updated_at_ms FROM kv_entries WHERE tenant_id = $1 \
+                 ORDER BY skill, key",
+            )
+            .bind(self.tenant_id().as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(skill, key, value, updated_at_ms)| KvExportEntry {
+                skill,
+                key,
+                value_base64: base64::engine::general_purpose::STANDARD.encode(value),
+                updated_at_ms,
+            })
+            .collect())
     }
 
     /// The value under `key` in `skill`'s store.

@@ -30,7 +30,7 @@ pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;
 pub use installations::Installation;
-pub use kv::{KvIncrement, KvWrite};
+pub use kv::{KvExportEntry, KvIncrement, KvWrite};
 pub use migrations::MigrationStatus;
 pub use omniforge_types::{ApiKeyId, TenantId, UserId};
 pub use platform::{Bootstrapped, Platform};

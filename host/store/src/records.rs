@@ -295,4 +295,6 @@ pub struct TenantExport {
     pub installations: Vec<crate::installations::Installation>,
     /// Its policy document, if one was set.
     pub policy: Option<serde_json::Value>,
+    /// What its skills keep in the `kv` capability.
+    pub kv_entries: Vec<crate::kv::KvExportEntry>,
 }

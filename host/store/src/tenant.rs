@@ -495,7 +495,9 @@ impl TenantStore<'_> {
             .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
+        let kv_entries = self.export_kv().await?;
         Ok(Some(TenantExport {
+            kv_entries,
             skills,
             skill_versions,
             installations,

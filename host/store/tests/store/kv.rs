@@ -98,5 +98,30 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
             a.kv_set("ns/quota", "j", &[0; 20], 100).await.unwrap(),
             KvWrite::Written
         );
+
+        // The tenant's export carries its kv data, base64, and no other tenant's.
+        g.kv_set("ns/counter", "secret", b"globex only", quota)
+            .await
+            .unwrap();
+        let export = a.export().await.unwrap().unwrap();
+        let entries: Vec<(&str, &str, &str)> = export
+            .kv_entries
+            .iter()
+            .map(|e| (e.skill.as_str(), e.key.as_str(), e.value_base64.as_str()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("ns/counter", "hits", "FAAAAAAAAAA="),
+                ("ns/counter", "name", "YWRh"),
+                ("ns/list", "a%", "MQ=="),
+                ("ns/list", "a%b", "MQ=="),
+                ("ns/list", "a_c", "MQ=="),
+                ("ns/list", "ab", "MQ=="),
+                ("ns/list", "b", "MQ=="),
+                ("ns/quota", "j", "AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            ]
+        );
+        assert!(export.kv_entries.iter().all(|e| e.updated_at_ms > 0));
     }
 }
