@@ -9,6 +9,7 @@ use omniforge_runtime::capabilities::HttpPolicy;
 use omniforge_runtime::{Grants, InvocationContext, InvocationRequest, Outcome, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -266,8 +267,8 @@ pub async fn invoke(
     // the idle worker steals invocations while the other serves connections. Boxed, so the
     // task holds a pointer, not the invocation's whole future, which tokio would copy in,
     // out as the output, and again when it is read.
-    let runtime = std::sync::Arc::clone(&app.runtime);
-    let loaded = std::sync::Arc::clone(&prepared.loaded);
+    let runtime = Arc::clone(&app.runtime);
+    let loaded = Arc::clone(&prepared.loaded);
     let report = tokio::spawn(Box::pin(async move {
         let report = runtime.invoke(&loaded, request).await;
         if matches!(report.outcome, Outcome::ConcurrencyLimit { .. }) {

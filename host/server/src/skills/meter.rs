@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use omniforge_store::{Database, StoreError, TenantId, UsageCounters, UsageDelta};
 use time::{Date, Month, OffsetDateTime, Time};
@@ -57,14 +57,12 @@ pub struct Meter {
 }
 
 /// An admitted invocation's hold on the quota: [`Reservation::settle`] records what it used,
-/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled (its invocation
-/// was stopped before it could settle), it is charged the invocation, all the fuel it held
-/// and the time since it was made.
+/// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled, it is charged
+/// the invocation and all the fuel it held.
 pub struct Reservation {
     meter: Arc<Meter>,
     key: Key,
     fuel: u64,
-    reserved_at: Instant,
     settled: bool,
 }
 
@@ -192,7 +190,6 @@ impl Meter {
                 meter: Arc::clone(self),
                 key,
                 fuel: granted,
-                reserved_at: Instant::now(),
                 settled: false,
             },
             granted,
@@ -341,12 +338,7 @@ impl Drop for Reservation {
         if !self.settled {
             let spent = Spent {
                 fuel: self.fuel,
-                wall_us: self
-                    .reserved_at
-                    .elapsed()
-                    .as_micros()
-                    .try_into()
-                    .unwrap_or(u64::MAX),
+                wall_us: 0,
                 failed: true,
             };
             self.meter.settle(&self.key, self.fuel, Some(spent));

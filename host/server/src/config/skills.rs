@@ -1,0 +1,120 @@
+//! The `[skills]` and `[rate_limits]` sections: packages, platform limits, the default tenant
+//! policy, usage accounting, and request rates.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Skills: packages, platform limits, the default tenant policy, usage accounting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SkillsConfig {
+    /// Largest package upload, in bytes (413 beyond it).
+    pub max_package_bytes: u64,
+    /// Per-invocation upper bounds no tenant policy or manifest can lift.
+    pub platform_max: PlatformLimits,
+    /// The policy of tenants that have none of their own.
+    pub default_policy: crate::skills::policy::TenantPolicy,
+    /// Storage of the `kv` capability per (tenant, skill), keys and values together.
+    pub kv_quota_bytes: u64,
+    /// Usage counters are written to the database at least this often.
+    pub usage_flush_ms: u64,
+    /// Skill metadata and tenant policies cached in memory are read again after this long
+    /// (changes made through this server apply at once).
+    pub metadata_recheck_ms: u64,
+    /// Directory of compiled components; default `<data_dir>/artifacts`. Safe to share
+    /// between servers of the same version (entries are content-addressed and written
+    /// atomically).
+    pub artifact_cache_dir: Option<PathBuf>,
+    /// Compile components in a child process (`omniforge internal compile`), away from the
+    /// server's memory; off, they compile on a blocking thread of the server. Honoured by
+    /// `omniforge serve` (the library's `Server::start` compiles in-process).
+    pub compile_in_subprocess: bool,
+}
+
+/// Per-invocation upper bounds of the platform.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformLimits {
+    /// Fuel units.
+    pub fuel: u64,
+    /// Memory over all linear memories, MiB.
+    pub memory_mb: u64,
+    /// Wall time, ms.
+    pub timeout_ms: u64,
+    /// Output, bytes.
+    pub output_bytes: u64,
+}
+
+/// Request rates per API key (or token user) and per tenant; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second of one credential.
+    pub per_key_per_second: u32,
+    /// Requests one credential may send at once above the sustained rate.
+    pub per_key_burst: u32,
+    /// Sustained requests per second of one tenant, all credentials together.
+    pub per_tenant_per_second: u32,
+    /// Burst of one tenant.
+    pub per_tenant_burst: u32,
+}
+
+impl Default for SkillsConfig {
+    fn default() -> Self {
+        Self {
+            max_package_bytes: 64 << 20,
+            platform_max: PlatformLimits::default(),
+            default_policy: crate::skills::policy::TenantPolicy::default(),
+            kv_quota_bytes: 16 << 20,
+            usage_flush_ms: 1_000,
+            metadata_recheck_ms: 2_000,
+            artifact_cache_dir: None,
+            compile_in_subprocess: true,
+        }
+    }
+}
+
+impl Default for PlatformLimits {
+    fn default() -> Self {
+        Self {
+            fuel: 100_000_000_000,
+            memory_mb: 512,
+            timeout_ms: 60_000,
+            output_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_key_per_second: 1_000,
+            per_key_burst: 2_000,
+            per_tenant_per_second: 5_000,
+            per_tenant_burst: 10_000,
+        }
+    }
+}
+
+impl SkillsConfig {
+    /// Adds a problem for every unusable value.
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if !(1..=1 << 32).contains(&self.max_package_bytes) {
+            problems.push("skills.max_package_bytes: must be between 1 and 4294967296".into());
+        }
+        if self.usage_flush_ms == 0 || self.usage_flush_ms > 1_000 {
+            problems.push(
+                "skills.usage_flush_ms: must be 1 to 1000 (a crash loses at most that much usage)"
+                    .into(),
+            );
+        }
+        let max = &self.platform_max;
+        if max.fuel == 0 || max.memory_mb == 0 || max.timeout_ms == 0 || max.output_bytes == 0 {
+            problems.push("skills.platform_max: every limit must be positive".into());
+        }
+        if let Err(e) = self.default_policy.check() {
+            problems.push(format!("skills.default_policy: {e}"));
+        }
+    }
+}
