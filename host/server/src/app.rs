@@ -52,7 +52,12 @@ impl App {
     ) -> Result<AppState, String> {
         let jwt = config.auth.jwt.as_ref().map(JwtVerifier::new).transpose()?;
         let recheck = Duration::from_millis(config.auth.api_key_recheck_ms.unwrap_or(2_000));
-        let auth = Authenticator::new(db.clone(), jwt, recheck);
+        let auth = Authenticator::new(
+            db.clone(),
+            jwt,
+            recheck,
+            config.rate_limits.key_verifications_per_minute,
+        );
         let blob_dir = config.data_dir.join("blobs");
         let blobs: Arc<dyn BlobStore> = Arc::new(
             FsBlobStore::open(&blob_dir)

@@ -138,6 +138,7 @@ fn spawn_rate_limit_cleanup(app: &AppState) {
             tick.tick().await;
             let Some(app) = weak.upgrade() else { break };
             app.rate_limits.shrink();
+            app.auth.shrink();
         }
     });
 }

@@ -104,6 +104,7 @@ mod tests {
             per_key_burst: 2,
             per_tenant_per_second: 0,
             per_tenant_burst: 0,
+            ..RateLimitConfig::default()
         });
         let acme = TenantId::new("acme");
         let (a, b) = (key("key-a"), key("key-b"));
@@ -124,6 +125,7 @@ mod tests {
             per_key_burst: 0,
             per_tenant_per_second: 1,
             per_tenant_burst: 2,
+            ..RateLimitConfig::default()
         });
         let acme = TenantId::new("acme");
         assert!(limits.check(&acme, &key("key-a")).is_ok());

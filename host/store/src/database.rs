@@ -22,6 +22,50 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Transactions for check-then-write rules (a quota, "a tenant keeps an owner") that two
+/// concurrent transactions must not both pass: the transaction runs alone among those that
+/// name the same scope. SQLite takes its write lock up front (`BEGIN IMMEDIATE`, which also
+/// avoids a failed read-to-write upgrade); PostgreSQL, whose READ COMMITTED would let both
+/// checks pass, takes a transaction-scoped advisory lock on the scope's hash.
+pub(crate) trait BeginExclusive {
+    /// The engine.
+    type Db: sqlx::Database;
+
+    /// Begins a transaction that holds `scope` until it ends.
+    fn begin_exclusive(
+        &self,
+        scope: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginExclusive for SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    async fn begin_exclusive(
+        &self,
+        _scope: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        // One writer at a time is SQLite's rule anyway; the scope needs no lock of its own.
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginExclusive for PgPool {
+    type Db = sqlx::Postgres;
+
+    async fn begin_exclusive(
+        &self,
+        scope: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(scope)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
 /// Which database engine a [`Database`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

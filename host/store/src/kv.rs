@@ -3,7 +3,7 @@
 //! Writes are single statements or compare-and-swap loops, so concurrent invocations of the
 //! same skill never lose an increment on either engine.
 
-use crate::database::{Backend, with_pool};
+use crate::database::{BeginExclusive, with_pool};
 use crate::error::StoreError;
 use crate::records::now_ms;
 use crate::tenant::TenantStore;
@@ -41,25 +41,21 @@ pub struct KvExportEntry {
     pub updated_at_ms: i64,
 }
 
+/// A stored key back as the string the skill wrote. Keys are stored as their UTF-8 bytes
+/// (so U+0000 is a key character like any other on both engines) and only ever written
+/// from strings, so anything else is corruption.
+fn key_from_bytes(key: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(key).map_err(|_| StoreError::Corrupt("a kv key is not UTF-8".into()))
+}
+
 /// How many times a compare-and-swap is retried under contention before giving up.
 const CAS_ATTEMPTS: usize = 64;
 
 impl TenantStore<'_> {
-    /// How a write that checks the scope's quota begins, so concurrent writes to one scope
-    /// cannot all pass the check: SQLite takes the write lock up front (`BEGIN IMMEDIATE`,
-    /// which also avoids a failed read-to-write upgrade); PostgreSQL takes a transaction
-    /// advisory lock on the scope.
-    fn quota_guard(&self) -> (&'static str, bool) {
-        match self.db().backend() {
-            Backend::Sqlite => ("BEGIN IMMEDIATE", false),
-            Backend::Postgres => ("BEGIN", true),
-        }
-    }
-
     /// Every kv entry of the tenant, all skills, ordered by skill and key (for exports).
     pub(crate) async fn export_kv(&self) -> Result<Vec<KvExportEntry>, StoreError> {
         use base64::Engine as _;
-        let rows: Vec<(String, String, Vec<u8>, i64)> = with_pool!(self.db(), |pool| {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64)> = with_pool!(self.db(), |pool| {
             sqlx::query_as(
                 "SELECT skill, key, value, updated_at_ms FROM kv_entries WHERE tenant_id = $1 \
                  ORDER BY skill, key",
@@ -68,15 +64,16 @@ impl TenantStore<'_> {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(skill, key, value, updated_at_ms)| KvExportEntry {
-                skill,
-                key,
-                value_base64: base64::engine::general_purpose::STANDARD.encode(value),
-                updated_at_ms,
+        rows.into_iter()
+            .map(|(skill, key, value, updated_at_ms)| {
+                Ok(KvExportEntry {
+                    skill,
+                    key: key_from_bytes(key)?,
+                    value_base64: base64::engine::general_purpose::STANDARD.encode(value),
+                    updated_at_ms,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The value under `key` in `skill`'s store.
@@ -87,7 +84,7 @@ impl TenantStore<'_> {
             )
             .bind(self.tenant_id().as_str())
             .bind(skill)
-            .bind(key)
+            .bind(key.as_bytes())
             .fetch_optional(pool)
             .await?
         }))
@@ -119,7 +116,8 @@ impl TenantStore<'_> {
     ) -> Result<Option<KvWrite>, StoreError> {
         let size = (key.len() + value.len()) as i64;
         let t = self.tenant_id().as_str();
-        let (begin, lock) = self.quota_guard();
+        // Concurrent writes to one scope must not all pass the quota check.
+        let scope = format!("kv/{t}/{skill}");
         let on_conflict = if replace {
             "DO UPDATE SET value = excluded.value, size_bytes = excluded.size_bytes, \
              updated_at_ms = excluded.updated_at_ms"
@@ -131,21 +129,14 @@ impl TenantStore<'_> {
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, skill, key) {on_conflict}"
         );
         Ok(with_pool!(self.db(), |pool| {
-            let mut tx = pool.begin_with(begin).await?;
-            if lock {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
-                    .bind(t)
-                    .bind(skill)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mut tx = pool.begin_exclusive(&scope).await?;
             let others: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
                  WHERE tenant_id = $1 AND skill = $2 AND key <> $3",
             )
             .bind(t)
             .bind(skill)
-            .bind(key)
+            .bind(key.as_bytes())
             .fetch_one(&mut *tx)
             .await?;
             if others.saturating_add(size) as u64 > quota_bytes {
@@ -154,7 +145,7 @@ impl TenantStore<'_> {
                 let inserted = sqlx::query(sqlx::AssertSqlSafe(insert))
                     .bind(t)
                     .bind(skill)
-                    .bind(key)
+                    .bind(key.as_bytes())
                     .bind(value)
                     .bind(size)
                     .bind(now_ms())
@@ -173,7 +164,7 @@ impl TenantStore<'_> {
             sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3")
                 .bind(self.tenant_id().as_str())
                 .bind(skill)
-                .bind(key)
+                .bind(key.as_bytes())
                 .execute(pool)
                 .await?;
         });
@@ -189,22 +180,22 @@ impl TenantStore<'_> {
     ) -> Result<Vec<String>, StoreError> {
         // A range scan from the prefix, stopping at the first key past it: no LIKE, so `%`
         // and `_` in keys are plain characters.
-        let keys: Vec<String> = with_pool!(self.db(), |pool| {
+        let keys: Vec<Vec<u8>> = with_pool!(self.db(), |pool| {
             sqlx::query_scalar(
                 "SELECT key FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key >= $3 \
                  ORDER BY key LIMIT $4",
             )
             .bind(self.tenant_id().as_str())
             .bind(skill)
-            .bind(prefix)
+            .bind(prefix.as_bytes())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(pool)
             .await?
         });
-        Ok(keys
-            .into_iter()
-            .take_while(|k| k.starts_with(prefix))
-            .collect())
+        keys.into_iter()
+            .take_while(|k| k.starts_with(prefix.as_bytes()))
+            .map(key_from_bytes)
+            .collect()
     }
 
     /// Adds `delta` to the little-endian i64 counter under `key` (missing = 0).
@@ -239,7 +230,7 @@ impl TenantStore<'_> {
                 )
                 .bind(t)
                 .bind(skill)
-                .bind(key)
+                .bind(key.as_bytes())
                 .bind(new.to_le_bytes().as_slice())
                 .bind(old.as_slice())
                 .bind(now_ms())

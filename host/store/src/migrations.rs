@@ -47,6 +47,16 @@ impl Database {
         Ok(applied)
     }
 
+    /// Applies the pending migrations up to and including `version`, and no later ones: for
+    /// tests of how a migration treats the data written before it.
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => SQLITE.run_to(version, pool).await?,
+            Self::Postgres(pool) => POSTGRES.run_to(version, pool).await?,
+        }
+        Ok(())
+    }
+
     /// Every known migration and whether it has been applied, oldest first.
     pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, StoreError> {
         let applied = self.applied_versions().await?;

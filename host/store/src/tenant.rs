@@ -9,7 +9,7 @@ use omniforge_types::{ApiKeyId, TenantId, UserId};
 use serde_json::json;
 
 use crate::audit::{page_size, record_audit};
-use crate::database::{Database, with_pool};
+use crate::database::{BeginExclusive, Database, with_pool};
 use crate::error::{StoreError, conflict_on_unique};
 use crate::records::{
     ApiKey, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser, Role, Tenant, TenantExport,
@@ -19,6 +19,34 @@ use crate::rows::{
     API_KEY_COLUMNS, AUDIT_COLUMNS, ApiKeyRow, AuditRow, RoleRow, TENANT_COLUMNS, TenantRow,
     USER_COLUMNS, UserRow, convert, users_with_roles,
 };
+
+/// The number of active owners of `$tenant`, counted on `$conn` (inside the transaction
+/// that changes them, so the count includes its own changes).
+macro_rules! active_owners {
+    ($conn:expr, $tenant:expr) => {{
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM role_bindings r JOIN users u \
+             ON u.tenant_id = r.tenant_id AND u.id = r.user_id \
+             WHERE r.tenant_id = $1 AND r.role = 'owner' AND u.status = 'active'",
+        )
+        .bind($tenant.as_str())
+        .fetch_one($conn)
+        .await?;
+        owners
+    }};
+}
+
+/// Refuses a change that leaves a tenant that had an active owner without one. Checked after
+/// the change, inside its exclusive transaction: two owners demoting each other at once
+/// cannot both see the other still there.
+fn ensure_an_owner_remains(before: i64, after: i64) -> Result<(), StoreError> {
+    if before > 0 && after == 0 {
+        return Err(StoreError::Conflict(
+            "a tenant keeps at least one active owner".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// Repositories scoped to one tenant.
 #[derive(Debug, Clone, Copy)]
@@ -181,12 +209,10 @@ impl TenantStore<'_> {
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();
-        if before.roles.contains(&Role::Owner) && !roles.contains(&Role::Owner) {
-            self.ensure_another_owner(id).await?;
-        }
         let now = now_ms();
         with_pool!(self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_exclusive(&self.owners_scope()).await?;
+            let owners_before = active_owners!(&mut *tx, self.tenant);
             sqlx::query("DELETE FROM role_bindings WHERE tenant_id = $1 AND user_id = $2")
                 .bind(self.tenant.as_str())
                 .bind(id.as_str())
@@ -204,6 +230,7 @@ impl TenantStore<'_> {
                 .execute(&mut *tx)
                 .await?;
             }
+            ensure_an_owner_remains(owners_before, active_owners!(&mut *tx, self.tenant))?;
             let details = json!({ "before": before.roles, "after": roles });
             record_audit!(
                 &mut *tx,
@@ -219,24 +246,9 @@ impl TenantStore<'_> {
         self.get_user(id).await
     }
 
-    async fn ensure_another_owner(&self, id: &UserId) -> Result<(), StoreError> {
-        let owners: i64 = with_pool!(self.db, |pool| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM role_bindings r JOIN users u ON u.id = r.user_id \
-                 WHERE r.tenant_id = $1 AND r.role = 'owner' AND u.status = 'active' \
-                 AND r.user_id <> $2",
-            )
-            .bind(self.tenant.as_str())
-            .bind(id.as_str())
-            .fetch_one(pool)
-            .await?
-        });
-        if owners == 0 {
-            return Err(StoreError::Conflict(
-                "a tenant keeps at least one active owner".into(),
-            ));
-        }
-        Ok(())
+    /// The lock scope of changes that can take a tenant's last active owner away.
+    fn owners_scope(&self) -> String {
+        format!("owners/{}", self.tenant.as_str())
     }
 
     /// Disables a user and revokes all their API keys. Disabling the last active owner is a
@@ -252,17 +264,16 @@ impl TenantStore<'_> {
         if user.status == UserStatus::Disabled {
             return Ok(Some(user));
         }
-        if user.roles.contains(&Role::Owner) {
-            self.ensure_another_owner(id).await?;
-        }
         let now = now_ms();
         with_pool!(self.db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_exclusive(&self.owners_scope()).await?;
+            let owners_before = active_owners!(&mut *tx, self.tenant);
             sqlx::query("UPDATE users SET status = 'disabled' WHERE tenant_id = $1 AND id = $2")
                 .bind(self.tenant.as_str())
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
+            ensure_an_owner_remains(owners_before, active_owners!(&mut *tx, self.tenant))?;
             let revoked = sqlx::query(
                 "UPDATE api_keys SET revoked_at_ms = $3 \
                  WHERE tenant_id = $1 AND user_id = $2 AND revoked_at_ms IS NULL",

@@ -20,7 +20,7 @@ fn migrate_reports_applies_and_is_idempotent() {
     let first = omniforge_in(dir.path(), &["migrate", "--data-dir", data]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     assert!(
-        stdout_text(&first).contains("applied 2 migration"),
+        stdout_text(&first).contains("applied 3 migration"),
         "{}",
         stdout_text(&first)
     );

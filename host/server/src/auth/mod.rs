@@ -6,12 +6,15 @@ pub mod jwt;
 pub mod rbac;
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use omniforge_store::{
     ApiKeyCredential, ApiKeyId, AuditContext, Database, Role, TenantId, TenantStatus, User, UserId,
     UserStatus, now_ms,
@@ -105,17 +108,38 @@ pub struct Authenticator {
     jwt: Option<JwtVerifier>,
     recheck: Duration,
     keys: Mutex<HashMap<[u8; 32], CachedKey>>,
+    /// Secret verifications (argon2, ~20 ms of a core each) per key prefix. A key in use is
+    /// verified once and then answered from memory, so only guesses at a known prefix's
+    /// secret (or a cold key under such an attack) meet this limit. Keyed by the prefixes of
+    /// stored keys only (unknown ones are refused before any verification), so made-up
+    /// prefixes cannot grow it. `None`: unlimited.
+    verifications: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 impl Authenticator {
     /// An authenticator over `db`; `recheck` is how long a verified key is trusted from
-    /// memory before its record is read again.
-    pub fn new(db: Database, jwt: Option<JwtVerifier>, recheck: Duration) -> Self {
+    /// memory before its record is read again; `verifications_per_minute` caps secret
+    /// verifications per key prefix (0: no cap).
+    pub fn new(
+        db: Database,
+        jwt: Option<JwtVerifier>,
+        recheck: Duration,
+        verifications_per_minute: u32,
+    ) -> Self {
         Self {
             db,
             jwt,
             recheck,
             keys: Mutex::new(HashMap::new()),
+            verifications: NonZeroU32::new(verifications_per_minute)
+                .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+        }
+    }
+
+    /// Drops the verification counts of prefixes back to full allowance (called periodically).
+    pub fn shrink(&self) {
+        if let Some(limiter) = &self.verifications {
+            limiter.retain_recent();
         }
     }
 
@@ -211,6 +235,16 @@ impl Authenticator {
                 let Some(found) = found else {
                     return Err(ApiError::unauthorized("invalid API key"));
                 };
+                if let Some(limiter) = &self.verifications
+                    && let Err(not_until) = limiter.check_key(&found.key.prefix)
+                {
+                    tracing::warn!(key = %found.key.id, "API key verifications limited");
+                    return Err(ApiError::too_many_requests(
+                        "too many attempts with this API key's prefix; wait before trying again",
+                        "api_key_verifications",
+                        not_until.wait_time_from(DefaultClock::default().now()),
+                    ));
+                }
                 let secret = secret.to_owned();
                 let hash = found.secret_hash.clone();
                 let matches =

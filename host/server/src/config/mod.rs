@@ -267,6 +267,10 @@ impl Config {
             "OMNIFORGE_RATE_PER_TENANT_BURST",
             &mut limits.per_tenant_burst,
         );
+        rate(
+            "OMNIFORGE_RATE_KEY_VERIFICATIONS_PER_MINUTE",
+            &mut limits.key_verifications_per_minute,
+        );
         if let Some(v) = env("OMNIFORGE_LISTEN") {
             self.listen = v;
         }

@@ -58,6 +58,9 @@ pub struct RateLimitConfig {
     pub per_tenant_per_second: u32,
     /// Burst of one tenant.
     pub per_tenant_burst: u32,
+    /// Secret verifications (argon2) per minute for one API key prefix: caps what guessing
+    /// a known key's secret costs. Keys in use are verified once, then answered from memory.
+    pub key_verifications_per_minute: u32,
 }
 
 impl Default for SkillsConfig {
@@ -93,6 +96,7 @@ impl Default for RateLimitConfig {
             per_key_burst: 2_000,
             per_tenant_per_second: 5_000,
             per_tenant_burst: 10_000,
+            key_verifications_per_minute: 10,
         }
     }
 }

@@ -295,3 +295,56 @@ async fn rate_limits_answer_429_with_retry_after_per_key_and_per_tenant() {
         me(&app.acme.key).await.expect(200, "acme");
     }
 }
+
+#[tokio::test]
+async fn guessing_a_known_keys_secret_is_limited_per_prefix() {
+    for db in all().await {
+        let mut config = test_config(&db);
+        config.rate_limits.key_verifications_per_minute = 3;
+        let app = TestApp::start_with(db, config).await;
+        let me = |key: String| {
+            let app = &app;
+            async move { app.call(Method::GET, "/api/v1/me", Some(&key), None).await }
+        };
+        // acme's key is in use (verified once, then answered from memory).
+        me(app.acme.key.clone()).await.expect(200, "acme's key");
+        let prefix = &app.acme.key[..17];
+        let guess = |n: usize| format!("{prefix}{n:0>43}");
+        for n in 0..2 {
+            me(guess(n)).await.expect(401, "a wrong secret");
+        }
+        let refused = app
+            .client
+            .get(format!("{}/api/v1/me", app.base))
+            .bearer_auth(guess(2))
+            .send()
+            .await
+            .unwrap();
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&retry), "{retry}");
+        let problem = crate::common::answer(refused).await;
+        assert_eq!(
+            problem.expect(429, "a guess past the limit")["limit"],
+            "api_key_verifications"
+        );
+        // The key in use still works, and other keys' prefixes have their own allowance.
+        me(app.acme.key.clone())
+            .await
+            .expect(200, "acme's key, still");
+        let globex_prefix = &app.globex.key[..17];
+        me(format!("{globex_prefix}{}", "A".repeat(43)))
+            .await
+            .expect(401, "a wrong secret for another prefix");
+        me(app.globex.key.clone()).await.expect(200, "globex's key");
+        // Unknown prefixes are refused without a verification and never limited.
+        for _ in 0..5 {
+            me(format!("ofk_000000000000_{}", "A".repeat(43)))
+                .await
+                .expect(401, "an unknown prefix");
+        }
+    }
+}

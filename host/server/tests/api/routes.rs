@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, all, hs256_token, now_ms};
+use crate::common::{TestApp, all, hs256_token, now_ms, test_config};
 
 struct Route {
     method: Method,
@@ -98,7 +98,11 @@ fn every_route_declares_its_access() {
 #[tokio::test]
 async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenants() {
     for db in all().await {
-        let app = TestApp::start(db).await;
+        // Every route gets a wrong secret for acme's prefix: more guesses than the default
+        // allows (limits.rs tests that limit).
+        let mut config = test_config(&db);
+        config.rate_limits.key_verifications_per_minute = 0;
+        let app = TestApp::start_with(db, config).await;
         let acme_key_id = app
             .call(Method::GET, "/api/v1/me", Some(&app.acme.key), None)
             .await

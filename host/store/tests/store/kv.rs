@@ -1,5 +1,6 @@
 //! The `kv` capability's storage on both backends: no lost increments under concurrency,
-//! quotas, byte-order prefix listing with LIKE wildcards as plain characters, tenant scoping.
+//! quotas, byte-order prefix listing with LIKE wildcards as plain characters, any string as
+//! a key (U+0000 included), tenant scoping.
 
 use omniforge_store::{AuditContext, KvIncrement, KvWrite};
 
@@ -76,6 +77,29 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
         );
         assert_eq!(a.kv_list_keys("ns/list", "a", 2).await.unwrap().len(), 2);
 
+        // Any string is a key, U+0000 included, and the order is UTF-8 byte order on both
+        // engines (not a collation's).
+        for key in ["k\u{10000}", "ké", "kz", "k\0\0", "k", "k\0"] {
+            a.kv_set("ns/bytes", key, key.as_bytes(), quota)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            a.kv_list_keys("ns/bytes", "k", 10).await.unwrap(),
+            ["k", "k\0", "k\0\0", "kz", "ké", "k\u{10000}"]
+        );
+        assert_eq!(
+            a.kv_list_keys("ns/bytes", "k\0", 10).await.unwrap(),
+            ["k\0", "k\0\0"]
+        );
+        assert_eq!(
+            a.kv_get("ns/bytes", "k\0").await.unwrap().as_deref(),
+            Some(b"k\0".as_slice())
+        );
+        a.kv_delete("ns/bytes", "k\0").await.unwrap();
+        assert_eq!(a.kv_get("ns/bytes", "k\0").await.unwrap(), None);
+        assert!(a.kv_get("ns/bytes", "k\0\0").await.unwrap().is_some());
+
         // The quota counts keys and values; replacing a value frees the old one.
         assert_eq!(
             a.kv_set("ns/quota", "k", &[0; 90], 100).await.unwrap(),
@@ -112,6 +136,11 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
         assert_eq!(
             entries,
             [
+                ("ns/bytes", "k", "aw=="),
+                ("ns/bytes", "k\0\0", "awAA"),
+                ("ns/bytes", "kz", "a3o="),
+                ("ns/bytes", "ké", "a8Op"),
+                ("ns/bytes", "k\u{10000}", "a/CQgIA="),
                 ("ns/counter", "hits", "FAAAAAAAAAA="),
                 ("ns/counter", "name", "YWRh"),
                 ("ns/list", "a%", "MQ=="),

@@ -159,3 +159,56 @@ async fn unsupported_urls_are_refused_without_echoing_them() {
         "credentials are never echoed: {message}"
     );
 }
+
+#[tokio::test]
+async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
+    for test in all().await {
+        let db = &test.db;
+        db.migrate_to(20261124000002).await.unwrap();
+        let audit = omniforge_store::AuditContext {
+            actor: "system:test".into(),
+            request_id: "m".into(),
+        };
+        let tenant = db
+            .platform()
+            .create_tenant(&audit, "acme", "Acme")
+            .await
+            .unwrap();
+        let insert = "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
+                      updated_at_ms) VALUES ($1, 'ns/s', $2, $3, 3, 0)";
+        for key in ["b", "ab", "é"] {
+            match db {
+                Database::Sqlite(pool) => {
+                    sqlx::query(insert)
+                        .bind(tenant.id.as_str())
+                        .bind(key)
+                        .bind(key.as_bytes())
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query(insert)
+                        .bind(tenant.id.as_str())
+                        .bind(key)
+                        .bind(key.as_bytes())
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        db.migrate().await.unwrap();
+        let store = db.tenant(&tenant.id);
+        assert_eq!(
+            store.kv_list_keys("ns/s", "", 10).await.unwrap(),
+            ["ab", "b", "é"],
+            "{}",
+            db.backend().name()
+        );
+        assert_eq!(
+            store.kv_get("ns/s", "é").await.unwrap().as_deref(),
+            Some("é".as_bytes())
+        );
+    }
+}

@@ -260,3 +260,82 @@ async fn pages_follow_the_cursor_and_exports_hold_everything_without_hashes() {
         );
     }
 }
+
+#[tokio::test]
+async fn two_owners_removing_each_other_at_once_leave_one_owner() {
+    for test in all().await {
+        let db = &test.db;
+        migrated(db).await;
+        for round in 0..8 {
+            let created = db
+                .platform()
+                .create_tenant_with_owner(
+                    &audit("r1"),
+                    &format!("acme{round}"),
+                    "Acme",
+                    "ada@acme.test",
+                    false,
+                    |u| key(u, &format!("race{round:08}")),
+                )
+                .await
+                .unwrap();
+            let tenant = created.tenant.id.clone();
+            let ada = created.owner.id.clone();
+            let bob = db
+                .tenant(&tenant)
+                .create_user(
+                    &audit("r2"),
+                    NewUser {
+                        email: "bob@acme.test".into(),
+                        display_name: "Bob".into(),
+                        roles: vec![Role::Owner],
+                        is_platform_admin: false,
+                    },
+                )
+                .await
+                .unwrap()
+                .id;
+            // Ada demotes Bob while Bob demotes (odd rounds: disables) Ada.
+            let ada_acts = {
+                let (db, tenant) = (db.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    db.tenant(&tenant)
+                        .set_roles(&audit("r3"), &bob, &[Role::Admin])
+                        .await
+                        .map(|_| ())
+                })
+            };
+            let bob_acts = {
+                let (db, tenant, ada) = (db.clone(), tenant.clone(), ada.clone());
+                tokio::spawn(async move {
+                    let store = db.tenant(&tenant);
+                    if round % 2 == 0 {
+                        store.set_roles(&audit("r3"), &ada, &[Role::Admin]).await
+                    } else {
+                        store.disable_user(&audit("r3"), &ada).await
+                    }
+                    .map(|_| ())
+                })
+            };
+            let (a, b) = (ada_acts.await.unwrap(), bob_acts.await.unwrap());
+            let what = format!(
+                "{} round {round}: {a:?} and {b:?}",
+                test.db.backend().name()
+            );
+            assert!(a.is_ok() != b.is_ok(), "exactly one wins: {what}");
+            assert!(
+                matches!(a.or(b), Ok(()) | Err(StoreError::Conflict(_))),
+                "{what}"
+            );
+            let owners = db
+                .tenant(&tenant)
+                .list_users(None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|u| u.status == UserStatus::Active && u.roles.contains(&Role::Owner))
+                .count();
+            assert_eq!(owners, 1, "{what}");
+        }
+    }
+}
