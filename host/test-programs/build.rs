@@ -41,6 +41,9 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target_dir = guest_target_dir(&out_dir);
     println!("cargo:rerun-if-changed=../../wit");
+    // The Rust SDK the example skills are written with.
+    println!("cargo:rerun-if-changed=../../sdk/rust/src");
+    println!("cargo:rerun-if-changed=../../sdk/rust/Cargo.toml");
 
     let mut constants = String::new();
     for workspace in WORKSPACES {

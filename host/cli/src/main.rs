@@ -4,6 +4,7 @@
 //! (`omniforge migrate`, `omniforge admin …`).
 
 mod admin;
+mod author;
 mod compile;
 mod key;
 mod migrate;

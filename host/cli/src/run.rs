@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use omniforge_registry::{PackageLimits, RequestedLimits, validate_package};
+use omniforge_registry::{PackageLimits, RequestedLimits, ValidatedPackage, validate_package};
 use omniforge_runtime::capabilities::{HostPattern, HttpPolicy};
 use omniforge_runtime::{
     Grants, InvocationContext, InvocationLimits, InvocationReport, InvocationRequest, Outcome,
@@ -109,50 +109,53 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
         .load(&skill.component)
         .await
         .with_context(|| format!("loading {}", args.skill.display()))?;
-    let requested = skill.limits;
-    let request = InvocationRequest {
-        context: InvocationContext {
-            tenant: TenantId::new("local"),
-            skill: skill.name.clone(),
-            version: skill.version.clone(),
-            request_id: request_id(),
-        },
-        input,
-        limits: InvocationLimits {
-            fuel: (!args.no_fuel).then(|| args.fuel.or(requested.fuel).unwrap_or(5_000_000_000)),
-            memory_bytes: args
-                .memory_mb
-                .or(requested.memory_mb)
-                .unwrap_or(128)
-                .saturating_mul(1 << 20),
-            timeout: Duration::from_millis(
-                args.timeout_ms.or(requested.timeout_ms).unwrap_or(10_000),
-            ),
-            output_bytes: args.max_output_bytes,
-            ..InvocationLimits::default()
-        },
-        grants: Grants {
-            kv: args.kv || skill.kv,
-            http: HttpPolicy {
-                allowed: skill.http.clone(),
-                operator_allowed: args.allow_http.clone(),
-                allow_private_networks: args.allow_private_network,
-                tenant_allowed: None,
-            },
+    let requested = &skill.limits;
+    let limits = InvocationLimits {
+        fuel: (!args.no_fuel).then(|| args.fuel.or(requested.fuel).unwrap_or(DEFAULT_FUEL)),
+        memory_bytes: args
+            .memory_mb
+            .or(requested.memory_mb)
+            .unwrap_or(DEFAULT_MEMORY_MB)
+            .saturating_mul(1 << 20),
+        timeout: Duration::from_millis(
+            args.timeout_ms
+                .or(requested.timeout_ms)
+                .unwrap_or(DEFAULT_TIMEOUT_MS),
+        ),
+        output_bytes: args.max_output_bytes,
+        ..InvocationLimits::default()
+    };
+    let grants = Grants {
+        kv: args.kv || skill.kv,
+        http: HttpPolicy {
+            allowed: skill.http.clone(),
+            operator_allowed: args.allow_http.clone(),
+            allow_private_networks: args.allow_private_network,
+            tenant_allowed: None,
         },
     };
+    let request = skill.request(input, limits, grants);
     Ok(runtime.invoke(&loaded, request).await)
 }
 
+/// Fuel when neither the command line nor the manifest sets it.
+const DEFAULT_FUEL: u64 = 5_000_000_000;
+/// Memory limit (MiB) when neither the command line nor the manifest sets it.
+const DEFAULT_MEMORY_MB: u64 = 128;
+/// Time limit (ms) when neither the command line nor the manifest sets it.
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
 /// A skill to run locally: a bare component, or a validated package and its manifest.
-struct LocalSkill {
+pub struct LocalSkill {
     name: String,
     version: String,
-    component: Vec<u8>,
+    /// The component's bytes.
+    pub component: Vec<u8>,
     limits: RequestedLimits,
     http: Vec<HostPattern>,
     kv: bool,
-    input_schema: Option<serde_json::Value>,
+    /// The input schema, when the package has one.
+    pub input_schema: Option<serde_json::Value>,
 }
 
 impl LocalSkill {
@@ -175,8 +178,13 @@ impl LocalSkill {
         }
         let package = validate_package(&bytes, &PackageLimits::default())
             .with_context(|| format!("{} is not a valid package", path.display()))?;
+        Ok(Self::from_package(package))
+    }
+
+    /// The skill of a validated package.
+    pub fn from_package(package: ValidatedPackage) -> Self {
         let manifest = package.manifest;
-        Ok(Self {
+        Self {
             name: manifest.package.name.to_string(),
             version: manifest.package.version.to_string(),
             component: package.component,
@@ -184,12 +192,57 @@ impl LocalSkill {
             http: manifest.permissions.http,
             kv: manifest.permissions.kv,
             input_schema: package.input_schema,
-        })
+        }
+    }
+
+    /// The limits its manifest asks for, with `omniforge run`'s defaults for the rest.
+    pub fn manifest_limits(&self) -> InvocationLimits {
+        let requested = &self.limits;
+        InvocationLimits {
+            fuel: Some(requested.fuel.unwrap_or(DEFAULT_FUEL)),
+            memory_bytes: requested
+                .memory_mb
+                .unwrap_or(DEFAULT_MEMORY_MB)
+                .saturating_mul(1 << 20),
+            timeout: Duration::from_millis(requested.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+            ..InvocationLimits::default()
+        }
+    }
+
+    /// What its manifest asks for: the key-value store and its HTTP hosts.
+    pub fn manifest_grants(&self) -> Grants {
+        Grants {
+            kv: self.kv,
+            http: HttpPolicy {
+                allowed: self.http.clone(),
+                ..HttpPolicy::default()
+            },
+        }
+    }
+
+    /// One invocation of it, as tenant `local`.
+    pub fn request(
+        &self,
+        input: String,
+        limits: InvocationLimits,
+        grants: Grants,
+    ) -> InvocationRequest {
+        InvocationRequest {
+            context: InvocationContext {
+                tenant: TenantId::new("local"),
+                skill: self.name.clone(),
+                version: self.version.clone(),
+                request_id: request_id(),
+            },
+            input,
+            limits,
+            grants,
+        }
     }
 }
 
 /// Checks the input against the package's input schema, naming where it fails.
-fn check_input(schema: &serde_json::Value, input: &str) -> Result<()> {
+pub fn check_input(schema: &serde_json::Value, input: &str) -> Result<()> {
     let value: serde_json::Value = serde_json::from_str(input).context("the input is not JSON")?;
     let validator = jsonschema::validator_for(schema).context("the package's input schema")?;
     if let Some(error) = validator.iter_errors(&value).next() {
@@ -202,7 +255,7 @@ fn check_input(schema: &serde_json::Value, input: &str) -> Result<()> {
 
 /// Input rejected by the package's schema: exits like a skill error, not a usage error.
 #[derive(Debug)]
-struct InvalidInput(String);
+pub struct InvalidInput(pub String);
 
 impl std::fmt::Display for InvalidInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,12 +321,15 @@ fn cache_dir(args: &RunArgs) -> Option<PathBuf> {
     if args.no_cache {
         return None;
     }
-    args.cache_dir.clone().or_else(|| {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-        Some(base.join("omniforge").join("artifacts"))
-    })
+    args.cache_dir.clone().or_else(default_cache_dir)
+}
+
+/// `$XDG_CACHE_HOME/omniforge/artifacts`, or `~/.cache/omniforge/artifacts`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("omniforge").join("artifacts"))
 }
 
 fn request_id() -> String {

@@ -1,5 +1,6 @@
-//! `omniforge skill …`: pack, inspect, sign and verify skill packages; publish, invoke,
-//! list, search and yank them on a server (through [`crate::remote`]).
+//! `omniforge skill …`: create, build and test skill projects (through [`crate::author`]);
+//! pack, inspect, sign and verify skill packages; publish, invoke, list, search and yank them
+//! on a server (through [`crate::remote`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,12 @@ use omniforge_registry::{
 /// Package commands.
 #[derive(Debug, Subcommand)]
 pub enum SkillCommand {
+    /// Create a skill project from a template (Rust), with the SDK and WIT included.
+    New(crate::author::NewArgs),
+    /// Build the project's component with its language's toolchain and check it.
+    Build(crate::author::BuildArgs),
+    /// Run the project's test cases (tests.json) locally in the real runtime.
+    Test(crate::author::TestArgs),
     /// Build a package (ZIP) from a directory with omniforge.toml and the built component.
     Pack(PackArgs),
     /// Show a package's manifest, digests, imports, exports, permissions and signature.
@@ -92,6 +99,9 @@ pub async fn run(command: SkillCommand) -> ExitCode {
     use crate::{remote, report};
     let limits = PackageLimits::default();
     match command {
+        SkillCommand::New(args) => report(crate::author::new(&args)),
+        SkillCommand::Build(args) => report(crate::author::build(&args)),
+        SkillCommand::Test(args) => report(crate::author::test(&args).await),
         SkillCommand::Pack(args) => report(pack(&args, &limits)),
         SkillCommand::Inspect(args) => report(inspect(&args, &limits)),
         SkillCommand::Sign(args) => report(sign(&args, &limits)),

@@ -1,31 +1,22 @@
 //! `hello`: the smallest useful skill. `{"name": "Ada"}` → `{"greeting": "Hello, Ada!"}`.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "omniforge:skill/tool" });
+use omniforge_sdk::{Context, Error};
+use serde::{Deserialize, Serialize};
 
-use exports::omniforge::skill::handler::Guest;
-use omniforge::skill::types::{Invocation, SkillError};
-
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct Input {
     name: String,
 }
 
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 struct Output {
     greeting: String,
 }
 
-struct Hello;
-
-impl Guest for Hello {
-    fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
-        let input: Input = serde_json::from_str(&input)
-            .map_err(|e| SkillError::InvalidInput(format!("expected {{\"name\": string}}: {e}")))?;
-        let output = Output {
-            greeting: format!("Hello, {}!", input.name),
-        };
-        serde_json::to_string(&output).map_err(|e| SkillError::Failed(e.to_string()))
-    }
+fn hello(_ctx: Context, input: Input) -> Result<Output, Error> {
+    Ok(Output {
+        greeting: format!("Hello, {}!", input.name),
+    })
 }
 
-export!(Hello);
+omniforge_sdk::skill!(hello);

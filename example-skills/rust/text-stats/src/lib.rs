@@ -1,12 +1,9 @@
 //! `text-stats`: counts characters, words, lines and sentences in `{"text": "..."}`, and lists
 //! the most frequent words. A pure function, so it uses the `tool` world.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "omniforge:skill/tool" });
-
 use std::collections::HashMap;
 
-use exports::omniforge::skill::handler::Guest;
-use omniforge::skill::types::{Invocation, SkillError};
+use omniforge_sdk::{Context, Error};
 
 #[derive(serde::Deserialize)]
 struct Input {
@@ -36,15 +33,8 @@ struct WordCount {
     count: usize,
 }
 
-struct TextStats;
-
-impl Guest for TextStats {
-    fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
-        let input: Input = serde_json::from_str(&input)
-            .map_err(|e| SkillError::InvalidInput(format!("expected {{\"text\": string}}: {e}")))?;
-        serde_json::to_string(&stats(&input.text, input.top))
-            .map_err(|e| SkillError::Failed(e.to_string()))
-    }
+fn text_stats(_ctx: Context, input: Input) -> Result<Output, Error> {
+    Ok(stats(&input.text, input.top))
 }
 
 fn stats(text: &str, top: usize) -> Output {
@@ -79,4 +69,4 @@ fn stats(text: &str, top: usize) -> Output {
     }
 }
 
-export!(TextStats);
+omniforge_sdk::skill!(text_stats);

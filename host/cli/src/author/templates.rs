@@ -1,0 +1,83 @@
+//! `omniforge skill new`: writes a self-contained project from a template embedded in this
+//! binary, with the SDK and the WIT it builds against, so nothing of ours needs a registry.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use include_dir::{Dir, DirEntry, include_dir};
+
+use super::{Language, NewArgs, skill_name};
+
+static RUST_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/rust");
+static RUST_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/rust/src");
+static RUST_SDK_MANIFEST: &str = include_str!("../../../../sdk/rust/Cargo.toml");
+static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
+
+/// Creates the project and prints what to do next.
+pub fn new(args: &NewArgs) -> Result<()> {
+    let name = skill_name(&args.name, &args.namespace)?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| Path::new(name.name()).to_owned());
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!("{} already exists and is not empty", dir.display());
+    }
+    // Cargo package names cannot start with a digit; skill names can.
+    let crate_name = if name.name().starts_with(|c: char| c.is_ascii_digit()) {
+        format!("skill-{}", name.name())
+    } else {
+        name.name().to_owned()
+    };
+    let render = |text: &str| {
+        text.replace("%%NAMESPACE%%", name.namespace())
+            .replace("%%NAME%%", name.name())
+            .replace("%%CRATE%%", &crate_name)
+    };
+    match args.lang {
+        Language::Rust => {
+            write_dir(&RUST_TEMPLATE, &dir, &render)?;
+            let sdk = dir.join("vendor/omniforge-sdk");
+            write_file(&sdk.join("Cargo.toml"), RUST_SDK_MANIFEST.as_bytes())?;
+            write_dir(&RUST_SDK, &sdk.join("src"), &|t: &str| t.to_owned())?;
+            write_dir(&WIT, &sdk.join("wit"), &|t: &str| t.to_owned())?;
+        }
+    }
+    println!("created {name} ({}) in {}", args.lang.name(), dir.display());
+    println!("next:");
+    println!("  cd {}", dir.display());
+    println!("  omniforge skill build   # compile to a component and check it");
+    println!("  omniforge skill test    # run the cases in tests.json");
+    Ok(())
+}
+
+/// Writes every file of `embedded` under `to`, passing text through `render`.
+fn write_dir(embedded: &Dir<'_>, to: &Path, render: &dyn Fn(&str) -> String) -> Result<()> {
+    for entry in embedded.entries() {
+        match entry {
+            DirEntry::Dir(sub) => write_dir(sub, to, render)?,
+            DirEntry::File(file) => {
+                // Paths are relative to the embedded root, whatever the nesting.
+                let path = to.join(file.path());
+                match file.contents_utf8() {
+                    Some(text) => write_file(&path, render(text).as_bytes())?,
+                    None => write_file(&path, file.contents())?,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,145 @@
+//! `omniforge skill build`: runs the project's language toolchain, puts the component where
+//! the manifest's `[skill] component` says, and checks it the way the registry will (exports
+//! the handler, imports only what the world and permissions allow).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use omniforge_registry::{PackageLimits, ValidatedPackage, pack_dir};
+
+use super::{BuildArgs, Language, read_manifest};
+
+/// Builds the project, checks the component and prints what it is.
+pub fn build(args: &BuildArgs) -> Result<()> {
+    let package = build_dir(&args.dir)?;
+    let manifest = &package.manifest;
+    let info = &package.component_info;
+    println!(
+        "built {} {} -> {} ({} KiB)",
+        manifest.package.name,
+        manifest.package.version,
+        args.dir.join(&manifest.skill.component).display(),
+        package.component.len().div_ceil(1024)
+    );
+    println!("world:   {}", manifest.skill.world.wit_name());
+    println!("imports: {}", info.imports.join(", "));
+    Ok(())
+}
+
+/// Builds the project in `dir` and returns it validated as a package would be.
+pub fn build_dir(dir: &Path) -> Result<ValidatedPackage> {
+    let manifest = read_manifest(dir)?;
+    let out = dir.join(&manifest.skill.component);
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match Language::detect(dir)? {
+        Language::Rust => build_rust(dir, &out)?,
+    }
+    let (_, package) = pack_dir(dir, None, &PackageLimits::default()).with_context(|| {
+        format!(
+            "{} was built but is not a valid skill for its manifest",
+            out.display()
+        )
+    })?;
+    Ok(package)
+}
+
+/// `cargo build --release --target wasm32-wasip2`, then the cdylib copied to `out`.
+fn build_rust(dir: &Path, out: &Path) -> Result<()> {
+    require(
+        "cargo",
+        &["--version"],
+        "cargo is not installed: install Rust with rustup (https://rustup.rs), then \
+         `rustup target add wasm32-wasip2`",
+    )?;
+    // Without rustup (a distribution's Rust) cargo's own error says what is missing.
+    if let Ok(installed) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        && installed.status.success()
+        && !String::from_utf8_lossy(&installed.stdout)
+            .lines()
+            .any(|t| t.trim() == "wasm32-wasip2")
+    {
+        bail!("the wasm32-wasip2 target is not installed: run `rustup target add wasm32-wasip2`");
+    }
+    let output = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo")?;
+    if !output.status.success() {
+        bail!("cargo build failed (its messages are above)");
+    }
+    let built = cdylib_artifact(&output.stdout).context(
+        "cargo built no .wasm library: is `crate-type = [\"cdylib\"]` in Cargo.toml's [lib]?",
+    )?;
+    std::fs::copy(&built, out)
+        .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    Ok(())
+}
+
+/// The `.wasm` file of the last cdylib in cargo's JSON messages.
+fn cdylib_artifact(messages: &[u8]) -> Option<PathBuf> {
+    String::from_utf8_lossy(messages)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
+        })
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+        })
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
+}
+
+/// Fails with `missing` (what to install) when `program` cannot be run.
+fn require(program: &str, args: &[&str], missing: &str) -> Result<()> {
+    match Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{missing}"),
+        Err(e) => Err(e).with_context(|| format!("running {program}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cdylib_is_found_among_cargo_messages() {
+        let messages = br#"{"reason":"compiler-artifact","target":{"kind":["lib"]},"filenames":["/t/libserde.rlib"]}
+not json
+{"reason":"compiler-artifact","target":{"kind":["cdylib"]},"filenames":["/t/wasm32-wasip2/release/greeter.wasm"]}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            cdylib_artifact(messages),
+            Some(PathBuf::from("/t/wasm32-wasip2/release/greeter.wasm"))
+        );
+        assert_eq!(cdylib_artifact(b"{\"reason\":\"build-finished\"}"), None);
+    }
+}
