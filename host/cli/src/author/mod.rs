@@ -56,7 +56,7 @@ pub struct NewArgs {
     /// Namespace when NAME has none (publishing claims it for your tenant).
     #[arg(long, default_value = "local")]
     namespace: String,
-    /// Where to create the project [default: ./<name>].
+    /// Where to create the project [default: a directory named after the skill, here].
     #[arg(long)]
     dir: Option<PathBuf>,
 }
