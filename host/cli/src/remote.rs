@@ -14,7 +14,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use omniforge_registry::{PackageLimits, pack_dir};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::run::{EXIT_LIMIT, EXIT_SKILL_ERROR, EXIT_TRAP, EXIT_USAGE, read_input};
 
@@ -185,10 +186,16 @@ impl Client {
         let detail = body["detail"]
             .as_str()
             .map_or_else(|| body.to_string(), str::to_owned);
+        // A skill's own error names its kind (`invalid-input`, `not-found`, …) too.
+        let label = match (kind.as_str(), body["kind"].as_str()) {
+            ("", _) => String::new(),
+            ("skill-error", Some(skill_kind)) => format!(" skill-error ({skill_kind})"),
+            (kind, _) => format!(" {kind}"),
+        };
         Err(Problem {
             status,
+            message: format!("{status}{label}: {detail}"),
             kind,
-            message: format!("{status}: {detail}"),
         })
     }
 }
@@ -293,13 +300,20 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
 
 async fn try_invoke(args: &InvokeArgs) -> Result<()> {
     let (name, requirement) = parse_target(&args.skill)?;
-    let input: Value =
+    // Sent as written: re-serializing a parsed value would reorder the input's keys.
+    let input: Box<RawValue> =
         serde_json::from_str(&read_input(&args.input)?).context("the input is not JSON")?;
     let client = Client::new(&args.client)?;
-    let mut body = json!({ "input": input });
-    if let Some(requirement) = requirement {
-        body["version"] = json!(requirement);
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        input: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<&'a str>,
     }
+    let body = Body {
+        input: &input,
+        version: requirement,
+    };
     let request = client
         .request(
             reqwest::Method::POST,

@@ -10,6 +10,7 @@ use omniforge_registry::{PackageLimits, pack_dir};
 use omniforge_runtime::{Outcome, Runtime, RuntimeConfig};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{TestArgs, toolchain};
 use crate::run::{InvalidInput, LocalSkill, check_input, default_cache_dir};
@@ -20,8 +21,9 @@ use crate::run::{InvalidInput, LocalSkill, check_input, default_cache_dir};
 struct Case {
     /// What it checks.
     name: String,
-    /// The input.
-    input: Value,
+    /// The input, as written: the skill sees the author's text (key order included), as it
+    /// sees a caller's over REST.
+    input: Box<RawValue>,
     /// The output it must produce (compared as JSON values).
     #[serde(default)]
     output: Option<Value>,
@@ -68,7 +70,7 @@ pub async fn test(args: &TestArgs) -> Result<()> {
 
     let mut failed = 0;
     for case in &cases {
-        let input = serde_json::to_string(&case.input)?;
+        let input = case.input.get().to_owned();
         let got = match skill
             .input_schema
             .as_ref()
@@ -177,7 +179,7 @@ mod tests {
     fn case(output: Option<Value>, error: Option<&str>) -> Case {
         Case {
             name: "c".into(),
-            input: json!({}),
+            input: RawValue::from_string("{}".into()).unwrap(),
             output,
             error: error.map(str::to_owned),
         }

@@ -22,6 +22,8 @@ pub use toolchain::build;
 pub enum Language {
     /// Rust with `omniforge-sdk` (cargo, `wasm32-wasip2`).
     Rust,
+    /// Python with `omniforge_sdk` (componentize-py).
+    Python,
 }
 
 impl Language {
@@ -30,9 +32,12 @@ impl Language {
         if dir.join("Cargo.toml").is_file() {
             return Ok(Self::Rust);
         }
+        if dir.join("app.py").is_file() {
+            return Ok(Self::Python);
+        }
         bail!(
-            "cannot tell the language of {}: expected Cargo.toml (Rust); create a project \
-             with `omniforge skill new`",
+            "cannot tell the language of {}: expected Cargo.toml (Rust) or app.py (Python); \
+             create a project with `omniforge skill new`",
             dir.display()
         )
     }
@@ -40,6 +45,7 @@ impl Language {
     fn name(self) -> &'static str {
         match self {
             Self::Rust => "rust",
+            Self::Python => "python",
         }
     }
 }

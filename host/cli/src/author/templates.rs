@@ -11,7 +11,10 @@ use super::{Language, NewArgs, skill_name};
 static RUST_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/rust");
 static RUST_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/rust/src");
 static RUST_SDK_MANIFEST: &str = include_str!("../../../../sdk/rust/Cargo.toml");
-static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
+static PYTHON_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/python");
+static PYTHON_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/python/omniforge_sdk");
+/// The WIT contract, for SDKs that build against it and for `skill build`'s worlds.
+pub static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
 
 /// Creates the project and prints what to do next.
 pub fn new(args: &NewArgs) -> Result<()> {
@@ -47,6 +50,10 @@ pub fn new(args: &NewArgs) -> Result<()> {
             write_dir(&RUST_SDK, &sdk.join("src"), &|t: &str| t.to_owned())?;
             write_dir(&WIT, &sdk.join("wit"), &|t: &str| t.to_owned())?;
         }
+        Language::Python => {
+            write_dir(&PYTHON_TEMPLATE, &dir, &render)?;
+            write_python_sdk(&dir.join("omniforge_sdk"))?;
+        }
     }
     println!("created {name} ({}) in {}", args.lang.name(), dir.display());
     println!("next:");
@@ -56,10 +63,19 @@ pub fn new(args: &NewArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes the Python SDK package (`omniforge_sdk`) to `to`.
+pub fn write_python_sdk(to: &Path) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
+    }
+    write_dir(&PYTHON_SDK, to, &|t: &str| t.to_owned())
+}
+
 /// Writes every file of `embedded` under `to`, passing text through `render`.
-fn write_dir(embedded: &Dir<'_>, to: &Path, render: &dyn Fn(&str) -> String) -> Result<()> {
+pub fn write_dir(embedded: &Dir<'_>, to: &Path, render: &dyn Fn(&str) -> String) -> Result<()> {
     for entry in embedded.entries() {
         match entry {
+            DirEntry::Dir(sub) if sub.path().ends_with("__pycache__") => {}
             DirEntry::Dir(sub) => write_dir(sub, to, render)?,
             DirEntry::File(file) => {
                 // Paths are relative to the embedded root, whatever the nesting.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use omniforge_registry::{PackageLimits, ValidatedPackage, pack_dir};
+use omniforge_registry::{Manifest, PackageLimits, ValidatedPackage, World, pack_dir};
 
 use super::{BuildArgs, Language, read_manifest};
 
@@ -37,6 +37,7 @@ pub fn build_dir(dir: &Path) -> Result<ValidatedPackage> {
     }
     match Language::detect(dir)? {
         Language::Rust => build_rust(dir, &out)?,
+        Language::Python => build_python(dir, &manifest, &out)?,
     }
     let (_, package) = pack_dir(dir, None, &PackageLimits::default()).with_context(|| {
         format!(
@@ -88,6 +89,77 @@ fn build_rust(dir: &Path, out: &Path) -> Result<()> {
     std::fs::copy(&built, out)
         .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
     Ok(())
+}
+
+/// `componentize-py componentize app` against a world of exactly what the manifest
+/// declares: componentize-py imports every function of its world whether the code calls it
+/// or not, so building against the full `skill` world would ask for every capability.
+fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
+    require(
+        "componentize-py",
+        &["--version"],
+        "componentize-py is not installed: `pip install componentize-py==0.25.1` (it needs \
+         Python 3.10 or newer)",
+    )?;
+    // Absolute: the tool runs in the project directory, which `dir` may be relative to.
+    let wit = std::path::absolute(dir.join("build/wit"))?;
+    write_world(&wit, manifest)?;
+    let mut command = Command::new("componentize-py");
+    command
+        .arg("-d")
+        .arg(&wit)
+        .args(["-w", BUILD_WORLD, "componentize", "app", "-p", "."]);
+    // A project without its own copy of the SDK builds with this binary's.
+    if !dir.join("omniforge_sdk").is_dir() {
+        let sdk = std::path::absolute(dir.join("build/python"))?;
+        super::templates::write_python_sdk(&sdk.join("omniforge_sdk"))?;
+        command.arg("-p").arg(sdk);
+    }
+    let status = command
+        .arg("-o")
+        .arg(std::path::absolute(out)?)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context("running componentize-py")?;
+    if !status.success() {
+        bail!("componentize-py failed (its messages are above)");
+    }
+    Ok(())
+}
+
+/// The world that `skill build` targets for languages whose components import their whole
+/// world (in package `omniforge:skill`, next to the contract).
+const BUILD_WORLD: &str = "omniforge:skill/build";
+
+/// Writes the WIT contract to `to`, plus world `build`: the handler export and the imports
+/// the manifest's world and permissions allow, no more.
+fn write_world(to: &Path, manifest: &Manifest) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
+    }
+    super::templates::write_dir(&super::templates::WIT, to, &|t: &str| t.to_owned())?;
+    let mut imports = vec!["log"];
+    if manifest.skill.world == World::Skill {
+        if manifest.permissions.kv {
+            imports.push("kv");
+        }
+        if !manifest.permissions.http.is_empty() {
+            imports.push("wasi:http/outgoing-handler@0.2.12");
+        }
+    }
+    let mut world = String::from(
+        "package omniforge:skill@0.1.0;\n\n\
+         /// What this project's manifest allows; written by `omniforge skill build`.\n\
+         world build {\n",
+    );
+    for import in imports {
+        world.push_str(&format!("  import {import};\n"));
+    }
+    world.push_str("\n  export handler;\n}\n");
+    std::fs::write(to.join("build-world.wit"), world)
+        .with_context(|| format!("writing {}", to.display()))
 }
 
 /// The `.wasm` file of the last cdylib in cargo's JSON messages.
