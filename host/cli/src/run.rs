@@ -324,8 +324,12 @@ fn cache_dir(args: &RunArgs) -> Option<PathBuf> {
     args.cache_dir.clone().or_else(default_cache_dir)
 }
 
-/// `$XDG_CACHE_HOME/omniforge/artifacts`, or `~/.cache/omniforge/artifacts`.
+/// `$OMNIFORGE_CACHE_DIR`, else `$XDG_CACHE_HOME/omniforge/artifacts`, else
+/// `~/.cache/omniforge/artifacts`.
 pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("OMNIFORGE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;

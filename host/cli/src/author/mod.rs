@@ -24,6 +24,8 @@ pub enum Language {
     Rust,
     /// Python with `omniforge_sdk` (componentize-py).
     Python,
+    /// JavaScript with `omniforge-sdk` (jco and componentize-js).
+    Js,
 }
 
 impl Language {
@@ -32,12 +34,15 @@ impl Language {
         if dir.join("Cargo.toml").is_file() {
             return Ok(Self::Rust);
         }
+        if dir.join("package.json").is_file() {
+            return Ok(Self::Js);
+        }
         if dir.join("app.py").is_file() {
             return Ok(Self::Python);
         }
         bail!(
-            "cannot tell the language of {}: expected Cargo.toml (Rust) or app.py (Python); \
-             create a project with `omniforge skill new`",
+            "cannot tell the language of {}: expected Cargo.toml (Rust), package.json \
+             (JavaScript) or app.py (Python); create a project with `omniforge skill new`",
             dir.display()
         )
     }
@@ -46,6 +51,7 @@ impl Language {
         match self {
             Self::Rust => "rust",
             Self::Python => "python",
+            Self::Js => "js",
         }
     }
 }

@@ -13,6 +13,8 @@ static RUST_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/rust/src"
 static RUST_SDK_MANIFEST: &str = include_str!("../../../../sdk/rust/Cargo.toml");
 static PYTHON_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/python");
 static PYTHON_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/python/omniforge_sdk");
+static JS_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/js");
+static JS_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/js");
 /// The WIT contract, for SDKs that build against it and for `skill build`'s worlds.
 pub static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
 
@@ -54,6 +56,10 @@ pub fn new(args: &NewArgs) -> Result<()> {
             write_dir(&PYTHON_TEMPLATE, &dir, &render)?;
             write_python_sdk(&dir.join("omniforge_sdk"))?;
         }
+        Language::Js => {
+            write_dir(&JS_TEMPLATE, &dir, &render)?;
+            write_js_sdk(&dir.join("omniforge-sdk"))?;
+        }
     }
     println!("created {name} ({}) in {}", args.lang.name(), dir.display());
     println!("next:");
@@ -71,11 +77,20 @@ pub fn write_python_sdk(to: &Path) -> Result<()> {
     write_dir(&PYTHON_SDK, to, &|t: &str| t.to_owned())
 }
 
+/// Writes the JavaScript SDK package (`omniforge-sdk`) to `to`.
+pub fn write_js_sdk(to: &Path) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
+    }
+    write_dir(&JS_SDK, to, &|t: &str| t.to_owned())
+}
+
 /// Writes every file of `embedded` under `to`, passing text through `render`.
 pub fn write_dir(embedded: &Dir<'_>, to: &Path, render: &dyn Fn(&str) -> String) -> Result<()> {
     for entry in embedded.entries() {
         match entry {
-            DirEntry::Dir(sub) if sub.path().ends_with("__pycache__") => {}
+            DirEntry::Dir(sub)
+                if sub.path().ends_with("__pycache__") || sub.path().ends_with("node_modules") => {}
             DirEntry::Dir(sub) => write_dir(sub, to, render)?,
             DirEntry::File(file) => {
                 // Paths are relative to the embedded root, whatever the nesting.

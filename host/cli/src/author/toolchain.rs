@@ -38,6 +38,7 @@ pub fn build_dir(dir: &Path) -> Result<ValidatedPackage> {
     match Language::detect(dir)? {
         Language::Rust => build_rust(dir, &out)?,
         Language::Python => build_python(dir, &manifest, &out)?,
+        Language::Js => build_js(dir, &manifest, &out)?,
     }
     let (_, package) = pack_dir(dir, None, &PackageLimits::default()).with_context(|| {
         format!(
@@ -129,25 +130,98 @@ fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `jco componentize app.js --bundle` (StarlingMonkey) against the manifest's world, after
+/// `npm install` when the project's tools are not installed yet.
+fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
+    let node = "Node.js is not installed: install Node.js 20 or newer with npm (Debian: \
+                `apt-get install nodejs npm`)";
+    require("node", &["--version"], node)?;
+    require("npm", &["--version"], node)?;
+    let jco = dir.join("node_modules/.bin/jco");
+    if !jco.exists() {
+        eprintln!("installing the project's build tools (npm install)…");
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .context("running npm install")?;
+        if !status.success() || !jco.exists() {
+            bail!(
+                "npm install did not install jco: package.json needs the devDependencies \
+                 @bytecodealliance/jco and @bytecodealliance/componentize-js (see \
+                 `omniforge skill new --lang js`)"
+            );
+        }
+    }
+    // A project without its own copy of the SDK builds with this binary's.
+    let sdk = dir.join("node_modules/omniforge-sdk");
+    if !sdk.exists() {
+        super::templates::write_js_sdk(&sdk)?;
+    }
+    let wit = std::path::absolute(dir.join("build/wit"))?;
+    let imports = write_world(&wit, manifest)?;
+    // The WIT interfaces are the component's imports, not modules for the bundler to find.
+    let bundle_config = std::path::absolute(dir.join("build/bundle.config.mjs"))?;
+    std::fs::write(
+        &bundle_config,
+        "export default { external: [/^omniforge:/, /^wasi:/] };\n",
+    )
+    .with_context(|| format!("writing {}", bundle_config.display()))?;
+    let mut command = Command::new(std::path::absolute(&jco)?);
+    command
+        .arg("componentize")
+        .arg(std::path::absolute(dir.join("app.js"))?)
+        .arg("--bundle")
+        .arg("--bundle-config")
+        .arg(&bundle_config)
+        .arg("--wit")
+        .arg(&wit)
+        .args(["--world-name", BUILD_WORLD]);
+    // StarlingMonkey imports wasi:http for its own `fetch` unless told not to; a skill
+    // without HTTP permissions must not import it.
+    if !imports.http {
+        command.args(["--disable", "http", "fetch-event"]);
+    }
+    let status = command
+        .arg("-o")
+        .arg(std::path::absolute(out)?)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context("running jco")?;
+    if !status.success() {
+        bail!("jco componentize failed (its messages are above)");
+    }
+    Ok(())
+}
+
 /// The world that `skill build` targets for languages whose components import their whole
 /// world (in package `omniforge:skill`, next to the contract).
 const BUILD_WORLD: &str = "omniforge:skill/build";
 
+/// What a build world imports beyond logging.
+struct WorldImports {
+    http: bool,
+}
+
 /// Writes the WIT contract to `to`, plus world `build`: the handler export and the imports
 /// the manifest's world and permissions allow, no more.
-fn write_world(to: &Path, manifest: &Manifest) -> Result<()> {
+fn write_world(to: &Path, manifest: &Manifest) -> Result<WorldImports> {
     if to.exists() {
         std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
     }
     super::templates::write_dir(&super::templates::WIT, to, &|t: &str| t.to_owned())?;
     let mut imports = vec!["log"];
-    if manifest.skill.world == World::Skill {
-        if manifest.permissions.kv {
-            imports.push("kv");
-        }
-        if !manifest.permissions.http.is_empty() {
-            imports.push("wasi:http/outgoing-handler@0.2.12");
-        }
+    let skill = manifest.skill.world == World::Skill;
+    let http = skill && !manifest.permissions.http.is_empty();
+    if skill && manifest.permissions.kv {
+        imports.push("kv");
+    }
+    if http {
+        imports.push("wasi:http/outgoing-handler@0.2.12");
     }
     let mut world = String::from(
         "package omniforge:skill@0.1.0;\n\n\
@@ -159,7 +233,8 @@ fn write_world(to: &Path, manifest: &Manifest) -> Result<()> {
     }
     world.push_str("\n  export handler;\n}\n");
     std::fs::write(to.join("build-world.wit"), world)
-        .with_context(|| format!("writing {}", to.display()))
+        .with_context(|| format!("writing {}", to.display()))?;
+    Ok(WorldImports { http })
 }
 
 /// The `.wasm` file of the last cdylib in cargo's JSON messages.

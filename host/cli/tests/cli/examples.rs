@@ -98,7 +98,9 @@ fn examples_round_trip(language: &str, examples: &[&str]) {
         ],
     );
     let key = ok(&bootstrap, "bootstrap").trim().to_owned();
-    let server = serve_in(dir.path(), &[]);
+    // The first invocation of each waits for its compile (12-18 MB components for the
+    // interpreted languages, all published at once, on a machine running other tests).
+    let server = serve_in(dir.path(), &[("OMNIFORGE_REQUEST_TIMEOUT_MS", "180000")]);
     let url = format!("http://127.0.0.1:{}", server.port);
     let env = [("OMNIFORGE_API_KEY", key.as_str())];
     let cli = |args: &[&str]| {
@@ -158,6 +160,51 @@ fn python_examples_build_test_publish_and_answer_over_rest() {
     examples_round_trip("python", &["hello", "markdown-to-text", "data-cleaner"]);
 }
 
+#[test]
+fn js_examples_build_test_publish_and_answer_over_rest() {
+    if !toolchain("npm", "install Node.js 20 or newer with npm") {
+        return;
+    }
+    examples_round_trip("js", &["hello", "template-renderer", "url-parser"]);
+}
+
+/// `skill new` + `build` + `test` from an empty directory, for the interpreted languages
+/// (Rust's is in author.rs).
+#[test]
+fn python_and_js_templates_build_and_pass_their_tests() {
+    for (lang, program, install) in [
+        (
+            "python",
+            "componentize-py",
+            "pip install componentize-py==0.25.1",
+        ),
+        ("js", "npm", "install Node.js 20 or newer with npm"),
+    ] {
+        if !toolchain(program, install) {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        ok(
+            &omniforge_in(
+                dir.path(),
+                &["skill", "new", "acme/greeter", "--lang", lang],
+            ),
+            "skill new",
+        );
+        let project = dir.path().join("greeter");
+        let built = ok(&omniforge_in(&project, &["skill", "build"]), "build");
+        assert!(
+            built.contains("built acme/greeter 0.1.0"),
+            "{lang}: {built}"
+        );
+        // A tool: nothing beyond logging and WASI's basics.
+        assert!(!built.contains("omniforge:skill/kv"), "{lang}: {built}");
+        assert!(!built.contains("wasi:http"), "{lang}: {built}");
+        let tested = ok(&omniforge_in(&project, &["skill", "test"]), "test");
+        assert!(tested.contains("3 passed, 0 failed"), "{lang}: {tested}");
+    }
+}
+
 /// A Python skill using the key-value store and outbound HTTP through the SDK, and looping
 /// forever when asked: the loop ends at its fuel limit, the same process keeps answering.
 const PYTHON_CAPABILITIES: &str = r#"
@@ -186,16 +233,19 @@ fn a_python_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
     if !toolchain("componentize-py", "pip install componentize-py==0.25.1") {
         return;
     }
+    capabilities("python", "app.py", PYTHON_CAPABILITIES);
+}
+
+/// Builds `source` as a `skill`-world project with kv and HTTP, then runs it: kv and HTTP
+/// work when granted and are denied when not, and an endless loop ends at its limit.
+fn capabilities(lang: &str, file: &str, source: &str) {
     let dir = tempfile::tempdir().unwrap();
     ok(
-        &omniforge_in(
-            dir.path(),
-            &["skill", "new", "acme/caps", "--lang", "python"],
-        ),
+        &omniforge_in(dir.path(), &["skill", "new", "acme/caps", "--lang", lang]),
         "skill new",
     );
     let project = dir.path().join("caps");
-    std::fs::write(project.join("app.py"), PYTHON_CAPABILITIES).unwrap();
+    std::fs::write(project.join(file), source).unwrap();
     let manifest = std::fs::read_to_string(project.join("omniforge.toml"))
         .unwrap()
         .replace("world = \"tool\"", "world = \"skill\"")
@@ -251,4 +301,35 @@ fn a_python_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
     assert!(stderr(&spun).contains("fuel"), "{}", stderr(&spun));
     let timed = run(r#"{"op": "spin"}"#, &["--no-fuel", "--timeout-ms", "300"]);
     assert_eq!(timed.status.code(), Some(3), "{}", stderr(&timed));
+}
+
+/// The JavaScript twin of [`PYTHON_CAPABILITIES`].
+const JS_CAPABILITIES: &str = r#"
+import { skill, SkillError } from 'omniforge-sdk';
+import * as kv from 'omniforge-sdk/kv.js';
+import * as http from 'omniforge-sdk/http.js';
+
+export const handler = skill((ctx, input) => {
+  switch (input.op) {
+    case 'count':
+      kv.setJson('last', { by: input.by });
+      return { count: kv.increment('count', 2), last: kv.getJson('last'), keys: kv.listKeys('') };
+    case 'fetch': {
+      const response = http.get(input.url);
+      return { status: response.status, body: response.text(), type: response.header('Content-Type') ?? null };
+    }
+    case 'spin':
+      for (;;) {}
+    default:
+      throw SkillError.notFound(`no op ${input.op}`);
+  }
+});
+"#;
+
+#[test]
+fn a_js_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
+    if !toolchain("npm", "install Node.js 20 or newer with npm") {
+        return;
+    }
+    capabilities("js", "app.js", JS_CAPABILITIES);
 }
