@@ -28,7 +28,14 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let quick = args.iter().any(|a| a == "quick");
-    let sections = ["compile", "latency", "throughput", "metering", "hello-loop"];
+    let sections = [
+        "compile",
+        "latency",
+        "throughput",
+        "metering",
+        "hello-loop",
+        "guests",
+    ];
     let wanted: Vec<&str> = sections
         .into_iter()
         .filter(|s| args.iter().any(|a| a == s))
@@ -54,6 +61,11 @@ fn main() {
     }
     if run("metering") {
         current.block_on(metering(scale));
+    }
+    // Not part of the default run: components built outside this workspace (the SDK
+    // examples), named in OMNIFORGE_BENCH_GUESTS; scripts/bench-sdk.sh builds and passes them.
+    if wanted.contains(&"guests") || std::env::var_os("OMNIFORGE_BENCH_GUESTS").is_some() {
+        current.block_on(guests(scale));
     }
     // Not part of the default run: a long loop on the default configuration, for profilers.
     if wanted.contains(&"hello-loop") {
@@ -228,6 +240,49 @@ async fn latency(scale: usize) {
         let rate = iterations as f64 / started.elapsed().as_secs_f64();
         let s = summarize(samples);
         println!("| {name} | {} | {} | {rate:.0} |", us(s.median), us(s.p99));
+    }
+    println!();
+}
+
+/// Fresh store + instance + invoke of components named in `OMNIFORGE_BENCH_GUESTS`
+/// (`label=path;label=path`), each invoked with `{"name": "Ada"}`.
+async fn guests(scale: usize) {
+    let Ok(list) = std::env::var("OMNIFORGE_BENCH_GUESTS") else {
+        println!("guests: set OMNIFORGE_BENCH_GUESTS=label=path.wasm;… (scripts/bench-sdk.sh)\n");
+        return;
+    };
+    println!("## SDK guests: fresh store + instance + invoke, one task\n");
+    println!("| guest | component | compile | median | p99 | fuel per call | peak memory |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let input = r#"{"name": "Ada"}"#;
+    for entry in list.split(';').filter(|e| !e.is_empty()) {
+        let (label, path) = entry.split_once('=').expect("label=path");
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let started = Instant::now();
+        let skill = runtime.load(&bytes).await.unwrap();
+        let compile = started.elapsed();
+        for _ in 0..50 {
+            invoke_ok(&runtime, &skill, input, unlimited()).await;
+        }
+        let report = runtime.invoke(&skill, request(input, unlimited())).await;
+        let iterations = 2_000 / scale;
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let t = Instant::now();
+            invoke_ok(&runtime, &skill, input, unlimited()).await;
+            samples.push(t.elapsed());
+        }
+        let s = summarize(samples);
+        println!(
+            "| {label} | {:.1} MiB | {} | {} | {} | {} | {:.1} MiB |",
+            bytes.len() as f64 / (1 << 20) as f64,
+            ms(compile),
+            ms(s.median),
+            ms(s.p99),
+            report.usage.fuel_consumed,
+            report.usage.peak_memory_bytes as f64 / (1 << 20) as f64,
+        );
     }
     println!();
 }

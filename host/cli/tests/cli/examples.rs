@@ -301,6 +301,64 @@ fn capabilities(lang: &str, file: &str, source: &str) {
     assert!(stderr(&spun).contains("fuel"), "{}", stderr(&spun));
     let timed = run(r#"{"op": "spin"}"#, &["--no-fuel", "--timeout-ms", "300"]);
     assert_eq!(timed.status.code(), Some(3), "{}", stderr(&timed));
+
+    // Over REST: the loop ends at its limit while the same server keeps answering.
+    let bootstrap = omniforge_in(
+        dir.path(),
+        &[
+            "admin",
+            "bootstrap",
+            "--tenant",
+            "acme",
+            "--email",
+            "ada@acme.test",
+        ],
+    );
+    let key = ok(&bootstrap, "bootstrap").trim().to_owned();
+    let server = serve_in(dir.path(), &[("OMNIFORGE_REQUEST_TIMEOUT_MS", "180000")]);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &url]);
+        omniforge_env(dir.path(), &all, &[("OMNIFORGE_API_KEY", key.as_str())])
+    };
+    ok(
+        &cli(&["skill", "publish", project.to_str().unwrap()]),
+        "publish",
+    );
+    let count = r#"{"op": "count", "by": "rest"}"#;
+    // Waits for the compile, so the loop below starts at once.
+    let first = cli(&["skill", "invoke", "acme/caps", "--input", count]);
+    assert_eq!(stdout(&first)["count"], 2, "{lang}: {}", stderr(&first));
+    std::thread::scope(|scope| {
+        let spinning = scope.spawn(|| {
+            cli(&[
+                "skill",
+                "invoke",
+                "acme/caps",
+                "--input",
+                r#"{"op": "spin"}"#,
+            ])
+        });
+        // The loop runs for seconds (its fuel or time limit); these answer meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for round in 0..3 {
+            let answer = cli(&["skill", "invoke", "acme/caps", "--input", count]);
+            assert_eq!(
+                stdout(&answer)["count"],
+                4 + 2 * round,
+                "{lang}: {}",
+                stderr(&answer)
+            );
+        }
+        let spun = spinning.join().unwrap();
+        assert_eq!(spun.status.code(), Some(3), "{lang}: {}", stderr(&spun));
+        let said = stderr(&spun);
+        assert!(
+            said.contains("limit-exceeded") || said.contains("timeout"),
+            "{lang}: {said}"
+        );
+    });
 }
 
 /// The JavaScript twin of [`PYTHON_CAPABILITIES`].
