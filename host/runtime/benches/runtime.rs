@@ -274,12 +274,13 @@ async fn guests(scale: usize) {
             samples.push(t.elapsed());
         }
         let s = summarize(samples);
+        let fine = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
         println!(
             "| {label} | {:.1} MiB | {} | {} | {} | {} | {:.1} MiB |",
             bytes.len() as f64 / (1 << 20) as f64,
             ms(compile),
-            ms(s.median),
-            ms(s.p99),
+            fine(s.median),
+            fine(s.p99),
             report.usage.fuel_consumed,
             report.usage.peak_memory_bytes as f64 / (1 << 20) as f64,
         );

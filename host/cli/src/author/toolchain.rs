@@ -116,18 +116,8 @@ fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
         super::templates::write_python_sdk(&sdk.join("omniforge_sdk"))?;
         command.arg("-p").arg(sdk);
     }
-    let status = command
-        .arg("-o")
-        .arg(std::path::absolute(out)?)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .context("running componentize-py")?;
-    if !status.success() {
-        bail!("componentize-py failed (its messages are above)");
-    }
-    Ok(())
+    command.arg("-o").arg(std::path::absolute(out)?);
+    run_tool(command, dir, "componentize-py")
 }
 
 /// `jco componentize app.js --bundle` (StarlingMonkey) against the manifest's world, after
@@ -184,16 +174,20 @@ fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     if !imports.http {
         command.args(["--disable", "http", "fetch-event"]);
     }
+    command.arg("-o").arg(std::path::absolute(out)?);
+    run_tool(command, dir, "jco componentize")
+}
+
+/// Runs a build tool in the project directory; its messages (stderr) reach the user.
+fn run_tool(mut command: Command, dir: &Path, name: &str) -> Result<()> {
     let status = command
-        .arg("-o")
-        .arg(std::path::absolute(out)?)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()
-        .context("running jco")?;
+        .with_context(|| format!("running {name}"))?;
     if !status.success() {
-        bail!("jco componentize failed (its messages are above)");
+        bail!("{name} failed (its messages are above)");
     }
     Ok(())
 }

@@ -4,24 +4,13 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::{omniforge_env, stderr, stdout_text};
+use crate::{ok, omniforge_env, stderr, stdout_text};
 
 /// Runs `omniforge` in `dir` with the nested cargo builds sharing one target directory
 /// (kept between test runs, so only the first run compiles the SDK's dependencies).
 fn author(dir: &Path, args: &[&str]) -> Output {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skill-projects");
     omniforge_env(dir, args, &[("CARGO_TARGET_DIR", target.to_str().unwrap())])
-}
-
-fn succeeds(output: &Output, what: &str) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}: stdout {} stderr {}",
-        stdout_text(output),
-        stderr(output)
-    );
-    stdout_text(output)
 }
 
 #[test]
@@ -31,7 +20,7 @@ fn a_rust_skill_goes_from_nothing_to_tested() {
         tmp.path(),
         &["skill", "new", "acme/greeter", "--lang", "rust"],
     );
-    let said = succeeds(&created, "skill new");
+    let said = ok(&created, "skill new");
     assert!(said.contains("created acme/greeter"), "{said}");
     let project = tmp.path().join("greeter");
     for file in [
@@ -59,13 +48,13 @@ fn a_rust_skill_goes_from_nothing_to_tested() {
     assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
 
     let built = author(&project, &["skill", "build"]);
-    let said = succeeds(&built, "skill build");
+    let said = ok(&built, "skill build");
     assert!(said.contains("built acme/greeter 0.1.0"), "{said}");
     assert!(said.contains("world:   omniforge:skill/tool"), "{said}");
     assert!(project.join("build/skill.wasm").is_file());
 
     let tested = author(&project, &["skill", "test"]);
-    let said = succeeds(&tested, "skill test");
+    let said = ok(&tested, "skill test");
     assert!(said.contains("3 passed, 0 failed"), "{said}");
     assert!(said.contains("ok     greets by name"), "{said}");
 
@@ -74,10 +63,7 @@ fn a_rust_skill_goes_from_nothing_to_tested() {
         &project,
         &["run", "build/skill.wasm", "--input", r#"{"name": "Ada"}"#],
     );
-    assert_eq!(
-        succeeds(&ran, "run").trim(),
-        r#"{"greeting":"Hello, Ada!"}"#
-    );
+    assert_eq!(ok(&ran, "run").trim(), r#"{"greeting":"Hello, Ada!"}"#);
 
     // A case that does not hold fails the run and says why.
     std::fs::write(
@@ -103,7 +89,7 @@ fn a_rust_skill_goes_from_nothing_to_tested() {
 #[test]
 fn a_skill_that_uses_an_undeclared_capability_fails_its_build_check() {
     let tmp = tempfile::tempdir().unwrap();
-    succeeds(
+    ok(
         &author(
             tmp.path(),
             &["skill", "new", "acme/sneaky", "--lang", "rust"],
@@ -134,7 +120,7 @@ fn a_skill_that_uses_an_undeclared_capability_fails_its_build_check() {
 #[test]
 fn a_missing_toolchain_says_what_to_install() {
     let tmp = tempfile::tempdir().unwrap();
-    succeeds(
+    ok(
         &author(
             tmp.path(),
             &["skill", "new", "acme/lonely", "--lang", "rust"],

@@ -8,8 +8,8 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::server::serve_in;
-use crate::{omniforge_env, omniforge_in, serve, stderr, stdout, stdout_text};
+use crate::server::{Running, serve_in};
+use crate::{ok, omniforge_env, omniforge_in, serve, stderr, stdout};
 
 /// Whether `program` runs here. Under CI a missing toolchain fails the test; elsewhere the
 /// test says loudly that it skips.
@@ -28,15 +28,46 @@ fn toolchain(program: &str, install: &str) -> bool {
     found
 }
 
-fn ok(output: &Output, what: &str) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}: stdout {} stderr {}",
-        stdout_text(output),
-        stderr(output)
-    );
-    stdout_text(output)
+/// The CLI pointed at a fresh `omniforge serve` in `dir`, with the owner's API key of a
+/// bootstrapped tenant `acme`.
+struct ServerCli {
+    dir: PathBuf,
+    url: String,
+    key: String,
+}
+
+impl ServerCli {
+    fn start(dir: &Path) -> (Running, Self) {
+        let bootstrap = omniforge_in(
+            dir,
+            &[
+                "admin",
+                "bootstrap",
+                "--tenant",
+                "acme",
+                "--email",
+                "ada@acme.test",
+            ],
+        );
+        let key = ok(&bootstrap, "bootstrap").trim().to_owned();
+        // The first invocation of a skill waits for its compile (12-18 MB components for the
+        // interpreted languages, several published at once, on a machine running other
+        // tests), longer than the default request timeout allows.
+        let server = serve_in(dir, &[("OMNIFORGE_REQUEST_TIMEOUT_MS", "180000")]);
+        let url = format!("http://127.0.0.1:{}", server.port);
+        let cli = Self {
+            dir: dir.to_owned(),
+            url,
+            key,
+        };
+        (server, cli)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &self.url]);
+        omniforge_env(&self.dir, &all, &[("OMNIFORGE_API_KEY", self.key.as_str())])
+    }
 }
 
 /// Copies an example into `to` (so builds never write into the source tree) and returns it.
@@ -86,28 +117,8 @@ fn examples_round_trip(language: &str, examples: &[&str]) {
         assert!(tested.contains(" 0 failed"), "{tested}");
     }
 
-    let bootstrap = omniforge_in(
-        dir.path(),
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "acme",
-            "--email",
-            "ada@acme.test",
-        ],
-    );
-    let key = ok(&bootstrap, "bootstrap").trim().to_owned();
-    // The first invocation of each waits for its compile (12-18 MB components for the
-    // interpreted languages, all published at once, on a machine running other tests).
-    let server = serve_in(dir.path(), &[("OMNIFORGE_REQUEST_TIMEOUT_MS", "180000")]);
-    let url = format!("http://127.0.0.1:{}", server.port);
-    let env = [("OMNIFORGE_API_KEY", key.as_str())];
-    let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--server", &url]);
-        omniforge_env(dir.path(), &all, &env)
-    };
+    let (_server, cli) = ServerCli::start(dir.path());
+    let cli = |args: &[&str]| cli.run(args);
     for project in &projects {
         let published = cli(&["skill", "publish", project.to_str().unwrap()]);
         ok(&published, &format!("publish {}", project.display()));
@@ -303,25 +314,8 @@ fn capabilities(lang: &str, file: &str, source: &str) {
     assert_eq!(timed.status.code(), Some(3), "{}", stderr(&timed));
 
     // Over REST: the loop ends at its limit while the same server keeps answering.
-    let bootstrap = omniforge_in(
-        dir.path(),
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "acme",
-            "--email",
-            "ada@acme.test",
-        ],
-    );
-    let key = ok(&bootstrap, "bootstrap").trim().to_owned();
-    let server = serve_in(dir.path(), &[("OMNIFORGE_REQUEST_TIMEOUT_MS", "180000")]);
-    let url = format!("http://127.0.0.1:{}", server.port);
-    let cli = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--server", &url]);
-        omniforge_env(dir.path(), &all, &[("OMNIFORGE_API_KEY", key.as_str())])
-    };
+    let (_server, cli) = ServerCli::start(dir.path());
+    let cli = |args: &[&str]| cli.run(args);
     ok(
         &cli(&["skill", "publish", project.to_str().unwrap()]),
         "publish",

@@ -49,6 +49,18 @@ pub fn stdout(output: &Output) -> serde_json::Value {
     })
 }
 
+/// stdout of a command that must have succeeded; panics with both streams otherwise.
+pub fn ok(output: &Output, what: &str) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{what}: stdout {} stderr {}",
+        stdout_text(output),
+        stderr(output)
+    );
+    stdout_text(output)
+}
+
 /// stdout as text.
 pub fn stdout_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -268,20 +268,8 @@ async fn rate_limits_answer_429_with_retry_after_per_key_and_per_tenant() {
             .to_owned();
         me(&first).await.expect(200, "first key, 2nd request");
         me(&first).await.expect(200, "first key, 3rd request");
-        let refused = app
-            .client
-            .get(format!("{}/api/v1/me", app.base))
-            .bearer_auth(&first)
-            .send()
-            .await
-            .unwrap();
-        let retry: u64 = refused.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (retry, problem) = me_refused(&app, &first).await;
         assert!((1..=2).contains(&retry), "{retry}");
-        let problem = crate::common::answer(refused).await;
         assert_eq!(problem.expect(429, "per key")["limit"], "api_key");
 
         // The second key has its own budget until the tenant's (5) is spent.
@@ -313,20 +301,8 @@ async fn guessing_a_known_keys_secret_is_limited_per_prefix() {
         for n in 0..2 {
             me(guess(n)).await.expect(401, "a wrong secret");
         }
-        let refused = app
-            .client
-            .get(format!("{}/api/v1/me", app.base))
-            .bearer_auth(guess(2))
-            .send()
-            .await
-            .unwrap();
-        let retry: u64 = refused.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (retry, problem) = me_refused(&app, &guess(2)).await;
         assert!((1..=20).contains(&retry), "{retry}");
-        let problem = crate::common::answer(refused).await;
         assert_eq!(
             problem.expect(429, "a guess past the limit")["limit"],
             "api_key_verifications"
@@ -347,4 +323,21 @@ async fn guessing_a_known_keys_secret_is_limited_per_prefix() {
                 .expect(401, "an unknown prefix");
         }
     }
+}
+
+/// `GET /api/v1/me` with `key`, answered with its `Retry-After` seconds and problem document.
+async fn me_refused(app: &TestApp, key: &str) -> (u64, crate::common::Answer) {
+    let refused = app
+        .client
+        .get(format!("{}/api/v1/me", app.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let retry = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (retry, crate::common::answer(refused).await)
 }
