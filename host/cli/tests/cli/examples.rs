@@ -203,6 +203,11 @@ fn python_and_js_templates_build_and_pass_their_tests() {
             "skill new",
         );
         let project = dir.path().join("greeter");
+        if lang == "js" {
+            // The build tools come pinned with all their dependencies.
+            let lock = std::fs::read_to_string(project.join("package-lock.json")).unwrap();
+            assert!(lock.contains(r#""name": "greeter""#), "{lock:.200}");
+        }
         let built = ok(&omniforge_in(&project, &["skill", "build"]), "build");
         assert!(
             built.contains("built acme/greeter 0.1.0"),
