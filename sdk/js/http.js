@@ -117,18 +117,38 @@ export function request(method, url, options = {}) {
   } catch (e) {
     throw fromErrorCode(e.payload ?? e);
   }
+  // A server may answer before reading the whole body and close the connection: then the
+  // write fails but the answer is still the response, so a write error counts only when
+  // there is no response.
+  let sendError;
   const stream = outgoingBody.write();
-  for (let start = 0; start < body.length; start += 4096) {
-    stream.blockingWriteAndFlush(body.subarray(start, start + 4096));
+  try {
+    for (let start = 0; start < body.length; start += 4096) {
+      stream.blockingWriteAndFlush(body.subarray(start, start + 4096));
+    }
+  } catch (e) {
+    sendError = e;
   }
   stream[Symbol.dispose]?.();
-  OutgoingBody.finish(outgoingBody, undefined);
+  if (sendError === undefined) {
+    try {
+      OutgoingBody.finish(outgoingBody, undefined);
+    } catch (e) {
+      sendError = e;
+    }
+  }
 
   pending.subscribe().block();
   const ready = pending.get();
   if (ready === undefined) throw new HttpError('unavailable', 'no response after waiting for it');
   if (ready.tag === 'err') throw new HttpError('unavailable', 'the response was already taken');
-  if (ready.val.tag === 'err') throw fromErrorCode(ready.val.val);
+  if (ready.val.tag === 'err') {
+    const error = fromErrorCode(ready.val.val);
+    if (sendError !== undefined && error.kind !== 'denied') {
+      throw new HttpError('unavailable', `sending the body failed: ${describe(sendError.payload ?? sendError)}`);
+    }
+    throw error;
+  }
   const response = ready.val.val;
   const status = response.status();
   const decoder = new TextDecoder('latin1');

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json as _json
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import SkillError
 
@@ -86,7 +86,7 @@ def request(
     method: str,
     url: str,
     *,
-    headers: Sequence[Tuple[str, str]] = (),
+    headers: Union[Sequence[Tuple[str, str]], Dict[str, str]] = (),
     body: bytes = b"",
     json: Any = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -96,7 +96,7 @@ def request(
     from wit_world.imports import outgoing_handler, streams
     from wit_world.imports import wasi_http_types as types
 
-    headers = list(headers)
+    headers = list(headers.items() if isinstance(headers, dict) else headers)
     if json is not None:
         body = _json.dumps(json, separators=(",", ":")).encode()
         headers.append(("content-type", "application/json"))
@@ -120,13 +120,17 @@ def request(
         pending = outgoing_handler.handle(outgoing, None)
     except Err as e:
         raise _error(types, e.value) from None
+    # A server may answer before reading the whole body and close the connection: then the
+    # write fails but the answer is still the response, so a write error counts only when
+    # there is no response.
+    send_error = None
     try:
         with outgoing_body.write() as stream:
             for start in range(0, len(body), 4096):
                 stream.blocking_write_and_flush(bytes(body[start : start + 4096]))
         types.OutgoingBody.finish(outgoing_body, None)
     except Err as e:
-        raise HttpError("unavailable", f"sending the body failed: {e.value}") from None
+        send_error = e.value
     with pending:
         pending.subscribe().block()
         ready = pending.get()
@@ -137,7 +141,10 @@ def request(
         raise HttpError("unavailable", "the response was already taken")
     inner = ready.value
     if isinstance(inner, Err):
-        raise _error(types, inner.value)
+        error = _error(types, inner.value)
+        if send_error is not None and error.kind != "denied":
+            raise HttpError("unavailable", f"sending the body failed: {send_error}")
+        raise error
     response = inner.value
     with response:
         status = response.status()

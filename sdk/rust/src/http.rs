@@ -181,12 +181,27 @@ impl Request {
         // Sent first, then the body streams: writing a large body before there is a
         // request to read it would fill the host's buffer and wait forever.
         let pending = outgoing_handler::handle(request, None)?;
-        write_body(body, &self.body)?;
+        // A server may answer before reading the whole body and close the connection: then
+        // the write fails but the answer is still the response, so a write error counts only
+        // when there is no response.
+        let sent = write_body(body, &self.body);
         pending.subscribe().block();
         let response = pending
             .get()
             .ok_or_else(|| Error::Unavailable("no response after waiting for it".into()))?
-            .map_err(|()| Error::Unavailable("the response was already taken".into()))??;
+            .map_err(|()| Error::Unavailable("the response was already taken".into()))?;
+        let response = match (response, sent) {
+            (Ok(response), _) => response,
+            (Err(code), Err(send_error)) => {
+                let error = Error::from(code);
+                return Err(if matches!(error, Error::Denied(_)) {
+                    error
+                } else {
+                    send_error
+                });
+            }
+            (Err(code), Ok(())) => return Err(code.into()),
+        };
 
         let status = response.status();
         let headers = response

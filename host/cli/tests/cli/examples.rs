@@ -235,7 +235,8 @@ def run(ctx: Context, input: dict) -> dict:
         return {"count": kv.increment("count", 2), "last": kv.get_json("last"),
                 "keys": kv.list_keys("")}
     if op == "fetch":
-        response = http.get(input["url"])
+        response = http.post(input["url"], json={"from": "python"},
+                             headers={"x-skill": ctx.skill})
         return {"status": response.status, "body": response.text(),
                 "type": response.header("Content-Type")}
     if op == "spin":
@@ -372,7 +373,7 @@ export const handler = skill((ctx, input) => {
       kv.setJson('last', { by: input.by });
       return { count: kv.increment('count', 2), last: kv.getJson('last'), keys: kv.listKeys('') };
     case 'fetch': {
-      const response = http.get(input.url);
+      const response = http.post(input.url, { json: { from: 'js' }, headers: { 'x-skill': ctx.skill } });
       return { status: response.status, body: response.text(), type: response.header('Content-Type') ?? null };
     }
     case 'spin':
