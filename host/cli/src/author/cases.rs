@@ -46,7 +46,7 @@ pub async fn test(args: &TestArgs) -> Result<()> {
     let package = if args.build {
         toolchain::build_dir(dir)?
     } else {
-        pack_dir(dir, None, &PackageLimits::default())
+        pack_dir(dir, args.component.as_deref(), &PackageLimits::default())
             .map(|(_, package)| package)
             .with_context(|| {
                 format!(

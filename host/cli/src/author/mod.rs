@@ -91,8 +91,12 @@ pub struct TestArgs {
     #[arg(long)]
     cases: Option<PathBuf>,
     /// Build first (`omniforge skill build`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "component")]
     build: bool,
+    /// Test this built component instead of the manifest's `[skill] component` (as
+    /// `skill pack --component` does, e.g. when a CI pipeline builds elsewhere).
+    #[arg(long)]
+    component: Option<PathBuf>,
 }
 
 /// The project's manifest, parsed (not yet checked against a component).

@@ -155,3 +155,18 @@ fn a_missing_toolchain_says_what_to_install() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn the_rust_examples_pass_their_test_cases() {
+    use omniforge_test_programs as programs;
+    for (example, wasm) in crate::packages::EXAMPLES {
+        let dir = Path::new(programs::EXAMPLES_DIR).join(example);
+        let tested = omniforge_env(
+            Path::new("."),
+            &["skill", "test", dir.to_str().unwrap(), "--component", wasm],
+            &[],
+        );
+        let said = ok(&tested, example);
+        assert!(said.contains(" 0 failed"), "{example}: {said}");
+    }
+}
