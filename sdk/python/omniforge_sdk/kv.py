@@ -8,11 +8,9 @@ the caller sees ``denied``, ``unavailable`` or ``failed``.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, List, Optional
 
 from .errors import SkillError
-
-T = TypeVar("T")
 
 
 class KvError(SkillError):
@@ -30,12 +28,12 @@ class KvError(SkillError):
         self.reason = reason
 
 
-def _call(operation: Callable[..., T], *args: Any) -> T:
+def _call(operation: str, *args: Any) -> Any:
     from componentize_py_types import Err
     from wit_world.imports import kv
 
     try:
-        return operation(kv)(*args)
+        return getattr(kv, operation)(*args)
     except Err as e:
         error = e.value
         if isinstance(error, kv.KvError_Denied):
@@ -51,32 +49,32 @@ def _call(operation: Callable[..., T], *args: Any) -> T:
 
 def get(key: str) -> Optional[bytes]:
     """The value under ``key``, or ``None``."""
-    return _call(lambda kv: kv.get, key)
+    return _call("get", key)
 
 
 def set(key: str, value: bytes) -> None:  # noqa: A001 - the store's own verb
     """Stores ``value`` under ``key``, replacing any previous value."""
-    _call(lambda kv: kv.set, key, bytes(value))
+    _call("set", key, bytes(value))
 
 
 def delete(key: str) -> None:
     """Removes ``key``; removing a missing key succeeds."""
-    _call(lambda kv: kv.delete, key)
+    _call("delete", key)
 
 
 def exists(key: str) -> bool:
     """Whether ``key`` has a value."""
-    return _call(lambda kv: kv.exists, key)
+    return _call("exists", key)
 
 
 def list_keys(prefix: str = "", limit: int = 100) -> List[str]:
     """Up to ``limit`` keys starting with ``prefix``, in byte order."""
-    return _call(lambda kv: kv.list_keys, prefix, limit)
+    return _call("list_keys", prefix, limit)
 
 
 def increment(key: str, delta: int = 1) -> int:
     """Atomically adds ``delta`` to the counter under ``key`` (missing: 0); the new value."""
-    return _call(lambda kv: kv.increment, key, delta)
+    return _call("increment", key, delta)
 
 
 def get_json(key: str, default: Any = None) -> Any:

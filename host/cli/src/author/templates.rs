@@ -16,7 +16,7 @@ static PYTHON_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/python/
 static JS_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/js");
 static JS_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/js");
 /// The WIT contract, for SDKs that build against it and for `skill build`'s worlds.
-pub static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
+static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
 
 /// Creates the project and prints what to do next.
 pub fn new(args: &NewArgs) -> Result<()> {
@@ -49,8 +49,8 @@ pub fn new(args: &NewArgs) -> Result<()> {
             write_dir(&RUST_TEMPLATE, &dir, &render)?;
             let sdk = dir.join("vendor/omniforge-sdk");
             write_file(&sdk.join("Cargo.toml"), RUST_SDK_MANIFEST.as_bytes())?;
-            write_dir(&RUST_SDK, &sdk.join("src"), &|t: &str| t.to_owned())?;
-            write_dir(&WIT, &sdk.join("wit"), &|t: &str| t.to_owned())?;
+            replace_dir(&RUST_SDK, &sdk.join("src"))?;
+            write_wit(&sdk.join("wit"))?;
         }
         Language::Python => {
             write_dir(&PYTHON_TEMPLATE, &dir, &render)?;
@@ -69,24 +69,40 @@ pub fn new(args: &NewArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes the Python SDK package (`omniforge_sdk`) to `to`.
+/// Writes the Python SDK package (`omniforge_sdk`) to `to`, replacing what is there.
 pub fn write_python_sdk(to: &Path) -> Result<()> {
-    if to.exists() {
-        std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
-    }
-    write_dir(&PYTHON_SDK, to, &|t: &str| t.to_owned())
+    replace_dir(&PYTHON_SDK, to)
 }
 
-/// Writes the JavaScript SDK package (`omniforge-sdk`) to `to`.
+/// Writes the JavaScript SDK package (`omniforge-sdk`) to `to`, replacing what is there.
 pub fn write_js_sdk(to: &Path) -> Result<()> {
+    replace_dir(&JS_SDK, to)
+}
+
+/// Writes the WIT contract to `to`, replacing what is there.
+pub fn write_wit(to: &Path) -> Result<()> {
+    replace_dir(&WIT, to)
+}
+
+/// The WIT contract's line that starts with `start` (trimmed), from `worlds.wit`: the build
+/// worlds take the package and WASI versions from the contract instead of repeating them.
+pub fn contract_line(start: &str) -> Result<&'static str> {
+    WIT.get_file("worlds.wit")
+        .and_then(|f| f.contents_utf8())
+        .and_then(|text| text.lines().map(str::trim).find(|l| l.starts_with(start)))
+        .with_context(|| format!("the embedded wit/worlds.wit has no line `{start}…`"))
+}
+
+/// Replaces `to` with the files of `embedded`, as they are.
+fn replace_dir(embedded: &Dir<'_>, to: &Path) -> Result<()> {
     if to.exists() {
         std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
     }
-    write_dir(&JS_SDK, to, &|t: &str| t.to_owned())
+    write_dir(embedded, to, &str::to_owned)
 }
 
 /// Writes every file of `embedded` under `to`, passing text through `render`.
-pub fn write_dir(embedded: &Dir<'_>, to: &Path, render: &dyn Fn(&str) -> String) -> Result<()> {
+fn write_dir(embedded: &Dir<'_>, to: &Path, render: &dyn Fn(&str) -> String) -> Result<()> {
     for entry in embedded.entries() {
         match entry {
             DirEntry::Dir(sub)

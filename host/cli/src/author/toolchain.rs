@@ -204,10 +204,8 @@ struct WorldImports {
 /// Writes the WIT contract to `to`, plus world `build`: the handler export and the imports
 /// the manifest's world and permissions allow, no more.
 fn write_world(to: &Path, manifest: &Manifest) -> Result<WorldImports> {
-    if to.exists() {
-        std::fs::remove_dir_all(to).with_context(|| format!("clearing {}", to.display()))?;
-    }
-    super::templates::write_dir(&super::templates::WIT, to, &|t: &str| t.to_owned())?;
+    use super::templates::{contract_line, write_wit};
+    write_wit(to)?;
     let mut imports = vec!["log"];
     let skill = manifest.skill.world == World::Skill;
     let http = skill && !manifest.permissions.http.is_empty();
@@ -215,12 +213,14 @@ fn write_world(to: &Path, manifest: &Manifest) -> Result<WorldImports> {
         imports.push("kv");
     }
     if http {
-        imports.push("wasi:http/outgoing-handler@0.2.12");
+        // `import wasi:http/outgoing-handler@…;`, at the contract's WASI version.
+        let line = contract_line("import wasi:http/outgoing-handler@")?;
+        imports.push(line.trim_start_matches("import ").trim_end_matches(';'));
     }
-    let mut world = String::from(
-        "package omniforge:skill@0.1.0;\n\n\
-         /// What this project's manifest allows; written by `omniforge skill build`.\n\
-         world build {\n",
+    let mut world = format!(
+        "{}\n\n/// What this project's manifest allows; written by `omniforge skill build`.\n\
+         world build {{\n",
+        contract_line("package ")?
     );
     for import in imports {
         world.push_str(&format!("  import {import};\n"));
