@@ -3,6 +3,7 @@
 //! result is a component of the manifest's world) and `skill test` (the project's test cases,
 //! run locally in the real runtime).
 
+mod c;
 mod cases;
 mod templates;
 mod toolchain;
@@ -26,6 +27,9 @@ pub enum Language {
     Python,
     /// JavaScript with `omniforge-sdk` (jco and componentize-js).
     Js,
+    /// C with the OmniForge C SDK (wit-bindgen C bindings, zig cc or another wasm32-wasi
+    /// compiler, the preview1 adapter).
+    C,
 }
 
 impl Language {
@@ -40,9 +44,13 @@ impl Language {
         if dir.join("app.py").is_file() {
             return Ok(Self::Python);
         }
+        if c::is_c_project(dir) {
+            return Ok(Self::C);
+        }
         bail!(
             "cannot tell the language of {}: expected Cargo.toml (Rust), package.json \
-             (JavaScript) or app.py (Python); create a project with `omniforge skill new`",
+             (JavaScript), app.py (Python) or src/*.c (C); create a project with \
+             `omniforge skill new`",
             dir.display()
         )
     }
@@ -52,6 +60,7 @@ impl Language {
             Self::Rust => "rust",
             Self::Python => "python",
             Self::Js => "js",
+            Self::C => "c",
         }
     }
 }

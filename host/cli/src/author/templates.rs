@@ -15,6 +15,8 @@ static PYTHON_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/te
 static PYTHON_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/python/omniforge_sdk");
 static JS_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/js");
 static JS_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/js");
+static C_TEMPLATE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/templates/c");
+static C_SDK: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../sdk/c");
 /// The WIT contract, for SDKs that build against it and for `skill build`'s worlds.
 static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../wit");
 
@@ -60,6 +62,10 @@ pub fn new(args: &NewArgs) -> Result<()> {
             write_dir(&JS_TEMPLATE, &dir, &render)?;
             write_js_sdk(&dir.join("omniforge-sdk"))?;
         }
+        Language::C => {
+            write_dir(&C_TEMPLATE, &dir, &render)?;
+            write_c_sdk(&dir.join("omniforge-sdk"))?;
+        }
     }
     println!("created {name} ({}) in {}", args.lang.name(), dir.display());
     println!("next:");
@@ -77,6 +83,11 @@ pub fn write_python_sdk(to: &Path) -> Result<()> {
 /// Writes the JavaScript SDK package (`omniforge-sdk`) to `to`, replacing what is there.
 pub fn write_js_sdk(to: &Path) -> Result<()> {
     replace_dir(&JS_SDK, to)
+}
+
+/// Writes the C SDK (`omniforge.h` and its sources) to `to`, replacing what is there.
+pub fn write_c_sdk(to: &Path) -> Result<()> {
+    replace_dir(&C_SDK, to)
 }
 
 /// Writes the WIT contract to `to`, replacing what is there.

@@ -39,6 +39,7 @@ pub fn build_dir(dir: &Path) -> Result<ValidatedPackage> {
         Language::Rust => build_rust(dir, &out)?,
         Language::Python => build_python(dir, &manifest, &out)?,
         Language::Js => build_js(dir, &manifest, &out)?,
+        Language::C => super::c::build_c(dir, &manifest, &out)?,
     }
     let (_, package) = pack_dir(dir, None, &PackageLimits::default()).with_context(|| {
         format!(
@@ -179,7 +180,7 @@ fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
 }
 
 /// Runs a build tool in the project directory; its messages (stderr) reach the user.
-fn run_tool(mut command: Command, dir: &Path, name: &str) -> Result<()> {
+pub(super) fn run_tool(mut command: Command, dir: &Path, name: &str) -> Result<()> {
     let status = command
         .current_dir(dir)
         .stdin(Stdio::null())

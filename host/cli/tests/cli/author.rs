@@ -138,6 +138,31 @@ fn a_missing_toolchain_says_what_to_install() {
     assert!(said.contains("cargo is not installed"), "{said}");
     assert!(said.contains("rustup"), "{said}");
 
+    // C: no zig anywhere, then a compiler named in OMNIFORGE_CC that does not exist.
+    ok(
+        &author(tmp.path(), &["skill", "new", "acme/plain", "--lang", "c"]),
+        "skill new --lang c",
+    );
+    let c_project = tmp.path().join("plain");
+    let built = omniforge_env(
+        &c_project,
+        &["skill", "build"],
+        &[("PATH", empty.path().to_str().unwrap())],
+    );
+    assert_eq!(built.status.code(), Some(1));
+    let said = stderr(&built);
+    assert!(said.contains("no C compiler for WebAssembly"), "{said}");
+    assert!(said.contains("pip install ziglang=="), "{said}");
+    assert!(said.contains("OMNIFORGE_CC"), "{said}");
+    let built = omniforge_env(
+        &c_project,
+        &["skill", "build"],
+        &[("OMNIFORGE_CC", "/nonexistent/wasi-cc --sysroot=/x")],
+    );
+    assert_eq!(built.status.code(), Some(1));
+    let said = stderr(&built);
+    assert!(said.contains("/nonexistent/wasi-cc"), "{said}");
+
     let nowhere = omniforge_env(tmp.path(), &["skill", "build"], &[]);
     assert_eq!(nowhere.status.code(), Some(1));
     assert!(

@@ -1,7 +1,7 @@
 //! The example skills of every SDK language built from source with `omniforge skill build`,
 //! checked with `skill test`, published to a running `omniforge serve` and invoked over REST
 //! with the outputs their `tests.json` expects; and an SDK guest's capabilities (kv, HTTP)
-//! and a hostile one (an endless loop) in each interpreted language.
+//! and a hostile one (an endless loop) in Python, JavaScript and C.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -179,19 +179,45 @@ fn js_examples_build_test_publish_and_answer_over_rest() {
     examples_round_trip("js", &["hello", "template-renderer", "url-parser"]);
 }
 
-/// `skill new` + `build` + `test` from an empty directory, for the interpreted languages
+/// Whether a wasm32-wasi C compiler that `skill build` finds is here (zig on the PATH or
+/// the `ziglang` Python package); under CI its absence fails the test.
+fn c_toolchain() -> bool {
+    let runs = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if runs("zig", &["version"]) || runs("python3", &["-m", "ziglang", "version"]) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "zig is missing under CI: pip install ziglang==0.17.1"
+    );
+    eprintln!("SKIPPED: no zig (pip install ziglang==0.17.1)");
+    false
+}
+
+#[test]
+fn c_examples_build_test_publish_and_answer_over_rest() {
+    if !c_toolchain() {
+        return;
+    }
+    examples_round_trip("c", &["hello", "checksum", "csv-to-json"]);
+}
+
+/// `skill new` + `build` + `test` from an empty directory, for Python, JavaScript and C
 /// (Rust's is in author.rs).
 #[test]
-fn python_and_js_templates_build_and_pass_their_tests() {
-    for (lang, program, install) in [
-        (
-            "python",
-            "componentize-py",
-            "pip install componentize-py==0.25.1",
-        ),
-        ("js", "npm", "install Node.js 20 or newer with npm"),
-    ] {
-        if !toolchain(program, install) {
+fn python_js_and_c_templates_build_and_pass_their_tests() {
+    for lang in ["python", "js", "c"] {
+        let found = match lang {
+            "python" => toolchain("componentize-py", "pip install componentize-py==0.25.1"),
+            "js" => toolchain("npm", "install Node.js 20 or newer with npm"),
+            _ => c_toolchain(),
+        };
+        if !found {
             continue;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -390,4 +416,102 @@ fn a_js_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
         return;
     }
     capabilities("js", "app.js", JS_CAPABILITIES);
+}
+
+/// The C twin of [`PYTHON_CAPABILITIES`], on the C SDK's kv, JSON and HTTP calls.
+const C_CAPABILITIES: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include "omniforge.h"
+
+static of_result count(const of_value *input) {
+    of_json_writer last = {0};
+    of_json_begin_object(&last);
+    of_json_key(&last, "by");
+    of_json_string(&last, of_get_string(input, "by"));
+    of_json_end_object(&last);
+    const char *text = of_json_text(&last);
+    of_kv_status s = of_kv_set("last", text, strlen(text));
+    of_json_writer_free(&last);
+    if (s != OF_KV_OK)
+        return of_kv_error(s, "storing last");
+    int64_t n;
+    if ((s = of_kv_increment("count", 2, &n)) != OF_KV_OK)
+        return of_kv_error(s, "counting");
+    of_bytes stored;
+    bool found;
+    if ((s = of_kv_get("last", &stored, &found)) != OF_KV_OK)
+        return of_kv_error(s, "reading last");
+    of_keys keys;
+    if ((s = of_kv_list_keys("", 100, &keys)) != OF_KV_OK)
+        return of_kv_error(s, "listing");
+    of_json_writer out = {0};
+    of_json_begin_object(&out);
+    of_json_key(&out, "count");
+    of_json_int(&out, n);
+    of_json_key(&out, "last");
+    of_json_raw(&out, (const char *)stored.ptr, stored.len);
+    of_json_key(&out, "keys");
+    of_json_begin_array(&out);
+    for (size_t i = 0; i < keys.len; i++)
+        of_json_string_n(&out, keys.items[i].ptr, keys.items[i].len);
+    of_json_end_array(&out);
+    of_json_end_object(&out);
+    of_bytes_free(&stored);
+    of_keys_free(&keys);
+    return of_ok_json(&out);
+}
+
+static of_result fetch(const of_context *ctx, const of_value *input) {
+    char skill[256];
+    snprintf(skill, sizeof skill, "%.*s", (int)ctx->skill.len, ctx->skill.ptr);
+    of_header headers[] = {{"content-type", "application/json"}, {"x-skill", skill}};
+    const char *body = "{\"from\":\"c\"}";
+    of_http_request request = {.method = "POST", .url = of_get_string(input, "url"),
+                               .headers = headers, .header_count = 2,
+                               .body = body, .body_len = strlen(body)};
+    of_http_response response;
+    of_http_status s = of_http_send(&request, &response);
+    if (s != OF_HTTP_OK)
+        return of_http_error(s, "fetching");
+    of_json_writer out = {0};
+    of_json_begin_object(&out);
+    of_json_key(&out, "status");
+    of_json_int(&out, response.status);
+    of_json_key(&out, "body");
+    of_json_string_n(&out, response.body, response.body_len);
+    of_json_key(&out, "type");
+    const char *type = of_http_header_value(&response, "Content-Type");
+    if (type)
+        of_json_string(&out, type);
+    else
+        of_json_null(&out);
+    of_json_end_object(&out);
+    of_http_response_free(&response);
+    return of_ok_json(&out);
+}
+
+static of_result run(const of_context *ctx, const of_value *input) {
+    const char *op = of_get_string(input, "op");
+    if (strcmp(op, "count") == 0)
+        return count(input);
+    if (strcmp(op, "fetch") == 0)
+        return fetch(ctx, input);
+    if (strcmp(op, "spin") == 0) {
+        volatile unsigned long spins = 0;
+        for (;;)
+            spins++;
+    }
+    return of_error(OF_NOT_FOUND, "no op %s", op);
+}
+
+OF_SKILL(run)
+"#;
+
+#[test]
+fn a_c_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
+    if !c_toolchain() {
+        return;
+    }
+    capabilities("c", "src/handler.c", C_CAPABILITIES);
 }

@@ -1,0 +1,230 @@
+/* examples/csv-to-json-c: CSV (RFC 4180: quoted fields, doubled quotes, line breaks inside
+ * quotes, CRLF or LF) to JSON rows, keyed by the header line or as arrays. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "omniforge.h"
+
+/* One record: its fields' text. */
+typedef struct record {
+    of_buf *fields;
+    size_t len;
+    size_t cap;
+    /* Line on which the record starts, for messages. */
+    size_t line;
+} record;
+
+typedef struct table {
+    record *records;
+    size_t len;
+    size_t cap;
+} table;
+
+static bool push_field(record *r) {
+    if (r->len == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        of_buf *grown = realloc(r->fields, cap * sizeof *grown);
+        if (grown == NULL)
+            return false;
+        r->fields = grown;
+        r->cap = cap;
+    }
+    r->fields[r->len++] = (of_buf){0};
+    return true;
+}
+
+static record *push_record(table *t, size_t line) {
+    if (t->len == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        record *grown = realloc(t->records, cap * sizeof *grown);
+        if (grown == NULL)
+            return NULL;
+        t->records = grown;
+        t->cap = cap;
+    }
+    record *r = &t->records[t->len++];
+    *r = (record){.line = line};
+    return push_field(r) ? r : NULL;
+}
+
+static void free_table(table *t) {
+    for (size_t i = 0; i < t->len; i++) {
+        for (size_t j = 0; j < t->records[i].len; j++)
+            of_buf_free(&t->records[i].fields[j]);
+        free(t->records[i].fields);
+    }
+    free(t->records);
+}
+
+/* Splits `csv` into records; on malformed input returns false with the reason in `error`. */
+static bool parse(of_str csv, char delimiter, table *t, of_buf *error) {
+    size_t line = 1;
+    size_t i = 0;
+    while (i < csv.len) {
+        /* A blank line is no record. */
+        if (csv.ptr[i] == '\n' || (csv.ptr[i] == '\r' && i + 1 < csv.len && csv.ptr[i + 1] == '\n')) {
+            i += csv.ptr[i] == '\r' ? 2 : 1;
+            line++;
+            continue;
+        }
+        record *r = push_record(t, line);
+        if (r == NULL)
+            goto oom;
+        for (;;) {
+            of_buf *field = &r->fields[r->len - 1];
+            if (i < csv.len && csv.ptr[i] == '"') {
+                size_t opened = line;
+                i++;
+                for (;;) {
+                    if (i >= csv.len) {
+                        of_buf_printf(error, "the quoted field opened on line %zu never closes", opened);
+                        return false;
+                    }
+                    char c = csv.ptr[i++];
+                    if (c == '"') {
+                        if (i < csv.len && csv.ptr[i] == '"') {
+                            of_buf_append(field, "\"", 1);
+                            i++;
+                            continue;
+                        }
+                        break;
+                    }
+                    if (c == '\n')
+                        line++;
+                    of_buf_append(field, &c, 1);
+                }
+                bool at_end = i >= csv.len || csv.ptr[i] == delimiter || csv.ptr[i] == '\n' ||
+                              (csv.ptr[i] == '\r' && i + 1 < csv.len && csv.ptr[i + 1] == '\n');
+                if (!at_end) {
+                    of_buf_printf(error, "line %zu: text after a closing quote", line);
+                    return false;
+                }
+            } else {
+                size_t start = i;
+                while (i < csv.len && csv.ptr[i] != delimiter && csv.ptr[i] != '\n' &&
+                       !(csv.ptr[i] == '\r' && i + 1 < csv.len && csv.ptr[i + 1] == '\n'))
+                    i++;
+                of_buf_append(field, csv.ptr + start, i - start);
+            }
+            if (field->failed)
+                goto oom;
+            if (i < csv.len && csv.ptr[i] == delimiter) {
+                i++;
+                if (!push_field(r))
+                    goto oom;
+                continue;
+            }
+            /* End of the record: a line break or the end of the text. */
+            if (i < csv.len) {
+                i += csv.ptr[i] == '\r' ? 2 : 1;
+                line++;
+            }
+            break;
+        }
+    }
+    return true;
+oom:
+    of_buf_puts(error, "out of memory");
+    return false;
+}
+
+/* A field as a JSON number when asked and it is one by JSON's grammar, else as a string. */
+static void write_field(of_json_writer *out, of_buf *field, bool numbers) {
+    const char *text = of_buf_cstr(field);
+    if (numbers && field->len > 0) {
+        of_value *value = of_parse(text, field->len, NULL);
+        bool number = of_type_of(value) == OF_NUMBER;
+        of_value_free(value);
+        if (number) {
+            of_json_raw(out, text, field->len);
+            return;
+        }
+    }
+    of_json_string_n(out, text, field->len);
+}
+
+static of_result csv_to_json(const of_context *ctx, const of_value *input) {
+    (void)ctx;
+    of_str csv = of_string_n(of_get(input, "csv"));
+    const char *delimiter = of_get_string(input, "delimiter");
+    if (delimiter == NULL)
+        delimiter = ",";
+    if (strlen(delimiter) != 1 || strchr("\"\r\n", *delimiter) != NULL)
+        return of_error(OF_INVALID_INPUT, "delimiter must be one character, not a quote or line break");
+    bool header = true, numbers = false;
+    of_bool(of_get(input, "header"), &header);
+    of_bool(of_get(input, "numbers"), &numbers);
+
+    table t = {0};
+    of_buf why = {0};
+    if (!parse(csv, *delimiter, &t, &why)) {
+        of_result failed = of_error(OF_INVALID_INPUT, "%s", of_buf_cstr(&why));
+        of_buf_free(&why);
+        free_table(&t);
+        return failed;
+    }
+    of_buf_free(&why);
+
+    size_t first = 0;
+    record *columns = NULL;
+    if (header) {
+        if (t.len == 0) {
+            free_table(&t);
+            return of_error(OF_INVALID_INPUT, "the CSV is empty: it has no header line");
+        }
+        columns = &t.records[0];
+        first = 1;
+        for (size_t a = 0; a < columns->len; a++)
+            for (size_t b = a + 1; b < columns->len; b++)
+                if (strcmp(of_buf_cstr(&columns->fields[a]), of_buf_cstr(&columns->fields[b])) == 0) {
+                    of_result failed = of_error(OF_INVALID_INPUT, "the header names column \"%s\" twice",
+                                                of_buf_cstr(&columns->fields[a]));
+                    free_table(&t);
+                    return failed;
+                }
+        for (size_t i = first; i < t.len; i++)
+            if (t.records[i].len != columns->len) {
+                of_result failed = of_error(OF_INVALID_INPUT, "line %zu has %zu fields; the header has %zu",
+                                            t.records[i].line, t.records[i].len, columns->len);
+                free_table(&t);
+                return failed;
+            }
+    }
+
+    of_json_writer out = {0};
+    of_json_begin_object(&out);
+    if (columns) {
+        of_json_key(&out, "columns");
+        of_json_begin_array(&out);
+        for (size_t j = 0; j < columns->len; j++)
+            of_json_string_n(&out, of_buf_cstr(&columns->fields[j]), columns->fields[j].len);
+        of_json_end_array(&out);
+    }
+    of_json_key(&out, "rows");
+    of_json_begin_array(&out);
+    for (size_t i = first; i < t.len; i++) {
+        record *r = &t.records[i];
+        if (columns) {
+            of_json_begin_object(&out);
+            for (size_t j = 0; j < r->len; j++) {
+                of_json_key(&out, of_buf_cstr(&columns->fields[j]));
+                write_field(&out, &r->fields[j], numbers);
+            }
+            of_json_end_object(&out);
+        } else {
+            of_json_begin_array(&out);
+            for (size_t j = 0; j < r->len; j++)
+                write_field(&out, &r->fields[j], numbers);
+            of_json_end_array(&out);
+        }
+    }
+    of_json_end_array(&out);
+    of_json_key(&out, "count");
+    of_json_int(&out, (int64_t)(t.len - first));
+    of_json_end_object(&out);
+    free_table(&t);
+    of_log(OF_DEBUG, "converted %zu rows", t.len - first);
+    return of_ok_json(&out);
+}
+
+OF_SKILL(csv_to_json)

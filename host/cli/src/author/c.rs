@@ -1,0 +1,180 @@
+//! C skills: wit-bindgen's C bindings for the `skill` world (generated here, from the WIT
+//! embedded in this binary), a wasm32-wasi C compiler (zig from PyPI, or any compiler named
+//! in `OMNIFORGE_CC`), and the registry's own preview1 adapter to turn the module into a
+//! component.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use omniforge_registry::{Manifest, prepare_component};
+use wit_bindgen_core::wit_parser::Resolve;
+
+use super::templates::{write_c_sdk, write_wit};
+use super::toolchain::run_tool;
+
+/// The zig release `skill build` is tested with (`pip install ziglang==…`).
+const ZIGLANG: &str = "0.17.1";
+
+/// Whether `dir` holds a C project: C sources under `src/`.
+pub fn is_c_project(dir: &Path) -> bool {
+    c_sources(&dir.join("src")).is_ok_and(|sources| !sources.is_empty())
+}
+
+/// Compiles the project's `src/**/*.c` with the SDK and the generated bindings into a
+/// wasm32-wasi reactor module (`build/skill.core.wasm`) and writes its component to `out`.
+pub fn build_c(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
+    let compiler = CCompiler::find()?;
+    let build = std::path::absolute(dir.join("build"))?;
+    let bindings = build.join("bindings");
+    write_bindings(&build.join("wit"), &bindings)?;
+    // A project without its own copy of the SDK builds with this binary's.
+    let sdk = match dir.join("omniforge-sdk") {
+        own if own.is_dir() => std::path::absolute(own)?,
+        _ => {
+            let embedded = build.join("c-sdk");
+            write_c_sdk(&embedded)?;
+            embedded
+        }
+    };
+    let src = std::path::absolute(dir.join("src"))?;
+    let mut sources = c_sources(&src)?;
+    if sources.is_empty() {
+        bail!("{} holds no .c files", src.display());
+    }
+    sources.extend(c_sources(&sdk)?);
+    let module = build.join("skill.core.wasm");
+    let mut command = compiler.command();
+    command
+        // A reactor: no `main`, the handler export is called once per fresh instance.
+        .args(["--target=wasm32-wasi", "-mexec-model=reactor"])
+        .args(["-std=c11", "-O2", "-Wall", "-s"])
+        // wasm-ld's default stack is 64 KiB; C skills get the 1 MiB a native thread has.
+        .arg("-Wl,-z,stack-size=1048576")
+        .arg("-I")
+        .arg(&src)
+        .arg("-I")
+        .arg(&sdk)
+        .arg("-I")
+        .arg(&bindings);
+    let include = dir.join("include");
+    if include.is_dir() {
+        command.arg("-I").arg(std::path::absolute(include)?);
+    }
+    command
+        .args(&sources)
+        .arg(bindings.join("skill.c"))
+        .arg(bindings.join("skill_component_type.o"))
+        .arg("-o")
+        .arg(&module);
+    run_tool(command, dir, &compiler.name)?;
+    let core = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+    let (component, _) = prepare_component(&core, manifest)
+        .with_context(|| format!("{} compiled but is not a skill component", module.display()))?;
+    std::fs::write(out, component).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Writes the WIT contract to `wit` and wit-bindgen's C bindings of world `skill` (`skill.h`,
+/// `skill.c`, `skill_component_type.o`) to `to`. The component imports only what the code
+/// calls, as for Rust, so the full world serves every manifest.
+pub fn write_bindings(wit: &Path, to: &Path) -> Result<()> {
+    write_wit(wit)?;
+    let mut resolve = Resolve::default();
+    let (package, _) = resolve
+        .push_dir(wit)
+        .with_context(|| format!("reading the WIT in {}", wit.display()))?;
+    let world = resolve.select_world(&[package], Some("skill"))?;
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)
+        .context("generating the C bindings")?;
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for (name, contents) in files.iter() {
+        let path = to.join(name);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The `.c` files under `dir`, recursively, in a stable order.
+fn c_sources(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    if !dir.is_dir() {
+        return Ok(found);
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(c_sources(&path)?);
+        } else if path.extension().is_some_and(|e| e == "c") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A C compiler that targets wasm32-wasi with a wasi-libc.
+struct CCompiler {
+    program: String,
+    args: Vec<String>,
+    name: String,
+}
+
+impl CCompiler {
+    /// `OMNIFORGE_CC` if set (split at spaces), else `zig cc`, else zig from the `ziglang`
+    /// Python package.
+    fn find() -> Result<Self> {
+        if let Ok(cc) = std::env::var("OMNIFORGE_CC")
+            && !cc.trim().is_empty()
+        {
+            let mut words = cc.split_whitespace().map(str::to_owned);
+            let program = words.next().unwrap_or_default();
+            return Ok(Self {
+                name: format!("{cc} (OMNIFORGE_CC)"),
+                program,
+                args: words.collect(),
+            });
+        }
+        if runs("zig", &["version"]) {
+            return Ok(Self {
+                program: "zig".into(),
+                args: vec!["cc".into()],
+                name: "zig cc".into(),
+            });
+        }
+        for python in ["python3", "python"] {
+            if runs(python, &["-m", "ziglang", "version"]) {
+                return Ok(Self {
+                    program: python.into(),
+                    args: vec!["-m".into(), "ziglang".into(), "cc".into()],
+                    name: format!("{python} -m ziglang cc"),
+                });
+            }
+        }
+        bail!(
+            "no C compiler for WebAssembly found: `pip install ziglang=={ZIGLANG}` (zig, with \
+             wasi-libc), or set OMNIFORGE_CC to one, e.g. \
+             OMNIFORGE_CC=\"clang --sysroot=/usr/share/wasi-sysroot\" (Debian: `apt-get \
+             install clang lld wasi-libc libclang-rt-dev-wasm32`)"
+        )
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        command
+    }
+}
+
+/// Whether `program args` runs and succeeds.
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
