@@ -3,7 +3,7 @@
 # fresh instance + invoke of each in process (the runtime bench's `guests` section), plus
 # each language's component size. Prints Markdown for docs/performance.md.
 #
-#   scripts/bench-sdk.sh            # needs componentize-py and Node.js/npm, like the tests
+#   scripts/bench-sdk.sh            # needs componentize-py, Node.js/npm and zig, like the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
@@ -14,7 +14,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 guests="hello-rust=$CARGO_TARGET_DIR/omniforge-guests/wasm32-wasip2/release/hello.wasm"
-for lang in python js; do
+for lang in python js c; do
     cp -r "example-skills/$lang/hello" "$work/$lang"
     rm -rf "$work/$lang/build" "$work/$lang/node_modules"
     start=$(date +%s)

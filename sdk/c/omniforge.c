@@ -12,6 +12,49 @@ of_str of_cstr(const char *text) {
     return s;
 }
 
+size_t of_utf8_sequence(const char *text, size_t len) {
+    const unsigned char *b = (const unsigned char *)text;
+    if (len == 0)
+        return 0;
+    if (b[0] < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if (b[0] >= 0xC2 && b[0] <= 0xDF) {
+        n = 2;
+        cp = b[0] & 0x1F;
+    } else if (b[0] >= 0xE0 && b[0] <= 0xEF) {
+        n = 3;
+        cp = b[0] & 0x0F;
+    } else if (b[0] >= 0xF0 && b[0] <= 0xF4) {
+        n = 4;
+        cp = b[0] & 0x07;
+    } else {
+        return 0; /* a continuation byte, an overlong lead (C0, C1) or beyond F4 */
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((b[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (b[i] & 0x3F);
+    }
+    bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
+    if (overlong || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+        return 0;
+    return n;
+}
+
+bool of_utf8_valid(const char *text, size_t len) {
+    for (size_t i = 0; i < len;) {
+        size_t n = of_utf8_sequence(text + i, len - i);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
 /* Makes room for `extra` more bytes plus a NUL; false (and `failed`) when it cannot. */
 static bool buf_reserve(of_buf *buf, size_t extra) {
     if (buf->failed)
@@ -118,6 +161,18 @@ static skill_string_t to_wit(char *text, size_t len) {
     return (skill_string_t){(uint8_t *)text, len};
 }
 
+/* Replaces each byte that does not start a valid UTF-8 sequence with '?'. */
+static void replace_invalid_utf8(char *text, size_t len) {
+    for (size_t i = 0; i < len;) {
+        size_t n = of_utf8_sequence(text + i, len - i);
+        if (n == 0) {
+            text[i] = '?';
+            n = 1;
+        }
+        i += n;
+    }
+}
+
 bool exports_omniforge_skill_handler_invoke(exports_omniforge_skill_handler_invocation_t *ctx,
                                             skill_string_t *input, skill_string_t *ret,
                                             exports_omniforge_skill_handler_skill_error_t *err) {
@@ -141,6 +196,13 @@ bool exports_omniforge_skill_handler_invoke(exports_omniforge_skill_handler_invo
     if (result.text == NULL)
         result = result.ok ? of_error(OF_FAILED, "the skill returned no output")
                            : out_of_memory();
+    /* A WIT string must be UTF-8, or the host refuses the whole result. */
+    if (result.ok && !of_utf8_valid(result.text, result.len)) {
+        free(result.text);
+        result = of_error(OF_FAILED, "the skill's output is not valid UTF-8");
+    } else if (!result.ok) {
+        replace_invalid_utf8(result.text, result.len);
+    }
     if (result.ok) {
         *ret = to_wit(result.text, result.len);
         return true;
@@ -225,7 +287,9 @@ of_kv_status of_kv_get(const char *key, of_bytes *value, bool *found) {
         return kv_failed(&err);
     if (got.is_some) {
         *found = true;
-        *value = (of_bytes){got.val.ptr, got.val.len};
+        /* An empty list's pointer is the alignment, not an allocation: never free it. */
+        if (got.val.len > 0)
+            *value = (of_bytes){got.val.ptr, got.val.len};
     }
     return OF_KV_OK;
 }
@@ -259,6 +323,8 @@ of_kv_status of_kv_list_keys(const char *prefix, uint32_t limit, of_keys *keys) 
         return kv_failed(&err);
     /* The same two fields in the same order: reuse the array the bindings allocated. */
     _Static_assert(sizeof(of_str) == sizeof(skill_string_t), "of_str mirrors skill_string_t");
+    if (got.len == 0)
+        return OF_KV_OK; /* got.ptr is not an allocation */
     keys->items = (of_str *)got.ptr;
     keys->len = got.len;
     return OF_KV_OK;
@@ -296,8 +362,10 @@ void of_bytes_free(of_bytes *bytes) {
 }
 
 void of_keys_free(of_keys *keys) {
+    /* The bindings allocate only non-empty strings (an empty one points at its alignment). */
     for (size_t i = 0; i < keys->len; i++)
-        free((void *)keys->items[i].ptr);
+        if (keys->items[i].len > 0)
+            free((void *)keys->items[i].ptr);
     free(keys->items);
     *keys = (of_keys){0};
 }

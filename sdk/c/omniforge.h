@@ -71,6 +71,12 @@ void of_buf_append(of_buf *buf, const void *bytes, size_t len);
 void of_buf_puts(of_buf *buf, const char *text);
 void of_buf_printf(of_buf *buf, const char *format, ...) OF_PRINTF(2, 3);
 void of_buf_vprintf(of_buf *buf, const char *format, va_list args);
+/* The length of the valid UTF-8 sequence (1 to 4 bytes) at the start of `text`, or 0 if it
+ * is not one (overlong forms, surrogates and values above U+10FFFF are not). */
+size_t of_utf8_sequence(const char *text, size_t len);
+/* Whether `len` bytes of `text` are valid UTF-8 (what WIT strings and JSON require). */
+bool of_utf8_valid(const char *text, size_t len);
+
 /* The contents as a NUL-terminated string owned by the buffer ("" when empty). */
 const char *of_buf_cstr(of_buf *buf);
 void of_buf_free(of_buf *buf);
@@ -143,8 +149,8 @@ of_result of_skill_handler(const of_context *ctx, const of_value *input);
 typedef enum of_type { OF_NULL, OF_BOOL, OF_NUMBER, OF_STRING, OF_ARRAY, OF_OBJECT } of_type;
 
 /* Parses JSON text into a tree of values, owned by the caller (of_value_free). Returns NULL
- * on malformed input or nesting deeper than 512, with the reason in `error` when it is not
- * NULL. */
+ * on malformed input (including invalid UTF-8 and numbers beyond a double's range) or
+ * nesting deeper than 128, with the reason in `error` when it is not NULL. */
 of_value *of_parse(const char *text, size_t len, of_buf *error);
 void of_value_free(of_value *value);
 
@@ -166,7 +172,8 @@ const char *of_string(const of_value *value);
 of_str of_string_n(const of_value *value);
 /* A number's value; false (and *out untouched) for other types. */
 bool of_number(const of_value *value, double *out);
-/* A number that is an integer in int64 range, exactly (no rounding through double). */
+/* A number whose value is an integer in int64 range (2, -7, 2.0, 3e2), read exactly from its
+ * digits (no rounding through double); false for 1.5, 1e-400 or 2^63. */
 bool of_int(const of_value *value, int64_t *out);
 bool of_bool(const of_value *value, bool *out);
 /* of_string(of_get(object, key)). */
@@ -177,8 +184,9 @@ const char *of_get_string(const of_value *object, const char *key);
  * ------------------------------------------------------------------------------------- */
 
 /* Writes JSON text, adding the commas and colons. Zero-initialise it; misuse (a value where
- * a key belongs, unbalanced ends, nesting deeper than 64) or running out of memory marks it
- * failed, and of_ok_json then returns a `failed` error rather than invalid JSON. */
+ * a key belongs, unbalanced ends, nesting deeper than 63, a string that is not UTF-8) or
+ * running out of memory marks it failed, and of_ok_json then returns a `failed` error
+ * rather than invalid JSON. */
 typedef struct of_json_writer {
     of_buf buf;
     int depth;

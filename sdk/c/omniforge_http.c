@@ -62,7 +62,7 @@ static of_http_status from_error_code(wasi_http_types_error_code_t *code) {
     }
 }
 
-/* Describes a stream error (and frees it). */
+/* Describes a stream error and drops its error resource. */
 static void stream_error_text(wasi_io_streams_stream_error_t *err, of_buf *out) {
     if (err->tag == WASI_IO_STREAMS_STREAM_ERROR_CLOSED) {
         of_buf_puts(out, "the stream is closed");
@@ -73,7 +73,8 @@ static void stream_error_text(wasi_io_streams_stream_error_t *err, of_buf *out) 
         wasi_io_error_borrow_error(err->val.last_operation_failed), &debug);
     of_buf_append(out, debug.ptr, debug.len);
     skill_string_free(&debug);
-    wasi_io_streams_stream_error_free(err);
+    /* The bindings' free functions never drop handles: the error resource goes here. */
+    wasi_io_error_error_drop_own(err->val.last_operation_failed);
 }
 
 /* The parts of an absolute URL that wasi:http takes separately. A full URL parser would be

@@ -114,8 +114,12 @@ static bool parse_string(parser *p, of_buf *out) {
     p->at++;
     for (;;) {
         const char *run = p->at;
-        while (p->at < p->end && *p->at != '"' && *p->at != '\\' && (unsigned char)*p->at >= 0x20)
-            p->at++;
+        while (p->at < p->end && *p->at != '"' && *p->at != '\\' && (unsigned char)*p->at >= 0x20) {
+            size_t n = of_utf8_sequence(p->at, (size_t)(p->end - p->at));
+            if (n == 0)
+                return fail(p, "invalid UTF-8 in string");
+            p->at += n;
+        }
         of_buf_append(out, run, (size_t)(p->at - run));
         if (p->at >= p->end)
             return fail(p, "unterminated string");
@@ -202,6 +206,9 @@ static bool parse_number(parser *p, of_value *out) {
     out->type = OF_NUMBER;
     out->as.number.text = text;
     out->as.number.value = strtod(text, NULL);
+    /* 1e400: a double cannot hold it, and the host's JSON would refuse it. */
+    if (!isfinite(out->as.number.value))
+        return fail(p, "number out of range");
     return true;
 }
 
@@ -423,33 +430,83 @@ bool of_number(const of_value *value, double *out) {
 bool of_int(const of_value *value, int64_t *out) {
     if (value == NULL || value->type != OF_NUMBER)
         return false;
+    /* From the literal's digits: mantissa digits d1..dn, `point` of them before the decimal
+     * point, times 10^exponent. The value is an integer when no non-zero digit falls after
+     * the point once shifted; it is accumulated with an overflow check. */
     const char *text = value->as.number.text;
-    if (strpbrk(text, ".eE") == NULL) {
-        /* Integer literal: exact, within int64. */
-        const char *digits = text + (*text == '-');
-        uint64_t magnitude = 0;
-        for (; *digits; digits++) {
-            unsigned d = (unsigned)(*digits - '0');
-            if (magnitude > (UINT64_MAX - d) / 10)
-                return false;
-            magnitude = magnitude * 10 + d;
+    bool negative = *text == '-';
+    const char *digits = text + negative;
+    char mantissa[64];
+    size_t n = 0, nonzero = 0;
+    long point = 0;
+    bool in_fraction = false;
+    const char *c = digits;
+    for (; *c && *c != 'e' && *c != 'E'; c++) {
+        if (*c == '.') {
+            in_fraction = true;
+            continue;
         }
-        if (*text == '-') {
-            if (magnitude > (uint64_t)INT64_MAX + 1)
-                return false;
-            *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
-        } else {
-            if (magnitude > (uint64_t)INT64_MAX)
-                return false;
-            *out = (int64_t)magnitude;
+        /* Leading zeros are not kept (in the fraction they move the point). Past 64
+         * significant digits only zeros in the fraction can still make an int64. */
+        if (n == 0 && *c == '0') {
+            if (in_fraction)
+                point--;
+            continue;
         }
+        if (n == sizeof mantissa) {
+            if (*c != '0')
+                nonzero++;
+            if (!in_fraction)
+                return false; /* more than 64 integer digits */
+            continue;
+        }
+        mantissa[n++] = *c;
+        if (!in_fraction)
+            point++;
+    }
+    if (nonzero > 0)
+        return false;
+    long exponent = 0;
+    if (*c == 'e' || *c == 'E') {
+        c++;
+        bool minus = *c == '-';
+        if (*c == '+' || *c == '-')
+            c++;
+        for (; *c; c++) {
+            if (exponent < 100000)
+                exponent = exponent * 10 + (*c - '0');
+        }
+        if (minus)
+            exponent = -exponent;
+    }
+    if (n == 0) {
+        *out = 0;
         return true;
     }
-    /* 1.0 or 2e3: an integer if the value is whole and in range. */
-    double v = value->as.number.value;
-    if (v != floor(v) || v < -9223372036854775808.0 || v >= 9223372036854775808.0)
+    /* The integer part ends at digit `point + exponent` of the mantissa (point counts the
+     * digits before the decimal point, less the fraction's leading zeros). */
+    long end = point + exponent;
+    if (end > 19)
         return false;
-    *out = (int64_t)v;
+    for (long i = end < 0 ? 0 : end; i < (long)n; i++)
+        if (mantissa[i] != '0')
+            return false;
+    uint64_t magnitude = 0;
+    for (long i = 0; i < end; i++) {
+        unsigned d = i < (long)n ? (unsigned)(mantissa[i] - '0') : 0;
+        if (magnitude > (UINT64_MAX - d) / 10)
+            return false;
+        magnitude = magnitude * 10 + d;
+    }
+    if (negative) {
+        if (magnitude > (uint64_t)INT64_MAX + 1)
+            return false;
+        *out = magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude;
+    } else {
+        if (magnitude > (uint64_t)INT64_MAX)
+            return false;
+        *out = (int64_t)magnitude;
+    }
     return true;
 }
 
@@ -523,7 +580,10 @@ void of_json_end_object(of_json_writer *w) { end(w, true); }
 void of_json_begin_array(of_json_writer *w) { begin(w, false); }
 void of_json_end_array(of_json_writer *w) { end(w, false); }
 
-static void write_escaped(of_buf *buf, const char *text, size_t len) {
+/* Writes `text` as a JSON string; false (nothing written) if it is not UTF-8. */
+static bool write_escaped(of_buf *buf, const char *text, size_t len) {
+    if (!of_utf8_valid(text, len))
+        return false;
     of_buf_append(buf, "\"", 1);
     const char *run = text;
     for (size_t i = 0; i < len; i++) {
@@ -554,6 +614,7 @@ static void write_escaped(of_buf *buf, const char *text, size_t len) {
     }
     of_buf_append(buf, run, (size_t)(text + len - run));
     of_buf_append(buf, "\"", 1);
+    return true;
 }
 
 void of_json_key(of_json_writer *w, const char *key) {
@@ -564,14 +625,15 @@ void of_json_key(of_json_writer *w, const char *key) {
     if (bit(w->has_items, w->depth))
         of_buf_append(&w->buf, ",", 1);
     set_bit(&w->has_items, w->depth, true);
-    write_escaped(&w->buf, key, strlen(key));
+    if (!write_escaped(&w->buf, key, strlen(key)))
+        w->failed = true;
     of_buf_append(&w->buf, ":", 1);
     w->after_key = true;
 }
 
 void of_json_string_n(of_json_writer *w, const char *text, size_t len) {
-    if (before_value(w))
-        write_escaped(&w->buf, text, len);
+    if (before_value(w) && !write_escaped(&w->buf, text, len))
+        w->failed = true;
 }
 
 void of_json_string(of_json_writer *w, const char *text) {
@@ -654,7 +716,8 @@ void of_json_value(of_json_writer *w, const of_value *value) {
             if (!w->failed && bit(w->has_items, w->depth))
                 of_buf_append(&w->buf, ",", 1);
             set_bit(&w->has_items, w->depth, true);
-            write_escaped(&w->buf, value->keys[i].ptr, value->keys[i].len);
+            if (!write_escaped(&w->buf, value->keys[i].ptr, value->keys[i].len))
+                w->failed = true;
             of_buf_append(&w->buf, ":", 1);
             w->after_key = true;
             of_json_value(w, &value->as.items[i]);

@@ -1,5 +1,6 @@
 /* examples/csv-to-json-c: CSV (RFC 4180: quoted fields, doubled quotes, line breaks inside
  * quotes, CRLF or LF) to JSON rows, keyed by the header line or as arrays. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,7 +132,10 @@ oom:
 /* A field as a JSON number when asked and it is one by JSON's grammar, else as a string. */
 static void write_field(of_json_writer *out, of_buf *field, bool numbers) {
     const char *text = of_buf_cstr(field);
-    if (numbers && field->len > 0) {
+    /* The parser allows space around a value; a field with space is text. */
+    bool trimmed = field->len > 0 && !isspace((unsigned char)text[0]) &&
+                   !isspace((unsigned char)text[field->len - 1]);
+    if (numbers && trimmed) {
         of_value *value = of_parse(text, field->len, NULL);
         bool number = of_type_of(value) == OF_NUMBER;
         of_value_free(value);

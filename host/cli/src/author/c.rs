@@ -178,3 +178,67 @@ fn runs(program: &str, args: &[&str]) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C SDK's unit tests (`sdk/tests/c`): compiled natively by the system's C compiler
+    /// against freshly generated bindings, under AddressSanitizer and UBSan, with the host's
+    /// side of the imports stubbed the way the bindings behave.
+    #[test]
+    fn the_c_sdk_passes_its_unit_tests_under_sanitizers() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let tmp = tempfile::tempdir().unwrap();
+        let bindings = tmp.path().join("bindings");
+        write_bindings(&tmp.path().join("wit"), &bindings).unwrap();
+        let binary = tmp.path().join("sdk_test");
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        let compiled = Command::new(&cc)
+            .args([
+                "-std=c11",
+                "-g",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-D_GNU_SOURCE",
+            ])
+            .args(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"])
+            .arg("-I")
+            .arg(root.join("sdk/c"))
+            .arg("-I")
+            .arg(&bindings)
+            .arg(root.join("sdk/tests/c/sdk_test.c"))
+            .arg(root.join("sdk/tests/c/host_stubs.c"))
+            .arg(root.join("sdk/c/omniforge.c"))
+            .arg(root.join("sdk/c/omniforge_json.c"))
+            .arg("-lm")
+            .arg("-o")
+            .arg(&binary)
+            .output();
+        let compiled = match compiled {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "{cc} is missing under CI (Debian: apt-get install gcc)"
+                );
+                eprintln!("SKIPPED: no native C compiler ({cc})");
+                return;
+            }
+            other => other.unwrap(),
+        };
+        assert!(
+            compiled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+        let ran = Command::new(&binary).output().unwrap();
+        let said = String::from_utf8_lossy(&ran.stdout);
+        assert!(
+            ran.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert!(said.contains("ok (0 failed)"), "{said}");
+    }
+}

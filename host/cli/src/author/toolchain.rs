@@ -88,8 +88,13 @@ fn build_rust(dir: &Path, out: &Path) -> Result<()> {
     let built = cdylib_artifact(&output.stdout).context(
         "cargo built no .wasm library: is `crate-type = [\"cdylib\"]` in Cargo.toml's [lib]?",
     )?;
-    std::fs::copy(&built, out)
-        .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    // The manifest may name cargo's own output (a workspace member pointing into
+    // `../target`): copying a file onto itself would truncate it.
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if !same(&built, out) {
+        std::fs::copy(&built, out)
+            .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    }
     Ok(())
 }
 
@@ -121,7 +126,7 @@ fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     run_tool(command, dir, "componentize-py")
 }
 
-/// `jco componentize app.js --bundle` (StarlingMonkey) against the manifest's world, after
+/// `jco componentize app.js --bundle` (or `app.ts`; StarlingMonkey) against the manifest's world, after
 /// `npm install` when the project's tools are not installed yet.
 fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     let node = "Node.js is not installed: install Node.js 20 or newer with npm (Debian: \
@@ -160,10 +165,16 @@ fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
         "export default { external: [/^omniforge:/, /^wasi:/] };\n",
     )
     .with_context(|| format!("writing {}", bundle_config.display()))?;
+    // TypeScript: jco's bundler strips the types (it does not type-check; run `tsc
+    // --noEmit` for that).
+    let entry = match dir.join("app.ts") {
+        ts if ts.is_file() && !dir.join("app.js").exists() => ts,
+        _ => dir.join("app.js"),
+    };
     let mut command = Command::new(std::path::absolute(&jco)?);
     command
         .arg("componentize")
-        .arg(std::path::absolute(dir.join("app.js"))?)
+        .arg(std::path::absolute(entry)?)
         .arg("--bundle")
         .arg("--bundle-config")
         .arg(&bundle_config)

@@ -1,7 +1,8 @@
-//! The example skills of every SDK language built from source with `omniforge skill build`,
-//! checked with `skill test`, published to a running `omniforge serve` and invoked over REST
-//! with the outputs their `tests.json` expects; and an SDK guest's capabilities (kv, HTTP)
-//! and a hostile one (an endless loop) in Python, JavaScript and C.
+//! The example skills of every SDK language (Rust, Python, JavaScript, C) built from source
+//! with `omniforge skill build`, checked with `skill test`, published to a running `omniforge
+//! serve` and invoked over REST with the outputs their `tests.json` expects; and an SDK
+//! guest's capabilities (kv, HTTP) and a hostile one (an endless loop) in Python, JavaScript
+//! and C.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -71,25 +72,40 @@ impl ServerCli {
 }
 
 /// Copies an example into `to` (so builds never write into the source tree) and returns it.
+/// A Rust example is a member of the examples' cargo workspace and depends on the SDK by
+/// path, so the workspace and the SDK come along, at the same places relative to each other.
 fn copy_example(language: &str, name: &str, to: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../example-skills")
-        .join(language)
-        .join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if language == "rust" {
+        let workspace = to.join("example-skills/rust");
+        if !workspace.exists() {
+            copy_dir(&root.join("example-skills/rust"), &workspace);
+            copy_dir(&root.join("sdk/rust"), &to.join("sdk/rust"));
+        }
+        return workspace.join(name);
+    }
     let target = to.join(format!("{language}-{name}"));
-    copy_dir(&source, &target);
+    copy_dir(
+        &root.join("example-skills").join(language).join(name),
+        &target,
+    );
     target
 }
 
+/// Copies a directory, following symbolic links (the Rust SDK's `wit` is one), without
+/// build outputs.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
-        if name == "build" || name == "__pycache__" || name == "node_modules" {
+        if ["build", "target", "__pycache__", "node_modules"]
+            .iter()
+            .any(|skip| name == *skip)
+        {
             continue;
         }
-        if entry.file_type().unwrap().is_dir() {
+        if std::fs::metadata(entry.path()).unwrap().is_dir() {
             copy_dir(&entry.path(), &to.join(name));
         } else {
             std::fs::copy(entry.path(), to.join(name)).unwrap();
@@ -105,9 +121,13 @@ fn examples_round_trip(language: &str, examples: &[&str]) {
         .iter()
         .map(|name| copy_example(language, name, dir.path()))
         .collect();
+    // Rust builds share one target directory between test runs (only the first compiles the
+    // SDK's dependencies).
+    let cargo_target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skill-projects");
+    let cargo_target = [("CARGO_TARGET_DIR", cargo_target.to_str().unwrap())];
     for project in &projects {
         ok(
-            &omniforge_in(project, &["skill", "build"]),
+            &omniforge_env(project, &["skill", "build"], &cargo_target),
             &format!("build {}", project.display()),
         );
         let tested = ok(
@@ -161,6 +181,11 @@ fn examples_round_trip(language: &str, examples: &[&str]) {
             }
         }
     }
+}
+
+#[test]
+fn rust_examples_build_test_publish_and_answer_over_rest() {
+    examples_round_trip("rust", &["hello", "text-stats", "kv-counter", "http-get"]);
 }
 
 #[test]
@@ -245,6 +270,43 @@ fn python_js_and_c_templates_build_and_pass_their_tests() {
         let tested = ok(&omniforge_in(&project, &["skill", "test"]), "test");
         assert!(tested.contains("3 passed, 0 failed"), "{lang}: {tested}");
     }
+}
+
+/// A JavaScript project whose entry is `app.ts`: the build strips the types.
+#[test]
+fn a_typescript_skill_builds_and_passes_its_tests() {
+    if !toolchain("npm", "install Node.js 20 or newer with npm") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        &omniforge_in(dir.path(), &["skill", "new", "acme/typed", "--lang", "js"]),
+        "skill new",
+    );
+    let project = dir.path().join("typed");
+    std::fs::remove_file(project.join("app.js")).unwrap();
+    std::fs::write(
+        project.join("app.ts"),
+        r#"import { skill, SkillError, log, type Context } from 'omniforge-sdk';
+
+interface Input { name?: string }
+interface Output { greeting: string }
+
+function greet(ctx: Context, input: Input): Output {
+  const name: string = (input.name ?? '').trim();
+  if (!name) throw SkillError.invalidInput('name must not be blank');
+  log.info(`greeting ${name} (request ${ctx.requestId})`);
+  return { greeting: `Hello, ${name}!` };
+}
+
+export const handler = skill<Input, Output>(greet);
+"#,
+    )
+    .unwrap();
+    let built = ok(&omniforge_in(&project, &["skill", "build"]), "build");
+    assert!(built.contains("built acme/typed 0.1.0"), "{built}");
+    let tested = ok(&omniforge_in(&project, &["skill", "test"]), "test");
+    assert!(tested.contains("3 passed, 0 failed"), "{tested}");
 }
 
 /// A Python skill using the key-value store and outbound HTTP through the SDK, and looping
