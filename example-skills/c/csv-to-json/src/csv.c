@@ -21,28 +21,29 @@ typedef struct table {
     size_t cap;
 } table;
 
+/* Makes room for one more of `*len` items of `size` bytes (doubling, from `first`). */
+static bool reserve(void **items, size_t len, size_t *cap, size_t size, size_t first) {
+    if (len < *cap)
+        return true;
+    size_t grown_cap = *cap ? *cap * 2 : first;
+    void *grown = realloc(*items, grown_cap * size);
+    if (grown == NULL)
+        return false;
+    *items = grown;
+    *cap = grown_cap;
+    return true;
+}
+
 static bool push_field(record *r) {
-    if (r->len == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 8;
-        of_buf *grown = realloc(r->fields, cap * sizeof *grown);
-        if (grown == NULL)
-            return false;
-        r->fields = grown;
-        r->cap = cap;
-    }
+    if (!reserve((void **)&r->fields, r->len, &r->cap, sizeof *r->fields, 8))
+        return false;
     r->fields[r->len++] = (of_buf){0};
     return true;
 }
 
 static record *push_record(table *t, size_t line) {
-    if (t->len == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        record *grown = realloc(t->records, cap * sizeof *grown);
-        if (grown == NULL)
-            return NULL;
-        t->records = grown;
-        t->cap = cap;
-    }
+    if (!reserve((void **)&t->records, t->len, &t->cap, sizeof *t->records, 16))
+        return NULL;
     record *r = &t->records[t->len++];
     *r = (record){.line = line};
     return push_field(r) ? r : NULL;
