@@ -155,9 +155,9 @@ impl CCompiler {
         }
         bail!(
             "no C compiler for WebAssembly found: `pip install ziglang=={ZIGLANG}` (zig, with \
-             wasi-libc), or set OMNIFORGE_CC to one, e.g. \
-             OMNIFORGE_CC=\"clang --sysroot=/usr/share/wasi-sysroot\" (Debian: `apt-get \
-             install clang lld wasi-libc libclang-rt-dev-wasm32`)"
+             wasi-libc), or set OMNIFORGE_CC to one, e.g. OMNIFORGE_CC=clang after Debian's \
+             `apt-get install clang lld wasi-libc libclang-rt-dev-wasm32` (add \
+             --sysroot=DIR for a wasi-sdk elsewhere)"
         )
     }
 
