@@ -145,12 +145,15 @@ of_result of_skill_handler(const of_context *ctx, const of_value *input);
  * JSON values (reading)
  * ------------------------------------------------------------------------------------- */
 
+/* The deepest nesting the parser reads and the writer writes. */
+#define OF_JSON_MAX_DEPTH 128
+
 /* The JSON types. */
 typedef enum of_type { OF_NULL, OF_BOOL, OF_NUMBER, OF_STRING, OF_ARRAY, OF_OBJECT } of_type;
 
 /* Parses JSON text into a tree of values, owned by the caller (of_value_free). Returns NULL
  * on malformed input (including invalid UTF-8 and numbers beyond a double's range) or
- * nesting deeper than 128, with the reason in `error` when it is not NULL. */
+ * nesting deeper than OF_JSON_MAX_DEPTH, with the reason in `error` when it is not NULL. */
 of_value *of_parse(const char *text, size_t len, of_buf *error);
 void of_value_free(of_value *value);
 
@@ -164,7 +167,8 @@ const of_value *of_get(const of_value *object, const char *key);
 const of_value *of_at(const of_value *array, size_t index);
 /* Elements of an array, members of an object, bytes of a string; 0 otherwise. */
 size_t of_len(const of_value *value);
-/* The key and value of an object's `index`th member, in document order. */
+/* The key (NUL-terminated, but may hold NULs: use its len) and value of an object's
+ * `index`th member, in document order. */
 of_str of_key_at(const of_value *object, size_t index);
 const of_value *of_value_at(const of_value *object, size_t index);
 /* A string's text, NUL-terminated (it may hold NULs too: use of_string_n); NULL otherwise. */
@@ -183,17 +187,18 @@ const char *of_get_string(const of_value *object, const char *key);
  * JSON text (writing)
  * ------------------------------------------------------------------------------------- */
 
-/* Writes JSON text, adding the commas and colons. Zero-initialise it; misuse (a value where
- * a key belongs, unbalanced ends, nesting deeper than 63, a string that is not UTF-8) or
+/* Writes JSON text, adding the commas, colons and escapes. Zero-initialise it; misuse (a
+ * value where a key belongs, two top-level values, unbalanced ends, a key without a value,
+ * nesting deeper than OF_JSON_MAX_DEPTH, NaN or infinity, a string that is not UTF-8) or
  * running out of memory marks it failed, and of_ok_json then returns a `failed` error
- * rather than invalid JSON. */
+ * rather than broken JSON. (of_json_raw and of_ok trust the text they are given.) */
 typedef struct of_json_writer {
     of_buf buf;
     int depth;
-    /* Per level: 1 in an object, 0 in an array. */
-    uint64_t in_object;
-    /* Per level: whether a value was written (so the next one needs a comma). */
-    uint64_t has_items;
+    /* Per level, a bit: 1 in an object, 0 in an array. */
+    uint64_t in_object[OF_JSON_MAX_DEPTH / 64 + 1];
+    /* Per level, a bit: whether a value was written (so the next one needs a comma). */
+    uint64_t has_items[OF_JSON_MAX_DEPTH / 64 + 1];
     bool after_key;
     bool failed;
 } of_json_writer;

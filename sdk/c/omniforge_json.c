@@ -9,7 +9,7 @@
 
 /* Nesting deeper than this is refused: it bounds the parser's recursion on the guest's
  * stack (serde_json, on the host, stops at the same depth). */
-#define MAX_DEPTH 128
+#define MAX_DEPTH OF_JSON_MAX_DEPTH
 
 struct of_value {
     of_type type;
@@ -523,15 +523,16 @@ const char *of_get_string(const of_value *object, const char *key) {
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
-#define MAX_WRITER_DEPTH 63
+/* As deep as the parser reads, so that any parsed value can be written back. */
+#define MAX_WRITER_DEPTH OF_JSON_MAX_DEPTH
 
-static bool bit(uint64_t set, int level) { return (set >> level) & 1u; }
+static bool bit(const uint64_t *set, int level) { return (set[level / 64] >> (level % 64)) & 1u; }
 
 static void set_bit(uint64_t *set, int level, bool on) {
     if (on)
-        *set |= (uint64_t)1 << level;
+        set[level / 64] |= (uint64_t)1 << (level % 64);
     else
-        *set &= ~((uint64_t)1 << level);
+        set[level / 64] &= ~((uint64_t)1 << (level % 64));
 }
 
 /* Checks that a value may go here and writes the comma before it. */
@@ -549,7 +550,7 @@ static bool before_value(of_json_writer *w) {
             return w->failed = true, false; /* a second top-level value */
         of_buf_append(&w->buf, ",", 1);
     }
-    set_bit(&w->has_items, w->depth, true);
+    set_bit(w->has_items, w->depth, true);
     return true;
 }
 
@@ -561,8 +562,8 @@ static void begin(of_json_writer *w, bool object) {
         return;
     }
     w->depth++;
-    set_bit(&w->in_object, w->depth, object);
-    set_bit(&w->has_items, w->depth, false);
+    set_bit(w->in_object, w->depth, object);
+    set_bit(w->has_items, w->depth, false);
     of_buf_append(&w->buf, object ? "{" : "[", 1);
 }
 
@@ -624,7 +625,7 @@ void of_json_key(of_json_writer *w, const char *key) {
     }
     if (bit(w->has_items, w->depth))
         of_buf_append(&w->buf, ",", 1);
-    set_bit(&w->has_items, w->depth, true);
+    set_bit(w->has_items, w->depth, true);
     if (!write_escaped(&w->buf, key, strlen(key)))
         w->failed = true;
     of_buf_append(&w->buf, ":", 1);
@@ -715,7 +716,7 @@ void of_json_value(of_json_writer *w, const of_value *value) {
             /* Keys are NUL-terminated but may hold NULs: write them whole. */
             if (!w->failed && bit(w->has_items, w->depth))
                 of_buf_append(&w->buf, ",", 1);
-            set_bit(&w->has_items, w->depth, true);
+            set_bit(w->has_items, w->depth, true);
             if (!write_escaped(&w->buf, value->keys[i].ptr, value->keys[i].len))
                 w->failed = true;
             of_buf_append(&w->buf, ":", 1);

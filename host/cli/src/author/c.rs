@@ -45,10 +45,19 @@ pub fn build_c(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     sources.extend(c_sources(&sdk)?);
     let module = build.join("skill.core.wasm");
     let mut command = compiler.command();
+    // An OMNIFORGE_CC may name its own target (a wasi-sdk that calls it wasm32-wasip1).
+    if !compiler
+        .args
+        .iter()
+        .any(|a| a.starts_with("--target") || a == "-target")
+    {
+        command.arg("--target=wasm32-wasi");
+    }
     command
         // A reactor: no `main`, the handler export is called once per fresh instance.
-        .args(["--target=wasm32-wasi", "-mexec-model=reactor"])
-        .args(["-std=c11", "-O2", "-Wall", "-s"])
+        .arg("-mexec-model=reactor")
+        // gnu11, not c11: strict ISO C hides POSIX functions (strndup, strtok_r, …).
+        .args(["-std=gnu11", "-O2", "-Wall", "-s"])
         // wasm-ld's default stack is 64 KiB; C skills get the 1 MiB a native thread has.
         .arg("-Wl,-z,stack-size=1048576")
         .arg("-I")
@@ -69,8 +78,12 @@ pub fn build_c(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
         .arg(&module);
     run_tool(command, dir, &compiler.name)?;
     let core = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-    let (component, _) = prepare_component(&core, manifest)
-        .with_context(|| format!("{} compiled but is not a skill component", module.display()))?;
+    let (component, _) = prepare_component(&core, manifest).with_context(|| {
+        format!(
+            "{} was built but is not a valid skill for its manifest",
+            module.display()
+        )
+    })?;
     std::fs::write(out, component).with_context(|| format!("writing {}", out.display()))
 }
 
@@ -104,8 +117,10 @@ fn c_sources(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(found);
     }
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        // Not following links into directories: a link loop would never end.
+        if entry.file_type()?.is_dir() {
             found.extend(c_sources(&path)?);
         } else if path.extension().is_some_and(|e| e == "c") {
             found.push(path);
@@ -137,7 +152,13 @@ impl CCompiler {
                 args: words.collect(),
             });
         }
-        if runs("zig", &["version"]) {
+        if let Some(version) = output_of("zig", &["version"]) {
+            if version != ZIGLANG {
+                eprintln!(
+                    "note: using zig {version} from the PATH; skill build is tested with \
+                     {ZIGLANG} (pip install ziglang=={ZIGLANG})"
+                );
+            }
             return Ok(Self {
                 program: "zig".into(),
                 args: vec!["cc".into()],
@@ -145,7 +166,7 @@ impl CCompiler {
             });
         }
         for python in ["python3", "python"] {
-            if runs(python, &["-m", "ziglang", "version"]) {
+            if output_of(python, &["-m", "ziglang", "version"]).is_some() {
                 return Ok(Self {
                     program: python.into(),
                     args: vec!["-m".into(), "ziglang".into(), "cc".into()],
@@ -168,15 +189,18 @@ impl CCompiler {
     }
 }
 
-/// Whether `program args` runs and succeeds.
-fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
+/// What `program args` prints (trimmed), if it runs and succeeds.
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[cfg(test)]

@@ -35,17 +35,23 @@ pub enum Language {
 impl Language {
     /// The language of the project in `dir`, from the files its template writes.
     fn detect(dir: &Path) -> Result<Self> {
-        if dir.join("Cargo.toml").is_file() {
+        let has = |file: &str| dir.join(file).is_file();
+        if has("Cargo.toml") {
             return Ok(Self::Rust);
         }
-        if dir.join("package.json").is_file() {
+        // An entry point decides before the tooling files: a C project may keep a
+        // package.json for its scripts, a JS one a helper app.py.
+        if has("package.json") && (has("app.js") || has("app.ts")) {
             return Ok(Self::Js);
         }
-        if dir.join("app.py").is_file() {
+        if has("app.py") {
             return Ok(Self::Python);
         }
         if c::is_c_project(dir) {
             return Ok(Self::C);
+        }
+        if has("package.json") {
+            return Ok(Self::Js);
         }
         bail!(
             "cannot tell the language of {}: expected Cargo.toml (Rust), package.json \

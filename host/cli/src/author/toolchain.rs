@@ -88,13 +88,20 @@ fn build_rust(dir: &Path, out: &Path) -> Result<()> {
     let built = cdylib_artifact(&output.stdout).context(
         "cargo built no .wasm library: is `crate-type = [\"cdylib\"]` in Cargo.toml's [lib]?",
     )?;
-    // The manifest may name cargo's own output (a workspace member pointing into
-    // `../target`): copying a file onto itself would truncate it.
-    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if !same(&built, out) {
-        std::fs::copy(&built, out)
-            .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    copy_unless_same(&built, out)
+}
+
+/// Copies `from` to `to` unless they are the same file: the manifest may name cargo's own
+/// output (a workspace member pointing into `../target`), and copying a file onto itself
+/// truncates it.
+fn copy_unless_same(from: &Path, to: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (from.canonicalize(), to.canonicalize())
+        && a == b
+    {
+        return Ok(());
     }
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -282,6 +289,23 @@ fn require(program: &str, args: &[&str], missing: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_component_already_in_place_is_not_copied_onto_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = dir.path().join("target/release/hello.wasm");
+        std::fs::create_dir_all(built.parent().unwrap()).unwrap();
+        std::fs::write(&built, b"\0asm component").unwrap();
+        // The manifest's path to the same file, through `..`.
+        std::fs::create_dir_all(dir.path().join("hello")).unwrap();
+        let out = dir.path().join("hello/../target/release/hello.wasm");
+        copy_unless_same(&built, &out).unwrap();
+        assert_eq!(std::fs::read(&built).unwrap(), b"\0asm component");
+        // Elsewhere, it is copied.
+        let elsewhere = dir.path().join("skill.wasm");
+        copy_unless_same(&built, &elsewhere).unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"\0asm component");
+    }
 
     #[test]
     fn the_cdylib_is_found_among_cargo_messages() {

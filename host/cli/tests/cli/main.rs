@@ -31,8 +31,9 @@ pub fn omniforge_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output
         .args(args)
         .current_dir(dir)
         .env("OMNIFORGE_CACHE_DIR", cache)
-        // The user's own client config must not leak into tests.
+        // The user's own client config must not leak into tests, nor their C compiler.
         .env("XDG_CONFIG_HOME", dir)
+        .env_remove("OMNIFORGE_CC")
         .envs(envs.iter().copied())
         .output()
         .expect("the omniforge binary runs")
