@@ -133,8 +133,8 @@ fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     run_tool(command, dir, "componentize-py")
 }
 
-/// `jco componentize app.js --bundle` (or `app.ts`; StarlingMonkey) against the manifest's world, after
-/// `npm install` when the project's tools are not installed yet.
+/// `jco componentize app.js --bundle` (or `app.ts`; StarlingMonkey) against the manifest's
+/// world, after `npm install` when the project's tools are not installed yet.
 fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     let node = "Node.js is not installed: install Node.js 20 or newer with npm (Debian: \
                 `apt-get install nodejs npm`)";
@@ -174,10 +174,8 @@ fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<()> {
     .with_context(|| format!("writing {}", bundle_config.display()))?;
     // TypeScript: jco's bundler strips the types (it does not type-check; run `tsc
     // --noEmit` for that).
-    let entry = match dir.join("app.ts") {
-        ts if ts.is_file() && !dir.join("app.js").exists() => ts,
-        _ => dir.join("app.js"),
-    };
+    let (js, ts) = (dir.join("app.js"), dir.join("app.ts"));
+    let entry = if !js.exists() && ts.is_file() { ts } else { js };
     let mut command = Command::new(std::path::absolute(&jco)?);
     command
         .arg("componentize")

@@ -12,21 +12,30 @@ use serde_json::Value;
 use crate::server::{Running, serve_in};
 use crate::{ok, omniforge_env, omniforge_in, serve, stderr, stdout};
 
-/// Whether `program` runs here. Under CI a missing toolchain fails the test; elsewhere the
-/// test says loudly that it skips.
-fn toolchain(program: &str, install: &str) -> bool {
-    let found = std::process::Command::new(program)
-        .arg("--version")
+/// Whether `program args` runs and succeeds.
+fn runs(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
         .output()
-        .is_ok_and(|o| o.status.success());
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Passes `found` through; when false, fails the test under CI and elsewhere says loudly
+/// that it skips.
+fn present(found: bool, what: &str, install: &str) -> bool {
     if !found {
         assert!(
             std::env::var("CI").is_err(),
-            "{program} is missing under CI: {install}"
+            "{what} is missing under CI: {install}"
         );
-        eprintln!("SKIPPED: {program} is not installed ({install})");
+        eprintln!("SKIPPED: {what} is not installed ({install})");
     }
     found
+}
+
+/// Whether `program` runs here (see [`present`]).
+fn toolchain(program: &str, install: &str) -> bool {
+    present(runs(program, &["--version"]), program, install)
 }
 
 /// The CLI pointed at a fresh `omniforge serve` in `dir`, with the owner's API key of a
@@ -205,23 +214,10 @@ fn js_examples_build_test_publish_and_answer_over_rest() {
 }
 
 /// Whether a wasm32-wasi C compiler that `skill build` finds is here (zig on the PATH or
-/// the `ziglang` Python package); under CI its absence fails the test.
+/// the `ziglang` Python package; see [`present`]).
 fn c_toolchain() -> bool {
-    let runs = |program: &str, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if runs("zig", &["version"]) || runs("python3", &["-m", "ziglang", "version"]) {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "zig is missing under CI: pip install ziglang==0.17.1"
-    );
-    eprintln!("SKIPPED: no zig (pip install ziglang==0.17.1)");
-    false
+    let found = runs("zig", &["version"]) || runs("python3", &["-m", "ziglang", "version"]);
+    present(found, "zig", "pip install ziglang==0.17.1")
 }
 
 #[test]
