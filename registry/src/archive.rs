@@ -209,21 +209,46 @@ fn check_declared_entries(bytes: &[u8], limits: &PackageLimits) -> Result<(), Pa
 /// Writes files into a package archive, deflate-compressed, in the given (sorted) order,
 /// with fixed timestamps so the same files always give the same package digest.
 pub fn write_archive(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let entries = files
+        .iter()
+        .map(|(name, data)| (name.clone(), ArchiveEntry::Bytes(data)))
+        .collect();
+    let mut out = Cursor::new(Vec::new());
+    write_archive_to(&mut out, &entries).expect("writing to memory cannot fail");
+    out.into_inner()
+}
+
+/// One file of a package being written: bytes at hand, or a file to copy them from.
+#[derive(Debug, Clone, Copy)]
+pub enum ArchiveEntry<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// The content of this file, copied through a small buffer.
+    File(&'a std::path::Path),
+}
+
+/// [`write_archive`] into `out`, streaming file entries, so a large component never has to
+/// be held in memory to be packed.
+pub fn write_archive_to<W: Write + std::io::Seek>(
+    out: W,
+    files: &BTreeMap<String, ArchiveEntry<'_>>,
+) -> std::io::Result<()> {
+    let mut writer = zip::ZipWriter::new(out);
     let options = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o644);
-    for (name, data) in files {
+    for (name, entry) in files {
         writer
             .start_file(name.as_str(), options)
-            .expect("writing to memory cannot fail");
-        writer
-            .write_all(data)
-            .expect("writing to memory cannot fail");
+            .map_err(std::io::Error::other)?;
+        match entry {
+            ArchiveEntry::Bytes(data) => writer.write_all(data)?,
+            ArchiveEntry::File(path) => {
+                std::io::copy(&mut std::fs::File::open(path)?, &mut writer)?;
+            }
+        }
     }
-    writer
-        .finish()
-        .expect("writing to memory cannot fail")
-        .into_inner()
+    writer.finish().map_err(std::io::Error::other)?;
+    Ok(())
 }

@@ -22,6 +22,11 @@ impl Sha256Digest {
         hex::encode(self.0)
     }
 
+    /// A digest computed elsewhere (a streaming hash).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -31,9 +31,10 @@ mod resolve;
 mod signature;
 
 pub use archive::{
-    COMPONENT_FILE, MANIFEST_FILE, README_FILE, SIGNATURE_FILE, read_archive, write_archive,
+    ArchiveEntry, COMPONENT_FILE, MANIFEST_FILE, README_FILE, SIGNATURE_FILE, read_archive,
+    write_archive, write_archive_to,
 };
-pub use blob::{BlobError, BlobStore, FsBlobStore};
+pub use blob::{BlobError, BlobReader, BlobStore, FsBlobStore};
 pub use component::{ComponentInfo, prepare_component};
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use error::PackageError;
@@ -43,7 +44,8 @@ pub use manifest::{
 };
 pub use omniforge_types::{HostPattern, SkillName};
 pub use package::{
-    IngestError, PackError, ValidatedPackage, ingest, pack_dir, sign_package, validate_package,
+    IngestError, PackError, PackageFileError, PackageSummary, ValidatedPackage, ingest, pack_dir,
+    sign_package, validate_package, validate_package_file,
 };
 pub use resolve::{PublishedVersion, find_exact, parse_requirement, resolve};
 pub use signature::{PackageSignature, SignatureError, SignedDigests, SigningKey, VerifyingKey};

@@ -60,6 +60,82 @@ impl ValidatedPackage {
     }
 }
 
+/// What a publisher keeps of a validated package: every fact, none of the bytes. Travels as
+/// JSON from a validation done in another process ([`validate_package_file`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PackageSummary {
+    /// The parsed, checked manifest.
+    pub manifest: Manifest,
+    /// Digest of the package (the ZIP bytes).
+    pub package_sha256: Sha256Digest,
+    /// Size of the package in bytes.
+    pub package_size: u64,
+    /// Digest of the runnable component.
+    pub component_sha256: Sha256Digest,
+    /// Size of the runnable component in bytes.
+    pub component_size: u64,
+    /// The README, if any.
+    pub readme: Option<String>,
+    /// The input JSON Schema, if the manifest gives one.
+    pub input_schema: Option<serde_json::Value>,
+    /// The output JSON Schema, if the manifest gives one.
+    pub output_schema: Option<serde_json::Value>,
+    /// The key id of the signature in `omniforge.sig`, not verified against any key.
+    pub signature_key_id: Option<String>,
+}
+
+impl ValidatedPackage {
+    /// The facts of the package, without its bytes.
+    pub fn summary(&self) -> PackageSummary {
+        PackageSummary {
+            manifest: self.manifest.clone(),
+            package_sha256: self.package_sha256,
+            package_size: self.package_size,
+            component_sha256: self.component_sha256,
+            component_size: self.component.len() as u64,
+            readme: self.readme.clone(),
+            input_schema: self.input_schema.clone(),
+            output_schema: self.output_schema.clone(),
+            signature_key_id: self.signature.as_ref().map(|s| s.key_id.clone()),
+        }
+    }
+}
+
+/// Why validating a package file failed: the package, or reading and writing files.
+#[derive(Debug, Error)]
+pub enum PackageFileError {
+    /// The package is not acceptable.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// [`validate_package`] on a file, writing the runnable component to `component_out`. The
+/// package is read whole (a validating child process does this, away from a server's memory);
+/// a file larger than the limit is refused before it is read.
+pub fn validate_package_file(
+    package: &Path,
+    component_out: &Path,
+    limits: &PackageLimits,
+) -> Result<PackageSummary, PackageFileError> {
+    let size = std::fs::metadata(package)?.len();
+    if size > limits.max_package_bytes {
+        return Err(PackageError::TooLarge {
+            what: "the package".into(),
+            size,
+            limit: limits.max_package_bytes,
+        }
+        .into());
+    }
+    let bytes = std::fs::read(package)?;
+    let validated = validate_package(&bytes, limits)?;
+    drop(bytes);
+    std::fs::write(component_out, &validated.component)?;
+    Ok(validated.summary())
+}
+
 /// Checks a package completely (archive, manifest, schemas, component, signature format)
 /// without storing anything. Pure and deterministic: the fuzz target calls exactly this.
 pub fn validate_package(

@@ -60,6 +60,28 @@ impl ArtifactCache {
         }
     }
 
+    /// Whether an artifact of `digest` is stored.
+    pub(crate) fn contains(&self, digest: &ComponentDigest) -> bool {
+        self.path(digest).exists()
+    }
+
+    /// An empty temporary file in the cache's directory, for a compiler to write an artifact
+    /// into before [`ArtifactCache::adopt`] moves it into place.
+    pub(crate) fn temporary(&self) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::NamedTempFile::new_in(&self.dir)
+    }
+
+    /// Moves a complete artifact written into a [`ArtifactCache::temporary`] file into place.
+    pub(crate) fn adopt(
+        &self,
+        digest: &ComponentDigest,
+        artifact: tempfile::NamedTempFile,
+    ) -> io::Result<()> {
+        artifact.as_file().sync_all()?;
+        artifact.persist(self.path(digest)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
     /// Stores the artifact of `digest`.
     pub(crate) fn store(&self, digest: &ComponentDigest, artifact: &[u8]) -> io::Result<()> {
         let mut temp = tempfile::NamedTempFile::new_in(&self.dir)?;

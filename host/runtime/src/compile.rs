@@ -4,6 +4,7 @@
 //! compiles in-process ([`InProcessCompiler`]); a server plugs in a compiler that works away
 //! from its serving memory (a child process or a bounded worker) through the same trait.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,6 +19,28 @@ use crate::error::LoadError;
 pub trait Compiler: Send + Sync + 'static {
     /// Compiles `wasm` for `engine`.
     async fn compile(&self, engine: &Engine, wasm: Arc<[u8]>) -> Result<Vec<u8>, LoadError>;
+
+    /// Compiles the component in the file `wasm` and writes the artifact to the file
+    /// `artifact` (created, empty, by the caller). A compiler working away from this process
+    /// overrides it so that neither the component nor the artifact passes through this
+    /// process's memory; the default reads the file and calls [`Compiler::compile`].
+    async fn compile_file(
+        &self,
+        engine: &Engine,
+        wasm: &Path,
+        artifact: &Path,
+    ) -> Result<(), LoadError> {
+        let bytes = tokio::fs::read(wasm)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: wasm.to_owned(),
+                source,
+            })?;
+        let compiled = self.compile(engine, bytes.into()).await?;
+        tokio::fs::write(artifact, compiled)
+            .await
+            .map_err(|e| LoadError::Compile(format!("writing the artifact: {e}")))
+    }
 }
 
 /// Compiles on a blocking thread of this process with Cranelift.

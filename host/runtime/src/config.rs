@@ -38,6 +38,32 @@ pub struct RuntimeConfig {
     /// Bytes of a guest's stderr kept per invocation (the rest is discarded); a panicking
     /// Rust guest writes its panic message there.
     pub stderr_capture_bytes: usize,
+    /// Memory all running sandboxes may reserve together: each invocation reserves its whole
+    /// memory limit before it starts. `None`: no host-wide budget.
+    pub memory_budget_bytes: Option<u64>,
+    /// How long an invocation waits for room in the memory budget before it is refused.
+    pub memory_budget_wait: Duration,
+}
+
+/// Half of the memory this process may use: the machine's, or its cgroup's limit when that
+/// is smaller (a container). 4 GiB when neither can be read.
+pub fn default_memory_budget() -> u64 {
+    fn meminfo_total() -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+    fn cgroup_limit() -> Option<u64> {
+        let text = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?;
+        text.trim().parse().ok()
+    }
+    let available = match (meminfo_total(), cgroup_limit()) {
+        (Some(machine), Some(group)) => machine.min(group),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => 8 << 30,
+    };
+    available / 2
 }
 
 impl Default for RuntimeConfig {
@@ -57,6 +83,8 @@ impl Default for RuntimeConfig {
             kv: KvLimits::default(),
             http: HttpLimits::default(),
             stderr_capture_bytes: 8 * 1024,
+            memory_budget_bytes: Some(default_memory_budget()),
+            memory_budget_wait: Duration::from_secs(1),
         }
     }
 }

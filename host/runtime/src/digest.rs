@@ -18,6 +18,11 @@ impl ComponentDigest {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// A digest computed elsewhere (a registry that already hashed the component).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
 }
 
 impl fmt::Display for ComponentDigest {

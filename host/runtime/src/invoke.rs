@@ -77,6 +77,20 @@ impl Runtime {
             report.usage.wall_time_us = micros(started.elapsed());
             return report;
         };
+        let _memory = match &self.memory_budget {
+            None => None,
+            Some(budget) => match budget.reserve(limits.memory_bytes).await {
+                Some(reserved) => Some(reserved),
+                None => {
+                    report.outcome = Outcome::MemoryBudget {
+                        requested_bytes: limits.memory_bytes,
+                        budget_bytes: budget.total_bytes(),
+                    };
+                    report.usage.wall_time_us = micros(started.elapsed());
+                    return report;
+                }
+            },
+        };
 
         let deadline = started + limits.timeout;
         let stderr = StderrCapture::new(self.config.stderr_capture_bytes);

@@ -61,7 +61,9 @@ mod runtime;
 mod state;
 
 pub use compile::{Compiler, InProcessCompiler};
-pub use config::{AllocatorConfig, DeadlineEnforcement, PoolConfig, RuntimeConfig};
+pub use config::{
+    AllocatorConfig, DeadlineEnforcement, PoolConfig, RuntimeConfig, default_memory_budget,
+};
 pub use digest::ComponentDigest;
 pub use error::{LoadError, RuntimeError};
 pub use invocation::{Grants, InvocationContext, InvocationRequest, TenantId};

@@ -58,6 +58,14 @@ pub enum Outcome {
         /// What was full.
         message: String,
     },
+    /// The host's memory budget for running sandboxes had no room for this invocation's
+    /// memory limit within the admission wait. Nothing ran.
+    MemoryBudget {
+        /// The memory limit the invocation needed reserved, in bytes.
+        requested_bytes: u64,
+        /// The host's whole budget, in bytes.
+        budget_bytes: u64,
+    },
     /// The guest crashed (a wasm trap, a panic, a stack overflow) or broke the contract.
     Trap {
         /// The trap, with the guest's panic message when it wrote one.
@@ -77,6 +85,7 @@ impl Outcome {
             Self::OutputLimit { .. } => "output_limit",
             Self::Timeout { .. } => "timeout",
             Self::ConcurrencyLimit { .. } => "concurrency_limit",
+            Self::MemoryBudget { .. } => "memory_budget",
             Self::Trap { .. } => "trap",
         }
     }
@@ -98,6 +107,15 @@ impl Outcome {
                 | Self::OutputLimit { .. }
                 | Self::Timeout { .. }
                 | Self::ConcurrencyLimit { .. }
+                | Self::MemoryBudget { .. }
+        )
+    }
+
+    /// Whether the invocation was refused before any guest code ran (so it used nothing).
+    pub fn refused_before_running(&self) -> bool {
+        matches!(
+            self,
+            Self::ConcurrencyLimit { .. } | Self::MemoryBudget { .. }
         )
     }
 }
@@ -122,6 +140,14 @@ impl fmt::Display for Outcome {
             ),
             Self::Timeout { limit_ms } => write!(f, "timed out after {limit_ms} ms"),
             Self::ConcurrencyLimit { message } => write!(f, "concurrency limit: {message}"),
+            Self::MemoryBudget {
+                requested_bytes,
+                budget_bytes,
+            } => write!(
+                f,
+                "the host's memory budget for running skills ({budget_bytes} bytes) has no \
+                 room for this invocation's {requested_bytes} bytes now"
+            ),
             Self::Trap { message } => write!(f, "skill trapped: {message}"),
         }
     }

@@ -15,7 +15,7 @@ use crate::capabilities::kv::GuestKv;
 use crate::capabilities::log::{GuestLog, TenantLogRate};
 use crate::capabilities::{KvStore, MemoryKvStore, kv, log};
 use crate::compile::{Compiler, InProcessCompiler};
-use crate::concurrency::TenantConcurrency;
+use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
 use crate::digest::ComponentDigest;
 use crate::engine::{build_engine, start_epoch_ticker};
@@ -31,6 +31,7 @@ pub struct Runtime {
     artifacts: Option<ArtifactCache>,
     loaded: Mutex<LruCache<ComponentDigest, Arc<LoadedSkill>>>,
     pub(crate) concurrency: Arc<TenantConcurrency>,
+    pub(crate) memory_budget: Option<MemoryBudget>,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) log_rate: Arc<TenantLogRate>,
     pub(crate) config: RuntimeConfig,
@@ -82,6 +83,10 @@ impl RuntimeBuilder {
             artifacts,
             loaded: Mutex::new(LruCache::new(capacity)),
             concurrency: Arc::default(),
+            memory_budget: self
+                .config
+                .memory_budget_bytes
+                .map(|bytes| MemoryBudget::new(bytes, self.config.memory_budget_wait)),
             kv: self
                 .kv
                 .unwrap_or_else(|| Arc::new(MemoryKvStore::default())),
@@ -217,6 +222,88 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .put(digest, Arc::clone(&skill));
         Ok(skill)
+    }
+
+    /// The skill of `digest` if it is compiled: loaded in memory, or in the artifact cache
+    /// (then loaded from there). Never compiles.
+    pub fn load_compiled(
+        &self,
+        digest: &ComponentDigest,
+    ) -> Result<Option<Arc<LoadedSkill>>, LoadError> {
+        if let Some(skill) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Arc::clone(skill)));
+        }
+        let Some(component) = self
+            .artifacts
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, digest))
+        else {
+            return Ok(None);
+        };
+        self.stats.loaded_from_disk.fetch_add(1, Ordering::Relaxed);
+        let skill = Arc::new(self.link(*digest, &component)?);
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(*digest, Arc::clone(&skill));
+        Ok(Some(skill))
+    }
+
+    /// Whether `digest` is compiled (in memory or in the artifact cache).
+    pub fn is_compiled(&self, digest: &ComponentDigest) -> bool {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(digest)
+            || self
+                .artifacts
+                .as_ref()
+                .is_some_and(|cache| cache.contains(digest))
+    }
+
+    /// Compiles the component in the file `wasm`, whose SHA-256 is `digest` (the caller
+    /// hashed and validated it), into the artifact cache. With a compiler that works in
+    /// another process, neither the component nor the artifact enters this process's memory
+    /// (it is mapped from the cache when first loaded). Without an artifact cache the skill is
+    /// compiled and kept loaded instead.
+    pub async fn precompile_file(
+        &self,
+        digest: ComponentDigest,
+        wasm: &Path,
+    ) -> Result<(), LoadError> {
+        if self.is_compiled(&digest) {
+            return Ok(());
+        }
+        let Some(cache) = &self.artifacts else {
+            let bytes = tokio::fs::read(wasm)
+                .await
+                .map_err(|source| LoadError::Read {
+                    path: wasm.to_owned(),
+                    source,
+                })?;
+            self.load(&bytes).await?;
+            return Ok(());
+        };
+        self.stats.compiled.fetch_add(1, Ordering::Relaxed);
+        let unwritable = |e: std::io::Error| LoadError::Compile(format!("the artifact cache: {e}"));
+        let artifact = cache.temporary().map_err(unwritable)?;
+        self.compiler
+            .compile_file(&self.engine, wasm, artifact.path())
+            .await?;
+        cache.adopt(&digest, artifact).map_err(unwritable)?;
+        // Linking checks what the compiler produced now, not at the first invocation.
+        match self.load_compiled(&digest)? {
+            Some(_) => Ok(()),
+            None => Err(LoadError::Compile(
+                "the compiled artifact is unusable".into(),
+            )),
+        }
     }
 
     async fn compile(&self, digest: &ComponentDigest, wasm: &[u8]) -> Result<Component, LoadError> {

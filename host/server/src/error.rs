@@ -118,11 +118,16 @@ impl ApiError {
         limit: &str,
         retry_after: std::time::Duration,
     ) -> Self {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
-            .with("limit", limit);
-        error.retry_after_secs = Some(secs.max(1));
-        error
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
+            .with("limit", limit)
+            .with_retry_after(retry_after)
+    }
+
+    /// Adds a `Retry-After` header (whole seconds, at least 1).
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     /// 500: logged here with its cause; the client sees a generic detail.

@@ -113,7 +113,13 @@ impl Server {
             tracing::info!("shutting down: finishing in-flight requests");
             notify.notify_one();
         };
-        let serve = axum::serve(self.listener, router(self.app)).with_graceful_shutdown(signal);
+        // Connection info carries the peer address: failed authentications are limited per
+        // client address.
+        let serve = axum::serve(
+            self.listener,
+            router(self.app).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         let result = tokio::select! {
             result = serve => result,
             () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
@@ -195,10 +201,7 @@ pub async fn bootstrap(
         .await
         .map_err(|e| e.to_string())?;
     let minted = auth::api_key::mint()?;
-    let audit = AuditContext {
-        actor: "system:bootstrap".into(),
-        request_id: "bootstrap".into(),
-    };
+    let audit = AuditContext::system("bootstrap", "bootstrap");
     let (prefix, secret_hash) = (minted.prefix.clone(), minted.secret_hash.clone());
     let created = db
         .platform()
@@ -210,6 +213,7 @@ pub async fn bootstrap(
                 secret_hash,
                 scopes: vec!["*".into()],
                 expires_at_ms: None,
+                created_by: None,
             }
         })
         .await

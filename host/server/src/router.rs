@@ -5,11 +5,12 @@
 //! `security` (`[]` for public routes, the permission as the bearer scope otherwise). Tests
 //! walk the OpenAPI document, so they walk exactly the routes served.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -137,12 +138,17 @@ async fn authorize(access: Access, mut request: Request, next: Next) -> Response
     let Some(app) = request.extensions().get::<AppState>().cloned() else {
         return ApiError::internal("the application state is missing").into_response();
     };
-    let principal = match app.auth.authenticate(request.headers()).await {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let client = app.client_addresses.resolve(peer, request.headers());
+    let principal = match app.auth.authenticate(request.headers(), client).await {
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
     let credential = match &principal.credential {
-        Credential::ApiKey(id) => CredentialKey::ApiKey(id.clone()),
+        Credential::ApiKey { id, .. } => CredentialKey::ApiKey(id.clone()),
         Credential::Token => CredentialKey::User(principal.user.clone()),
     };
     if let Err(limited) = app.rate_limits.check(&principal.tenant, &credential) {

@@ -1,7 +1,9 @@
 //! The `kv` capability's data: keys and values of one (tenant, skill) scope.
 //!
-//! Writes are single statements or compare-and-swap loops, so concurrent invocations of the
-//! same skill never lose an increment on either engine.
+//! Writes are short transactions or compare-and-swap loops, so concurrent invocations of the
+//! same skill never lose an increment on either engine. Storage is charged per entry (key,
+//! value and a fixed overhead) and kept as running totals per skill and per tenant, so a
+//! write checks its quotas in constant time, whatever the store holds.
 
 use crate::database::{BeginExclusive, with_pool};
 use crate::error::StoreError;
@@ -26,6 +28,57 @@ pub enum KvIncrement {
     NotACounter,
     /// Creating the counter would exceed the scope's quota.
     QuotaExceeded,
+}
+
+/// Bytes a kv entry is charged beyond its key and value: its row and its index entry, as
+/// measured on both engines (docs/runtime.md). Without it, many tiny entries would take far
+/// more disk than they are charged for.
+pub const KV_ENTRY_OVERHEAD: u64 = 160;
+
+/// The lock scope of writes to one key. The key is base64-encoded: it may hold U+0000,
+/// which PostgreSQL text (the advisory lock's hash input) cannot.
+fn lock_scope(tenant: &str, skill: &str, key: &str) -> String {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key);
+    format!("kv/{tenant}/{skill}/{key}")
+}
+
+/// What one kv entry is charged.
+fn entry_charge(key: &str, value: &[u8]) -> i64 {
+    (key.len() + value.len()) as i64 + KV_ENTRY_OVERHEAD as i64
+}
+
+/// The kv storage quotas a write must fit: the skill's own and the tenant's total over all
+/// its skills, each counting every entry's key, value and [`KV_ENTRY_OVERHEAD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Bytes one skill's store may be charged.
+    pub scope_bytes: u64,
+    /// Bytes all of the tenant's skills' stores together may be charged.
+    pub tenant_bytes: u64,
+}
+
+impl KvQuota {
+    fn scope_max(self) -> i64 {
+        i64::try_from(self.scope_bytes).unwrap_or(i64::MAX)
+    }
+
+    fn tenant_max(self) -> i64 {
+        i64::try_from(self.tenant_bytes).unwrap_or(i64::MAX)
+    }
+}
+
+/// The kv storage charged now: one skill's, and its tenant's over all skills.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    /// Bytes charged to the skill's store.
+    pub scope_bytes: i64,
+    /// Entries in it.
+    pub scope_entries: i64,
+    /// Bytes charged to all of the tenant's stores.
+    pub tenant_bytes: i64,
+    /// Entries in them.
+    pub tenant_entries: i64,
 }
 
 /// One kv entry in a tenant export.
@@ -90,34 +143,34 @@ impl TenantStore<'_> {
         }))
     }
 
-    /// Stores `value` under `key`, unless the scope's keys and values would exceed
-    /// `quota_bytes` together.
+    /// Stores `value` under `key`, unless the skill's or the tenant's kv storage would
+    /// exceed its quota.
     pub async fn kv_set(
         &self,
         skill: &str,
         key: &str,
         value: &[u8],
-        quota_bytes: u64,
+        quota: KvQuota,
     ) -> Result<KvWrite, StoreError> {
-        let written = self.kv_write(skill, key, value, quota_bytes, true).await?;
+        let written = self.kv_write(skill, key, value, quota, true).await?;
         Ok(written.unwrap_or(KvWrite::Written))
     }
 
     /// The one quota-checked write: replaces the key's value (`replace`), or inserts it only
-    /// if absent (`None` when it exists). The key's current size does not count against the
-    /// quota, since the write replaces it.
+    /// if absent (`None` when it exists). Only the change in the entry's charge counts
+    /// against the quotas, checked and added to the running totals in the same short
+    /// transaction, which runs alone among writes of the same key.
     async fn kv_write(
         &self,
         skill: &str,
         key: &str,
         value: &[u8],
-        quota_bytes: u64,
+        quota: KvQuota,
         replace: bool,
     ) -> Result<Option<KvWrite>, StoreError> {
-        let size = (key.len() + value.len()) as i64;
+        let charge = entry_charge(key, value);
         let t = self.tenant_id().as_str();
-        // Concurrent writes to one scope must not all pass the quota check.
-        let scope = format!("kv/{t}/{skill}");
+        let scope = lock_scope(t, skill, key);
         let on_conflict = if replace {
             "DO UPDATE SET value = excluded.value, size_bytes = excluded.size_bytes, \
              updated_at_ms = excluded.updated_at_ms"
@@ -130,45 +183,147 @@ impl TenantStore<'_> {
         );
         Ok(with_pool!(self.db(), |pool| {
             let mut tx = pool.begin_exclusive(&scope).await?;
-            let others: i64 = sqlx::query_scalar(
-                "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM kv_entries \
-                 WHERE tenant_id = $1 AND skill = $2 AND key <> $3",
+            let old: Option<i64> = sqlx::query_scalar(
+                "SELECT size_bytes FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3",
             )
             .bind(t)
             .bind(skill)
             .bind(key.as_bytes())
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if others.saturating_add(size) as u64 > quota_bytes {
-                Some(KvWrite::QuotaExceeded)
-            } else {
-                let inserted = sqlx::query(sqlx::AssertSqlSafe(insert))
-                    .bind(t)
-                    .bind(skill)
-                    .bind(key.as_bytes())
-                    .bind(value)
-                    .bind(size)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                tx.commit().await?;
-                (inserted == 1).then_some(KvWrite::Written)
+            if old.is_some() && !replace {
+                return Ok(None);
             }
+            let delta = charge - old.unwrap_or(0);
+            let added = i64::from(old.is_none());
+            // A growing write must fit both quotas; a shrinking one always may.
+            let (tenant_max, scope_max) = if delta > 0 {
+                (quota.tenant_max(), quota.scope_max())
+            } else {
+                (i64::MAX, i64::MAX)
+            };
+            if delta > tenant_max || delta > scope_max {
+                return Ok(Some(KvWrite::QuotaExceeded));
+            }
+            let tenant_ok = sqlx::query(
+                "INSERT INTO kv_tenant_usage (tenant_id, bytes, entries) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET bytes = kv_tenant_usage.bytes + \
+                 excluded.bytes, entries = kv_tenant_usage.entries + excluded.entries \
+                 WHERE kv_tenant_usage.bytes + excluded.bytes <= $4",
+            )
+            .bind(t)
+            .bind(delta)
+            .bind(added)
+            .bind(tenant_max)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let scope_ok = sqlx::query(
+                "INSERT INTO kv_usage (tenant_id, skill, bytes, entries) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant_id, skill) DO UPDATE SET bytes = kv_usage.bytes + \
+                 excluded.bytes, entries = kv_usage.entries + excluded.entries \
+                 WHERE kv_usage.bytes + excluded.bytes <= $5",
+            )
+            .bind(t)
+            .bind(skill)
+            .bind(delta)
+            .bind(added)
+            .bind(scope_max)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if tenant_ok == 0 || scope_ok == 0 {
+                // Dropping the transaction rolls back whichever total was added to.
+                return Ok(Some(KvWrite::QuotaExceeded));
+            }
+            sqlx::query(sqlx::AssertSqlSafe(insert))
+                .bind(t)
+                .bind(skill)
+                .bind(key.as_bytes())
+                .bind(value)
+                .bind(charge)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Some(KvWrite::Written)
         }))
     }
 
     /// Removes `key`; removing a missing key succeeds.
     pub async fn kv_delete(&self, skill: &str, key: &str) -> Result<(), StoreError> {
+        let t = self.tenant_id().as_str();
+        let scope = lock_scope(t, skill, key);
         with_pool!(self.db(), |pool| {
-            sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3")
-                .bind(self.tenant_id().as_str())
-                .bind(skill)
-                .bind(key.as_bytes())
-                .execute(pool)
+            let mut tx = pool.begin_exclusive(&scope).await?;
+            let freed: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3 \
+                 RETURNING size_bytes",
+            )
+            .bind(t)
+            .bind(skill)
+            .bind(key.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(freed) = freed {
+                sqlx::query(
+                    "UPDATE kv_tenant_usage SET bytes = bytes - $2, entries = entries - 1 \
+                     WHERE tenant_id = $1",
+                )
+                .bind(t)
+                .bind(freed)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query(
+                    "UPDATE kv_usage SET bytes = bytes - $3, entries = entries - 1 \
+                     WHERE tenant_id = $1 AND skill = $2",
+                )
+                .bind(t)
+                .bind(skill)
+                .bind(freed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// The kv storage the whole tenant is charged for: bytes and entries.
+    pub async fn kv_tenant_usage(&self) -> Result<(i64, i64), StoreError> {
+        self.kv_usage("")
+            .await
+            .map(|u| (u.tenant_bytes, u.tenant_entries))
+    }
+
+    /// The kv storage `skill` and the whole tenant are charged for.
+    pub async fn kv_usage(&self, skill: &str) -> Result<KvUsage, StoreError> {
+        let t = self.tenant_id().as_str();
+        /// Bytes and entries of one total, if it has a row yet.
+        type Total = Option<(i64, i64)>;
+        let (scope, tenant): (Total, Total) = with_pool!(self.db(), |pool| {
+            let scope = sqlx::query_as(
+                "SELECT bytes, entries FROM kv_usage WHERE tenant_id = $1 AND skill = $2",
+            )
+            .bind(t)
+            .bind(skill)
+            .fetch_optional(pool)
+            .await?;
+            let tenant =
+                sqlx::query_as("SELECT bytes, entries FROM kv_tenant_usage WHERE tenant_id = $1")
+                    .bind(t)
+                    .fetch_optional(pool)
+                    .await?;
+            (scope, tenant)
+        });
+        let (scope_bytes, scope_entries) = scope.unwrap_or_default();
+        let (tenant_bytes, tenant_entries) = tenant.unwrap_or_default();
+        Ok(KvUsage {
+            scope_bytes,
+            scope_entries,
+            tenant_bytes,
+            tenant_entries,
+        })
     }
 
     /// Up to `limit` keys starting with `prefix`, in byte order.
@@ -204,16 +359,13 @@ impl TenantStore<'_> {
         skill: &str,
         key: &str,
         delta: i64,
-        quota_bytes: u64,
+        quota: KvQuota,
     ) -> Result<KvIncrement, StoreError> {
         let t = self.tenant_id().as_str();
         for _ in 0..CAS_ATTEMPTS {
             let Some(old) = self.kv_get(skill, key).await? else {
                 let value = delta.to_le_bytes();
-                match self
-                    .kv_write(skill, key, &value, quota_bytes, false)
-                    .await?
-                {
+                match self.kv_write(skill, key, &value, quota, false).await? {
                     Some(KvWrite::Written) => return Ok(KvIncrement::Value(delta)),
                     Some(KvWrite::QuotaExceeded) => return Ok(KvIncrement::QuotaExceeded),
                     None => continue, // created meanwhile: increment that value

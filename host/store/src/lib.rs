@@ -30,13 +30,13 @@ pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;
 pub use installations::Installation;
-pub use kv::{KvExportEntry, KvIncrement, KvWrite};
+pub use kv::{KV_ENTRY_OVERHEAD, KvExportEntry, KvIncrement, KvQuota, KvUsage, KvWrite};
 pub use migrations::MigrationStatus;
 pub use omniforge_types::{ApiKeyId, TenantId, UserId};
 pub use platform::{Bootstrapped, Platform};
 pub use records::{
-    ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser, Role,
-    Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
+    ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser,
+    PLATFORM_ACTOR, Role, Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
 };
 pub use skills::{NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
 pub use tenant::TenantStore;

@@ -154,6 +154,9 @@ pub struct ApiKey {
     pub prefix: String,
     /// Permissions the key is limited to (`*` for all of its user's).
     pub scopes: Vec<String>,
+    /// The user who created it; `None` when the system did (bootstrap, a new tenant's
+    /// first key).
+    pub created_by: Option<UserId>,
     /// Creation time, unix ms.
     pub created_at_ms: i64,
     /// When it stops working, unix ms.
@@ -204,6 +207,8 @@ pub struct NewApiKey {
     pub scopes: Vec<String>,
     /// Optional expiry, unix ms.
     pub expires_at_ms: Option<i64>,
+    /// The user creating it (`None`: the system).
+    pub created_by: Option<UserId>,
 }
 
 /// A new user to store.
@@ -223,17 +228,52 @@ pub struct NewUser {
 /// event written in the same transaction.
 #[derive(Debug, Clone)]
 pub struct AuditContext {
-    /// The acting principal (`user:<id>`, `key:<id>` or `system:<what>`).
+    /// The acting principal (`user:<id> key:<id>`, `user:<id> token`, `system:<what>`).
     pub actor: String,
+    /// The tenant the actor belongs to; `None` for the system. A change to another tenant
+    /// (a platform admin's) is recorded in that tenant's log as done by `platform`, and in
+    /// the actor's own tenant's log with the full actor.
+    pub actor_tenant: Option<TenantId>,
     /// The request id the change came with.
     pub request_id: String,
+}
+
+/// The actor recorded in a tenant's own log for changes a platform admin of another tenant
+/// made: who administers the platform is not the tenant's business.
+pub const PLATFORM_ACTOR: &str = "platform";
+
+impl AuditContext {
+    /// A change made by the system itself (`system:<what>`), outside any request.
+    pub fn system(what: &str, request_id: impl Into<String>) -> Self {
+        Self {
+            actor: format!("system:{what}"),
+            actor_tenant: None,
+            request_id: request_id.into(),
+        }
+    }
+
+    /// The actor as `tenant`'s own log records it.
+    pub fn actor_in(&self, tenant: &str) -> &str {
+        match &self.actor_tenant {
+            Some(own) if own.as_str() != tenant => PLATFORM_ACTOR,
+            _ => &self.actor,
+        }
+    }
+
+    /// The actor's own tenant when the change concerns another tenant: that tenant's log
+    /// gets a copy of the event with the full actor.
+    pub fn mirror_tenant(&self, tenant: &str) -> Option<&TenantId> {
+        self.actor_tenant
+            .as_ref()
+            .filter(|own| own.as_str() != tenant)
+    }
 }
 
 /// One recorded mutation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {
-    /// Monotonic id; also the pagination cursor.
-    pub id: i64,
+    /// Opaque id (`aud_` + a UUIDv7), ordered by time; also the pagination cursor.
+    pub id: String,
     /// The tenant affected.
     pub tenant_id: Option<TenantId>,
     /// Who did it.
@@ -268,7 +308,7 @@ pub struct AuditFilter {
     /// Created before, unix ms.
     pub until_ms: Option<i64>,
     /// Only events with an id below this (the previous page's last id).
-    pub before_id: Option<i64>,
+    pub before_id: Option<String>,
     /// Page size.
     pub limit: u32,
 }

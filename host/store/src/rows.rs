@@ -10,7 +10,7 @@ pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, created_at_ms, 
 pub(crate) const USER_COLUMNS: &str =
     "id, tenant_id, email, display_name, is_platform_admin, status, created_at_ms";
 pub(crate) const API_KEY_COLUMNS: &str = "id, tenant_id, user_id, name, prefix, scopes, \
-     created_at_ms, expires_at_ms, revoked_at_ms, last_used_at_ms";
+     created_by, created_at_ms, expires_at_ms, revoked_at_ms, last_used_at_ms";
 pub(crate) const AUDIT_COLUMNS: &str = "id, tenant_id, actor, action, resource_type, \
      resource_id, request_id, details, created_at_ms";
 
@@ -107,6 +107,7 @@ pub(crate) struct ApiKeyRow {
     name: String,
     prefix: String,
     scopes: String,
+    created_by: Option<String>,
     created_at_ms: i64,
     expires_at_ms: Option<i64>,
     revoked_at_ms: Option<i64>,
@@ -124,6 +125,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             user_id: UserId::from(row.user_id),
             name: row.name,
             prefix: row.prefix,
+            created_by: row.created_by.map(UserId::from),
             created_at_ms: row.created_at_ms,
             expires_at_ms: row.expires_at_ms,
             revoked_at_ms: row.revoked_at_ms,
@@ -134,7 +136,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AuditRow {
-    id: i64,
+    id: String,
     tenant_id: Option<String>,
     actor: String,
     action: String,

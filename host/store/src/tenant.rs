@@ -315,7 +315,8 @@ impl TenantStore<'_> {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, secret_hash, scopes, \
-                 created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 created_at_ms, expires_at_ms, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&id)
             .bind(self.tenant.as_str())
@@ -326,6 +327,7 @@ impl TenantStore<'_> {
             .bind(&scopes)
             .bind(now_ms())
             .bind(key.expires_at_ms)
+            .bind(key.created_by.as_ref().map(UserId::as_str))
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_on_unique(e, "an API key with this prefix exists"))?;
@@ -335,6 +337,7 @@ impl TenantStore<'_> {
                 "prefix": key.prefix,
                 "scopes": key.scopes,
                 "expires_at_ms": key.expires_at_ms,
+                "created_by": key.created_by,
             });
             record_audit!(
                 &mut *tx,
@@ -446,7 +449,7 @@ impl TenantStore<'_> {
                 .bind(filter.actor.as_deref())
                 .bind(filter.since_ms)
                 .bind(filter.until_ms)
-                .bind(filter.before_id)
+                .bind(filter.before_id.as_deref())
                 .bind(page_size(filter.limit))
                 .fetch_all(pool)
                 .await?

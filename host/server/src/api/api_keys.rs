@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use omniforge_store::{ApiKeyId, NewApiKey, UserId, now_ms};
+use omniforge_store::{ApiKeyId, NewApiKey, User, UserId, now_ms};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -23,7 +23,10 @@ use crate::middleware::RequestId;
 pub struct CreateApiKey {
     /// A label, to recognise it in listings.
     pub name: String,
-    /// Permissions to limit it to (default `["*"]`: everything its user may do).
+    /// Permissions to limit it to (default `["*"]`). On one's own key, `*` means whatever
+    /// one's roles give, as they change, when one's own credential is unscoped; otherwise the
+    /// stored scopes are spelt out, never more than the creator holds. On a key for another
+    /// user they are what the creator holds and the user's roles give.
     pub scopes: Option<Vec<String>>,
     /// Expiry, unix ms (must be in the future).
     pub expires_at_ms: Option<i64>,
@@ -44,9 +47,41 @@ pub struct ListApiKeys {
     pub limit: Option<u32>,
 }
 
+/// The scopes a new key stores: never more than its creator holds now.
+///
+/// A key for oneself with `*` stays `*` ("whatever my roles give", as they change) only when
+/// the creator's own credential is unscoped; otherwise it is the creator's permissions,
+/// spelt out. A key for another user stores the permissions requested, held by the creator
+/// and given by the target's roles, so it can never lend the creator more than they hold
+/// (nor the target's platform-admin `tenant:manage` to a creator who lacks it).
+fn scopes_to_store(
+    principal: &Principal,
+    requested: PermissionSet,
+    wildcard: bool,
+    target: Option<&User>,
+) -> Result<Vec<String>, ApiError> {
+    let granted = match target {
+        None if wildcard && principal.unscoped => return Ok(vec!["*".into()]),
+        None => requested.intersect(principal.permissions),
+        Some(user) => requested
+            .intersect(principal.permissions)
+            .intersect(PermissionSet::of_user(user)),
+    };
+    if granted.is_empty() {
+        return Err(ApiError::invalid(
+            "scopes: the key would carry no permission (none that you hold and its user's \
+             roles give)",
+        )
+        .with("field", "scopes"));
+    }
+    Ok(granted.names())
+}
+
 /// Creates an API key and answers it in full, once.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     responses((status = 201, description = "Created; `key` is shown only now", body = CreatedApiKey),
+              (status = 403, description = "Permissions the creator does not hold, or another user's key without `user:manage`", body = crate::error::Problem),
+              (status = 404, description = "No such user in the tenant", body = crate::error::Problem),
               (status = 422, description = "Invalid scopes, name or expiry", body = crate::error::Problem)))]
 pub async fn create(
     State(app): State<AppState>,
@@ -65,7 +100,8 @@ pub async fn create(
     }
     let requested = PermissionSet::from_scopes(&scopes)
         .map_err(|e| ApiError::invalid(format!("scopes: {e}")).with("field", "scopes"))?;
-    if !scopes.iter().any(|s| s == "*") && !principal.permissions.covers(requested) {
+    let wildcard = scopes.iter().any(|s| s == "*");
+    if !wildcard && !principal.permissions.covers(requested) {
         return Err(ApiError::forbidden(
             "a key cannot be given permissions its creator does not hold",
         ));
@@ -74,19 +110,24 @@ pub async fn create(
         return Err(ApiError::invalid("expires_at_ms: must be in the future")
             .with("field", "expires_at_ms"));
     }
-    let user_id = match body.user_id {
+    let scoped = app.db.tenant(&principal.tenant);
+    let target = match body.user_id {
         Some(id) if id != principal.user.as_str() => {
             if !principal.can(Permission::UserManage) {
                 return Err(ApiError::forbidden("keys for other users need user:manage"));
             }
-            UserId::new(id)
+            let user = scoped
+                .get_user(&UserId::new(id))
+                .await?
+                .ok_or_else(|| ApiError::not_found("user"))?;
+            Some(user)
         }
-        _ => principal.user.clone(),
+        _ => None,
     };
+    let stored = scopes_to_store(&principal, requested, wildcard, target.as_ref())?;
+    let user_id = target.map_or_else(|| principal.user.clone(), |u| u.id);
     let minted = api_key::mint().map_err(ApiError::internal)?;
-    let key = app
-        .db
-        .tenant(&principal.tenant)
+    let key = scoped
         .create_api_key(
             &principal.audit(&request_id),
             NewApiKey {
@@ -94,8 +135,9 @@ pub async fn create(
                 name: body.name,
                 prefix: minted.prefix.clone(),
                 secret_hash: minted.secret_hash.clone(),
-                scopes,
+                scopes: stored,
                 expires_at_ms: body.expires_at_ms,
+                created_by: Some(principal.user.clone()),
             },
         )
         .await?
@@ -155,13 +197,27 @@ pub async fn revoke(
         .get_api_key(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
-    if key.user_id != principal.user && !principal.can(Permission::UserManage) {
-        return Err(ApiError::forbidden("other users' keys need user:manage"));
+    if key.user_id != principal.user {
+        if !principal.can(Permission::UserManage) {
+            return Err(ApiError::forbidden("other users' keys need user:manage"));
+        }
+        // Revoking is taking away: only of users who hold nothing the caller lacks (an
+        // admin cannot lock an owner out by revoking their keys).
+        let owner = scoped
+            .get_user(&key.user_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("API key"))?;
+        if !principal.permissions.covers(PermissionSet::of_user(&owner)) {
+            return Err(ApiError::forbidden(
+                "this key's user holds permissions you do not; only they or someone holding \
+                 as much may revoke it",
+            ));
+        }
     }
     let key = scoped
         .revoke_api_key(&principal.audit(&request_id), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
-    app.auth.forget_key(&id);
+    app.auth.keys().forget_key(&id);
     Ok(ApiJson(key.into()))
 }

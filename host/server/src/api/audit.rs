@@ -45,10 +45,17 @@ pub async fn list(
     let limit = page_limit(query.limit)?;
     let before_id = query
         .cursor
-        .as_deref()
         .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("cursor: not a cursor this endpoint gave"))
+            let plausible = c.len() == 36
+                && c.strip_prefix("aud_")
+                    .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            if plausible {
+                Ok(c)
+            } else {
+                Err(ApiError::bad_request(
+                    "cursor: not a cursor this endpoint gave",
+                ))
+            }
         })
         .transpose()?;
     let filter = AuditFilter {
@@ -66,7 +73,7 @@ pub async fn list(
         .tenant(&principal.tenant)
         .list_audit_events(&filter)
         .await?;
-    let next_cursor = next_cursor(&events, limit, |e| e.id.to_string());
+    let next_cursor = next_cursor(&events, limit, |e| e.id.clone());
     Ok(ApiJson(AuditEventPage {
         items: events.into_iter().map(Into::into).collect(),
         next_cursor,

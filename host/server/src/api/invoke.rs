@@ -18,6 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::middleware::RequestId;
 use crate::skills::catalog::{PendingUpdate, ResolveError};
+use crate::skills::input::{self, InputError};
 use crate::skills::meter::Spent;
 use axum::http::StatusCode;
 
@@ -113,6 +114,11 @@ pub fn outcome_error(outcome: &Outcome, usage: &Usage) -> Option<ApiError> {
             "concurrency",
             Duration::from_secs(1),
         ),
+        Outcome::MemoryBudget { .. } => ApiError::too_many_requests(
+            format!("the server is at its memory budget for running skills: {outcome}"),
+            "memory_budget",
+            Duration::from_secs(1),
+        ),
         Outcome::Trap { message } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "skill-trapped", message.clone())
         }
@@ -162,14 +168,21 @@ fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
 /// common case) is checked without building errors.
 fn schema_error(
     validator: &jsonschema::Validator,
-    input: &RawValue,
-) -> Result<Option<jsonschema::ValidationError<'static>>, ApiError> {
-    let value: serde_json::Value = serde_json::from_str(input.get())
-        .map_err(|e| ApiError::internal(format!("checked JSON failed to parse: {e}")))?;
-    if validator.is_valid(&value) {
-        return Ok(None);
+    input: &serde_json::Value,
+) -> Option<jsonschema::ValidationError<'static>> {
+    if validator.is_valid(input) {
+        return None;
     }
-    Ok(validator.iter_errors(&value).next().map(|e| e.to_owned()))
+    validator.iter_errors(input).next().map(|e| e.to_owned())
+}
+
+fn input_error(error: InputError) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-input",
+        error.message,
+    )
+    .with("pointer", error.pointer)
 }
 
 /// Invokes a skill: resolves the version, checks the input against its schema, reserves the
@@ -191,6 +204,7 @@ pub async fn invoke(
     ApiJson(body): ApiJson<InvokeRequest>,
 ) -> Result<ApiJson<InvokeResponse>, ApiError> {
     let full_name = format!("{ns}/{name}");
+    input::check_depth(&body.input).map_err(input_error)?;
     let resolved = app
         .catalog
         .resolve(&principal.tenant, &ns, &name, body.version.as_deref())
@@ -198,7 +212,8 @@ pub async fn invoke(
         .map_err(|e| resolve_error(e, &full_name))?;
     let prepared = &resolved.prepared;
     if let Some(validator) = &prepared.validator
-        && let Some(error) = schema_error(validator, &body.input)?
+        && let Some(error) =
+            schema_error(validator, &input::parse(&body.input).map_err(input_error)?)
     {
         let pointer = error.instance_path().to_string();
         return Err(ApiError::new(
@@ -271,7 +286,7 @@ pub async fn invoke(
     let loaded = Arc::clone(&prepared.loaded);
     let report = tokio::spawn(Box::pin(async move {
         let report = runtime.invoke(&loaded, request).await;
-        if matches!(report.outcome, Outcome::ConcurrencyLimit { .. }) {
+        if report.outcome.refused_before_running() {
             reservation.release();
         } else {
             reservation.settle(Spent {

@@ -41,7 +41,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     let (credential, api_key_id) = match &principal.credential {
-        Credential::ApiKey(id) => ("api_key", Some(id.to_string())),
+        Credential::ApiKey { id, .. } => ("api_key", Some(id.to_string())),
         Credential::Token => ("token", None),
     };
     Ok(ApiJson(Me {

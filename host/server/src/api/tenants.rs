@@ -110,6 +110,7 @@ pub async fn create(
                 secret_hash,
                 scopes: vec!["*".into()],
                 expires_at_ms: None,
+                created_by: None,
             }
         })
         .await?;
@@ -222,7 +223,7 @@ async fn set_status(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     // Remembered credentials carry their tenant's status.
-    app.auth.forget_all();
+    app.auth.keys().forget_tenant(&id);
     Ok(ApiJson(tenant.into()))
 }
 

@@ -34,6 +34,12 @@ pub struct UsageReport {
     pub max_invocations: Option<u64>,
     /// The fuel quota, if any.
     pub max_total_fuel: Option<u64>,
+    /// Bytes the tenant's skills keep in `kv` (every entry: key, value and 160 bytes).
+    pub kv_bytes: i64,
+    /// Entries the tenant's skills keep in `kv`.
+    pub kv_entries: i64,
+    /// The tenant's `kv` storage quota.
+    pub max_kv_bytes: u64,
 }
 
 /// The caller's tenant's usage in the current quota period.
@@ -51,6 +57,7 @@ pub async fn get(
         wall_ms,
         failures,
     } = app.meter.usage(&principal.tenant, &period).await?;
+    let (kv_bytes, kv_entries) = app.db.tenant(&principal.tenant).kv_tenant_usage().await?;
     Ok(ApiJson(UsageReport {
         period,
         period_ends_in_secs: left,
@@ -60,6 +67,9 @@ pub async fn get(
         failures,
         max_invocations: policy.max_invocations,
         max_total_fuel: policy.max_total_fuel,
+        kv_bytes,
+        kv_entries,
+        max_kv_bytes: policy.max_kv_bytes,
     }))
 }
 
@@ -91,7 +101,9 @@ pub async fn set_policy(
     Path(id): Path<String>,
     ApiJson(policy): ApiJson<TenantPolicy>,
 ) -> Result<ApiJson<TenantPolicy>, ApiError> {
-    policy.check().map_err(ApiError::invalid)?;
+    policy
+        .check()
+        .map_err(|e| ApiError::invalid(e.message).with("field", e.field))?;
     let tenant = visible(&app, &principal, &id).await?.id;
     let text = serde_json::to_string(&policy).map_err(ApiError::internal)?;
     app.db

@@ -10,6 +10,7 @@ use crate::api::views::{UserPage, UserView};
 use crate::api::{PageQuery, next_cursor};
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::auth::rbac::Permission;
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::middleware::RequestId;
 
@@ -53,17 +54,19 @@ pub fn check_email(email: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Only owners grant or take away ownership.
+/// Only a principal holding `owner:manage` (an owner's unscoped credential, or a key scoped
+/// to it) grants or takes away ownership, whatever the user behind a key is.
 fn check_owner_change(
     principal: &Principal,
     before: &[Role],
     after: &[Role],
 ) -> Result<(), ApiError> {
     let changes_owner = before.contains(&Role::Owner) != after.contains(&Role::Owner);
-    if changes_owner && !principal.is_owner() {
+    if changes_owner && !principal.can(Permission::OwnerManage) {
         return Err(ApiError::forbidden(
-            "only an owner grants or removes the owner role",
-        ));
+            "only an owner grants or removes the owner role (this needs owner:manage)",
+        )
+        .with("permission", Permission::OwnerManage.as_str()));
     }
     Ok(())
 }
@@ -161,7 +164,7 @@ pub async fn set_roles(
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     // Remembered credentials carry their user's roles.
-    app.auth.forget_all();
+    app.auth.keys().forget_user(&principal.tenant, &id);
     Ok(ApiJson(user.into()))
 }
 
@@ -188,6 +191,6 @@ pub async fn disable(
         .disable_user(&principal.audit(&request_id), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    app.auth.forget_all();
+    app.auth.keys().forget_user(&principal.tenant, &id);
     Ok(ApiJson(user.into()))
 }

@@ -85,8 +85,10 @@ pub struct ApiKeyView {
     pub name: String,
     /// The public part, `ofk_<prefix>_…`, to recognise it.
     pub prefix: String,
-    /// Permissions it is limited to (`*`: all of its user's).
+    /// Permissions it is limited to (`*`: all of its user's, as their roles change).
     pub scopes: Vec<String>,
+    /// The user who created it; absent when the system did (bootstrap, a tenant's first key).
+    pub created_by: Option<String>,
     /// Creation time, unix ms.
     pub created_at_ms: i64,
     /// Expiry, unix ms.
@@ -105,6 +107,7 @@ impl From<ApiKey> for ApiKeyView {
             name: k.name,
             prefix: k.prefix,
             scopes: k.scopes,
+            created_by: k.created_by.map(|u| u.to_string()),
             created_at_ms: k.created_at_ms,
             expires_at_ms: k.expires_at_ms,
             revoked_at_ms: k.revoked_at_ms,
@@ -125,11 +128,13 @@ pub struct CreatedApiKey {
 /// One recorded change.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventView {
-    /// Monotonic id.
-    pub id: i64,
+    /// Opaque id (`aud_…`), ordered by time.
+    pub id: String,
     /// The tenant affected.
     pub tenant_id: Option<String>,
-    /// Who: `user:<id> key:<id>`, `user:<id> token` or `system:<what>`.
+    /// Who: `user:<id> key:<id>` (with ` minted-by:user:<id>` for a key another user
+    /// minted), `user:<id> token`, `platform` (a platform admin of another tenant) or
+    /// `system:<what>`.
     pub actor: String,
     /// What: `resource.verb`.
     pub action: String,

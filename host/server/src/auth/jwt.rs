@@ -7,6 +7,7 @@
 //! `sub` are required; `nbf` is checked when present.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -34,26 +35,35 @@ pub struct JwtVerifier {
     tenant_claim: String,
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<Jwks>>,
 }
 
-/// An identity provider's keys, fetched on demand and cached.
+/// An identity provider's keys, fetched on demand and cached. Known keys are always served
+/// from the cache: when they are old, a refresh runs in the background (one at a time) and
+/// requests keep verifying with the keys they have, so a slow provider delays nobody whose
+/// key is known. Only a token naming a key not yet seen waits, for the one refresh in flight.
 struct Jwks {
     url: String,
     client: reqwest::Client,
-    state: tokio::sync::Mutex<JwksState>,
+    ttl: Duration,
+    state: std::sync::RwLock<JwksState>,
+    /// Held by the one refresh in flight.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
 struct JwksState {
     keys: HashMap<String, DecodingKey>,
+    /// The last successful fetch.
     fetched_at: Option<Instant>,
+    /// The last fetch attempt, successful or not.
+    attempted_at: Option<Instant>,
 }
 
 /// Keys are refetched at most this often, even when a token names an unknown `kid`.
 const JWKS_REFETCH: Duration = Duration::from_secs(30);
-/// Keys are trusted this long before a refetch.
-const JWKS_TTL: Duration = Duration::from_secs(600);
+/// A fetch of the keys waits at most this long for the provider.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 struct Claims {
@@ -82,14 +92,16 @@ impl JwtVerifier {
         };
         let jwks = match &config.jwks_url {
             None => None,
-            Some(url) => Some(Jwks {
+            Some(url) => Some(Arc::new(Jwks {
                 url: url.clone(),
                 client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
+                    .timeout(JWKS_TIMEOUT)
                     .build()
                     .map_err(|e| format!("cannot build the JWKS client: {e}"))?,
-                state: tokio::sync::Mutex::new(JwksState::default()),
-            }),
+                ttl: Duration::from_secs(config.jwks_ttl_secs),
+                state: std::sync::RwLock::default(),
+                refreshing: Arc::default(),
+            })),
         };
         let rules = |algorithm| {
             let mut rules = Validation::new(algorithm);
@@ -169,27 +181,63 @@ impl JwtVerifier {
 }
 
 impl Jwks {
-    async fn key(&self, kid: &str) -> Result<DecodingKey, String> {
-        let mut state = self.state.lock().await;
-        let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < JWKS_TTL);
-        if fresh && let Some(key) = state.keys.get(kid) {
-            return Ok(key.clone());
+    /// The cached key `kid`, its freshness, and whether a refetch is allowed now.
+    fn cached(&self, kid: &str) -> (Option<DecodingKey>, bool, bool) {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.ttl);
+        let may_refetch = state
+            .attempted_at
+            .is_none_or(|t| t.elapsed() >= JWKS_REFETCH);
+        (state.keys.get(kid).cloned(), fresh, may_refetch)
+    }
+
+    async fn key(self: &Arc<Self>, kid: &str) -> Result<DecodingKey, String> {
+        let (key, fresh, may_refetch) = self.cached(kid);
+        if let Some(key) = key {
+            if !fresh && may_refetch {
+                self.refresh_in_background();
+            }
+            return Ok(key);
         }
-        let may_refetch = state.fetched_at.is_none_or(|t| t.elapsed() >= JWKS_REFETCH);
         if may_refetch {
-            match self.fetch().await {
-                Ok(keys) => {
-                    state.keys = keys;
-                    state.fetched_at = Some(Instant::now());
-                }
-                Err(e) => tracing::warn!(error = %e, url = %self.url, "fetching the JWKS failed"),
+            // An unknown kid: wait for a refresh (the one in flight, or ours).
+            let _turn = self.refreshing.lock().await;
+            if self.cached(kid).2 {
+                self.refresh().await;
             }
         }
-        state
-            .keys
-            .get(kid)
-            .cloned()
+        self.cached(kid)
+            .0
             .ok_or_else(|| "the token's kid is not among the identity provider's keys".into())
+    }
+
+    /// Starts a refresh unless one is running.
+    fn refresh_in_background(self: &Arc<Self>) {
+        let Ok(turn) = Arc::clone(&self.refreshing).try_lock_owned() else {
+            return;
+        };
+        let jwks = Arc::clone(self);
+        tokio::spawn(async move {
+            let _turn = turn;
+            jwks.refresh().await;
+        });
+    }
+
+    /// Fetches the keys and replaces the cached ones (kept when the fetch fails). The
+    /// caller holds `refreshing`.
+    async fn refresh(&self) {
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempted_at = Some(Instant::now());
+        match self.fetch().await {
+            Ok(keys) => {
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                state.keys = keys;
+                state.fetched_at = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, url = %self.url, "fetching the JWKS failed"),
+        }
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {

@@ -50,6 +50,9 @@ permissions! {
     UserRead = "user:read",
     /// Create and disable users and change their roles.
     UserManage = "user:manage",
+    /// Grant and take away the owner role (owners only: `user:manage` alone cannot make
+    /// anyone an owner).
+    OwnerManage = "owner:manage",
     /// Create, list and revoke API keys (one's own; all of the tenant's with `user:manage`).
     ApiKeyManage = "apikey:manage",
     /// Read the audit log.
@@ -82,6 +85,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             TenantExport,
             UserRead,
             UserManage,
+            OwnerManage,
             ApiKeyManage,
             AuditRead,
             SkillRead,
@@ -177,6 +181,21 @@ impl PermissionSet {
             set.insert(Permission::TenantManage);
         }
         set
+    }
+
+    /// What `user`'s roles grant (with `tenant:manage` when they are a platform admin).
+    pub fn of_user(user: &omniforge_store::User) -> Self {
+        Self::for_roles(&user.roles, user.is_platform_admin)
+    }
+
+    /// The permission names, as stored in a key's scopes.
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|p| p.as_str().to_owned()).collect()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
     /// Parses stored or requested scopes: permission names, or `*` for all.

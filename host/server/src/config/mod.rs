@@ -92,6 +92,12 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// On SIGTERM, in-flight requests get this long to finish.
     pub shutdown_grace_ms: u64,
+    /// The header a trusted proxy reports the client's address in (`x-forwarded-for`,
+    /// `x-real-ip`); unset: the connection's peer is the client.
+    pub client_address_header: Option<String>,
+    /// Proxies whose `client_address_header` is believed: addresses or networks
+    /// (`10.0.0.0/8`). A request from anywhere else is its own client.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Authentication settings.
@@ -101,6 +107,14 @@ pub struct AuthConfig {
     /// Verified API keys are trusted from memory for this long before their record is read
     /// again (revocation through this server takes effect at once; elsewhere within this).
     pub api_key_recheck_ms: Option<u64>,
+    /// Most verified API keys remembered in memory (least recently used go first).
+    pub key_cache_capacity: Option<usize>,
+    /// Argon2 key verifications running at once, host-wide (default: half the cores, at
+    /// least one).
+    pub concurrent_verifications: Option<u32>,
+    /// How long a key verification waits for a free slot before the request is answered
+    /// 503 `busy` (default 5000).
+    pub verification_wait_ms: Option<u64>,
     /// JWT bearer tokens; off when absent.
     pub jwt: Option<JwtConfig>,
 }
@@ -128,6 +142,13 @@ pub struct JwtConfig {
     /// Allowed clock skew for `exp`/`nbf`.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// JWKS keys are refreshed (in the background) once they are this old.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_ttl_secs: u64,
+}
+
+fn default_jwks_ttl() -> u64 {
+    600
 }
 
 fn default_tenant_claim() -> String {
@@ -168,6 +189,8 @@ impl Default for HttpConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 30_000,
+            client_address_header: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -268,9 +291,24 @@ impl Config {
             &mut limits.per_tenant_burst,
         );
         rate(
-            "OMNIFORGE_RATE_KEY_VERIFICATIONS_PER_MINUTE",
-            &mut limits.key_verifications_per_minute,
+            "OMNIFORGE_RATE_FAILED_KEY_VERIFICATIONS_PER_MINUTE",
+            &mut limits.failed_key_verifications_per_minute,
         );
+        rate(
+            "OMNIFORGE_RATE_FAILED_AUTH_PER_MINUTE",
+            &mut limits.failed_auth_per_minute,
+        );
+        if let Some(v) = env("OMNIFORGE_CLIENT_ADDRESS_HEADER") {
+            self.http.client_address_header = Some(v);
+        }
+        if let Some(v) = env("OMNIFORGE_TRUSTED_PROXIES") {
+            self.http.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(v) = env("OMNIFORGE_LISTEN") {
             self.listen = v;
         }
@@ -308,6 +346,7 @@ impl Config {
                 jwks_url: None,
                 tenant_claim: default_tenant_claim(),
                 leeway_secs: default_leeway(),
+                jwks_ttl_secs: default_jwks_ttl(),
             });
             if let Some(v) = env("OMNIFORGE_JWT_ISSUER") {
                 jwt.issuer = v;
@@ -360,10 +399,48 @@ impl Config {
         if http.request_timeout_ms == 0 {
             problems.push("http.request_timeout_ms: must be positive".into());
         }
+        if let Err(e) = crate::auth::client::ClientAddressRule::new(
+            http.client_address_header.as_deref(),
+            &http.trusted_proxies,
+        ) {
+            problems.push(format!("http.client_address_header / trusted_proxies: {e}"));
+        }
+        if http.client_address_header.is_some() && http.trusted_proxies.is_empty() {
+            problems.push(
+                "http.trusted_proxies: name the proxies whose client_address_header is believed"
+                    .into(),
+            );
+        }
+        if self.auth.key_cache_capacity == Some(0) {
+            problems.push("auth.key_cache_capacity: must be positive".into());
+        }
+        if self.auth.concurrent_verifications == Some(0) {
+            problems.push("auth.concurrent_verifications: must be positive".into());
+        }
         if let Some(jwt) = &self.auth.jwt {
             jwt.validate(problems);
         }
         self.skills.validate(problems);
+    }
+
+    /// The authenticator's settings, defaults filled in.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        crate::auth::AuthSettings {
+            recheck: std::time::Duration::from_millis(
+                self.auth.api_key_recheck_ms.unwrap_or(2_000),
+            ),
+            key_cache_capacity: self.auth.key_cache_capacity.unwrap_or(100_000),
+            failed_verifications_per_minute: self.rate_limits.failed_key_verifications_per_minute,
+            failed_auth_per_minute: self.rate_limits.failed_auth_per_minute,
+            concurrent_verifications: self
+                .auth
+                .concurrent_verifications
+                .unwrap_or((cores / 2).max(1)),
+            verification_wait: std::time::Duration::from_millis(
+                self.auth.verification_wait_ms.unwrap_or(5_000),
+            ),
+        }
     }
 
     /// The database URL to connect to.

@@ -15,7 +15,8 @@ pub struct SkillsConfig {
     pub platform_max: PlatformLimits,
     /// The policy of tenants that have none of their own.
     pub default_policy: crate::skills::policy::TenantPolicy,
-    /// Storage of the `kv` capability per (tenant, skill), keys and values together.
+    /// Storage of the `kv` capability per (tenant, skill): every entry's key, value and 160
+    /// bytes of overhead. The tenant's total over all skills is its policy's `max_kv_bytes`.
     pub kv_quota_bytes: u64,
     /// Usage counters are written to the database at least this often.
     pub usage_flush_ms: u64,
@@ -26,6 +27,13 @@ pub struct SkillsConfig {
     /// between servers of the same version (entries are content-addressed and written
     /// atomically).
     pub artifact_cache_dir: Option<PathBuf>,
+    /// Memory all running sandboxes may reserve together, MiB: each invocation reserves its
+    /// memory limit before it starts, waits up to `memory_budget_wait_ms` for room, and is
+    /// refused (429, `limit: memory_budget`) beyond. Default: half of the machine's (or the
+    /// container's) memory.
+    pub memory_budget_mb: Option<u64>,
+    /// How long an invocation waits for room in the memory budget.
+    pub memory_budget_wait_ms: u64,
     /// Compile components in a child process (`omniforge internal compile`), away from the
     /// server's memory; off, they compile on a blocking thread of the server. Honoured by
     /// `omniforge serve` (the library's `Server::start` compiles in-process).
@@ -58,9 +66,13 @@ pub struct RateLimitConfig {
     pub per_tenant_per_second: u32,
     /// Burst of one tenant.
     pub per_tenant_burst: u32,
-    /// Secret verifications (argon2) per minute for one API key prefix: caps what guessing
-    /// a known key's secret costs. Keys in use are verified once, then answered from memory.
-    pub key_verifications_per_minute: u32,
+    /// Wrong secrets per minute for one API key prefix before further wrong secrets for it
+    /// are answered 429. Only failures count: a valid key is never refused for them.
+    #[serde(alias = "key_verifications_per_minute")]
+    pub failed_key_verifications_per_minute: u32,
+    /// Failed authentications per minute from one client address (an IPv6 /64) before
+    /// further failures from it are answered 429; valid credentials are never refused.
+    pub failed_auth_per_minute: u32,
 }
 
 impl Default for SkillsConfig {
@@ -73,6 +85,8 @@ impl Default for SkillsConfig {
             usage_flush_ms: 1_000,
             metadata_recheck_ms: 2_000,
             artifact_cache_dir: None,
+            memory_budget_mb: None,
+            memory_budget_wait_ms: 1_000,
             compile_in_subprocess: true,
         }
     }
@@ -96,7 +110,8 @@ impl Default for RateLimitConfig {
             per_key_burst: 2_000,
             per_tenant_per_second: 5_000,
             per_tenant_burst: 10_000,
-            key_verifications_per_minute: 10,
+            failed_key_verifications_per_minute: 10,
+            failed_auth_per_minute: 60,
         }
     }
 }
@@ -116,6 +131,9 @@ impl SkillsConfig {
         let max = &self.platform_max;
         if max.fuel == 0 || max.memory_mb == 0 || max.timeout_ms == 0 || max.output_bytes == 0 {
             problems.push("skills.platform_max: every limit must be positive".into());
+        }
+        if self.memory_budget_mb == Some(0) {
+            problems.push("skills.memory_budget_mb: must be positive".into());
         }
         if let Err(e) = self.default_policy.check() {
             problems.push(format!("skills.default_policy: {e}"));

@@ -1,20 +1,44 @@
 //! The `kv` capability backed by the database: scoped to (tenant, skill name), shared by all
-//! of the skill's versions and by every replica of the server.
+//! of the skill's versions and by every replica of the server. Storage is limited per skill
+//! (`skills.kv_quota_bytes`) and per tenant over all its skills (the policy's
+//! `max_kv_bytes`).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use omniforge_runtime::capabilities::{KvScope, KvStore, KvStoreError};
-use omniforge_store::{Database, KvIncrement, KvWrite, StoreError};
+use omniforge_store::{Database, KvIncrement, KvQuota, KvWrite, StoreError};
 
-/// [`KvStore`] over the server's database, with a storage quota per scope.
+use crate::skills::policy::Policies;
+
+/// [`KvStore`] over the server's database, with storage quotas per skill and per tenant.
 pub struct DbKvStore {
     db: Database,
-    quota_bytes: u64,
+    policies: Arc<Policies>,
+    scope_quota_bytes: u64,
 }
 
 impl DbKvStore {
-    /// A store over `db` allowing `quota_bytes` of keys and values per scope.
-    pub fn new(db: Database, quota_bytes: u64) -> Self {
-        Self { db, quota_bytes }
+    /// A store over `db` allowing `scope_quota_bytes` per skill, and per tenant what its
+    /// policy allows.
+    pub fn new(db: Database, policies: Arc<Policies>, scope_quota_bytes: u64) -> Self {
+        Self {
+            db,
+            policies,
+            scope_quota_bytes,
+        }
+    }
+
+    async fn quota(&self, scope: &KvScope) -> Result<KvQuota, KvStoreError> {
+        let policy = self
+            .policies
+            .get(&scope.tenant)
+            .await
+            .map_err(unavailable)?;
+        Ok(KvQuota {
+            scope_bytes: self.scope_quota_bytes,
+            tenant_bytes: policy.max_kv_bytes,
+        })
     }
 }
 
@@ -37,7 +61,7 @@ impl KvStore for DbKvStore {
         match self
             .db
             .tenant(&scope.tenant)
-            .kv_set(&scope.skill, key, &value, self.quota_bytes)
+            .kv_set(&scope.skill, key, &value, self.quota(scope).await?)
             .await
             .map_err(unavailable)?
         {
@@ -75,7 +99,7 @@ impl KvStore for DbKvStore {
         match self
             .db
             .tenant(&scope.tenant)
-            .kv_increment(&scope.skill, key, delta, self.quota_bytes)
+            .kv_increment(&scope.skill, key, delta, self.quota(scope).await?)
             .await
             .map_err(unavailable)?
         {

@@ -26,29 +26,62 @@ pub enum QuotaPeriod {
 }
 
 /// One tenant's limits and quotas. Every invocation runs with the minimum of the skill's
-/// manifest, this policy and the platform maximum.
+/// manifest, this policy and the platform maximum. Every field has a documented maximum
+/// ([`PolicyMaxima`], docs/skills-api.md); a value above it is refused, not clamped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantPolicy {
     /// Fuel units per invocation.
+    #[schema(minimum = 1, maximum = 10_000_000_000_000_u64)]
     pub max_fuel: u64,
     /// Memory per invocation, MiB.
+    #[schema(minimum = 1, maximum = 16_384)]
     pub max_memory_mb: u64,
     /// Wall time per invocation, ms.
+    #[schema(minimum = 1, maximum = 3_600_000)]
     pub max_timeout_ms: u64,
     /// Invocations of the tenant running at once (per server).
+    #[schema(minimum = 1, maximum = 1_024)]
     pub max_concurrency: u32,
     /// The quota period.
     pub quota_period: QuotaPeriod,
     /// Invocations per period; none = unlimited.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_u64)]
     pub max_invocations: Option<u64>,
     /// Fuel per period, all invocations together; none = unlimited.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_000_u64)]
     pub max_total_fuel: Option<u64>,
+    /// Bytes all of the tenant's skills may keep in `kv` together, each entry charged its
+    /// key, its value and 160 bytes of overhead.
+    #[schema(minimum = 0, maximum = 1_099_511_627_776_u64)]
+    pub max_kv_bytes: u64,
     /// Outbound HTTP destinations skills may reach on this tenant's behalf: a destination a
     /// skill declares is allowed only if it also matches one of these. None = whatever
     /// the skill declares.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
     pub http_allow: Option<Vec<HostPattern>>,
+}
+
+/// The largest value each policy field accepts.
+pub struct PolicyMaxima;
+
+impl PolicyMaxima {
+    /// `max_fuel`: 10^13 (over half an hour of a core's tightest loop).
+    pub const FUEL: u64 = 10_000_000_000_000;
+    /// `max_memory_mb`: 16 GiB.
+    pub const MEMORY_MB: u64 = 16_384;
+    /// `max_timeout_ms`: one hour.
+    pub const TIMEOUT_MS: u64 = 3_600_000;
+    /// `max_concurrency`.
+    pub const CONCURRENCY: u32 = 1_024;
+    /// `max_invocations`: 10^12 a period.
+    pub const INVOCATIONS: u64 = 1_000_000_000_000;
+    /// `max_total_fuel`: 10^18 a period (fits the usage counters' signed 64 bits).
+    pub const TOTAL_FUEL: u64 = 1_000_000_000_000_000_000;
+    /// `max_kv_bytes`: 1 TiB.
+    pub const KV_BYTES: u64 = 1 << 40;
+    /// Entries of `http_allow`.
+    pub const HTTP_ALLOW: usize = 100;
 }
 
 impl Default for TenantPolicy {
@@ -57,23 +90,53 @@ impl Default for TenantPolicy {
             max_fuel: 10_000_000_000,
             max_memory_mb: 256,
             max_timeout_ms: 30_000,
-            max_concurrency: 64,
+            max_concurrency: 16,
             quota_period: QuotaPeriod::Month,
             max_invocations: None,
             max_total_fuel: None,
+            max_kv_bytes: 64 << 20,
             http_allow: None,
         }
     }
 }
 
 impl TenantPolicy {
-    /// Checks the values are usable.
-    pub fn check(&self) -> Result<(), String> {
-        if self.max_fuel == 0 || self.max_memory_mb == 0 || self.max_timeout_ms == 0 {
-            return Err("max_fuel, max_memory_mb and max_timeout_ms must be positive".into());
+    /// Checks every value is within its bounds; the error names the field.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        fn within(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), PolicyError> {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(PolicyError {
+                    field,
+                    message: format!("{field}: {value} is not between {min} and {max}"),
+                })
+            }
         }
-        if self.max_concurrency == 0 {
-            return Err("max_concurrency must be positive".into());
+        type M = PolicyMaxima;
+        within("max_fuel", self.max_fuel, 1, M::FUEL)?;
+        within("max_memory_mb", self.max_memory_mb, 1, M::MEMORY_MB)?;
+        within("max_timeout_ms", self.max_timeout_ms, 1, M::TIMEOUT_MS)?;
+        within(
+            "max_concurrency",
+            u64::from(self.max_concurrency),
+            1,
+            u64::from(M::CONCURRENCY),
+        )?;
+        if let Some(n) = self.max_invocations {
+            within("max_invocations", n, 0, M::INVOCATIONS)?;
+        }
+        if let Some(n) = self.max_total_fuel {
+            within("max_total_fuel", n, 0, M::TOTAL_FUEL)?;
+        }
+        within("max_kv_bytes", self.max_kv_bytes, 0, M::KV_BYTES)?;
+        if let Some(hosts) = &self.http_allow
+            && hosts.len() > M::HTTP_ALLOW
+        {
+            return Err(PolicyError {
+                field: "http_allow",
+                message: format!("http_allow: at most {} entries", M::HTTP_ALLOW),
+            });
         }
         Ok(())
     }
@@ -100,6 +163,21 @@ impl TenantPolicy {
             tenant_concurrency: self.max_concurrency,
             ..InvocationLimits::platform_default()
         }
+    }
+}
+
+/// A policy value out of its bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong, naming the bounds.
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -85,6 +85,7 @@ pub fn test_config(db: &TestDatabase) -> Config {
         jwks_url: None,
         tenant_claim: "tenant".into(),
         leeway_secs: 0,
+        jwks_ttl_secs: 600,
     });
     config
 }

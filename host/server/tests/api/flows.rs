@@ -358,7 +358,15 @@ async fn the_audit_log_records_request_ids_and_pages_with_filters() {
                 .expect(200, "page")
                 .clone();
             for event in page["items"].as_array().unwrap() {
-                seen.push(event["request_id"].as_str().unwrap().to_owned());
+                let id = event["id"].as_str().unwrap();
+                assert!(id.starts_with("aud_") && id.len() == 36, "{id}");
+                // Creating globex made its owner's first key; acme's log has the platform
+                // admin's copy of that event.
+                let label = match event["details"]["in_tenant"].as_str() {
+                    Some(tenant) if tenant == app.globex.id => "globex's first key",
+                    _ => event["request_id"].as_str().unwrap(),
+                };
+                seen.push(label.to_owned());
             }
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = format!("&cursor={next}"),
@@ -367,7 +375,15 @@ async fn the_audit_log_records_request_ids_and_pages_with_filters() {
         }
         assert_eq!(
             seen,
-            ["req-4", "req-3", "req-2", "req-1", "req-0", "bootstrap"]
+            [
+                "req-4",
+                "req-3",
+                "req-2",
+                "req-1",
+                "req-0",
+                "globex's first key",
+                "bootstrap"
+            ]
         );
         app.call(Method::GET, "/api/v1/audit-events?limit=0", key, None)
             .await
@@ -388,14 +404,31 @@ async fn the_audit_log_records_request_ids_and_pages_with_filters() {
             .await
             .expect(200, "globex's log")
             .clone();
+        let items = globex["items"].as_array().unwrap();
         assert!(
-            globex["items"]
-                .as_array()
-                .unwrap()
+            items
                 .iter()
                 .all(|e| e["tenant_id"] == app.globex.id.as_str()),
             "another tenant's events leaked"
         );
+        // Globex's creation is in its log as the platform's doing, without acme's ids.
+        let text = globex.to_string();
+        assert!(!text.contains(&app.acme.owner_id), "{text}");
+        assert!(!text.contains(&app.acme.id), "{text}");
+        let created: Vec<&str> = items
+            .iter()
+            .filter(|e| {
+                ["tenant.create", "user.create", "api_key.create"]
+                    .contains(&e["action"].as_str().unwrap())
+            })
+            .map(|e| e["actor"].as_str().unwrap())
+            .collect();
+        assert_eq!(created, ["platform", "platform", "platform"], "{text}");
+        // Ids are opaque: nothing in them counts other tenants' events.
+        let ids: Vec<&str> = items.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(ids, sorted, "newest first, by id");
     }
 }
 

@@ -288,20 +288,21 @@ async fn rate_limits_answer_429_with_retry_after_per_key_and_per_tenant() {
 async fn guessing_a_known_keys_secret_is_limited_per_prefix() {
     for db in all().await {
         let mut config = test_config(&db);
-        config.rate_limits.key_verifications_per_minute = 3;
+        config.rate_limits.failed_key_verifications_per_minute = 3;
         let app = TestApp::start_with(db, config).await;
         let me = |key: String| {
             let app = &app;
             async move { app.call(Method::GET, "/api/v1/me", Some(&key), None).await }
         };
-        // acme's key is in use (verified once, then answered from memory).
+        // acme's key is in use (verified once, then answered from memory); its successful
+        // verification does not count against its prefix.
         me(app.acme.key.clone()).await.expect(200, "acme's key");
         let prefix = &app.acme.key[..17];
         let guess = |n: usize| format!("{prefix}{n:0>43}");
-        for n in 0..2 {
+        for n in 0..3 {
             me(guess(n)).await.expect(401, "a wrong secret");
         }
-        let (retry, problem) = me_refused(&app, &guess(2)).await;
+        let (retry, problem) = me_refused(&app, &guess(3)).await;
         assert!((1..=20).contains(&retry), "{retry}");
         assert_eq!(
             problem.expect(429, "a guess past the limit")["limit"],

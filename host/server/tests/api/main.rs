@@ -3,8 +3,10 @@
 //! fresh PostgreSQL database per test.
 
 mod common;
+mod escalation;
 mod flows;
 mod limits;
+mod lockout;
 mod openapi;
 mod routes;
 mod sharing;

@@ -101,7 +101,8 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
         // Every route gets a wrong secret for acme's prefix: more guesses than the default
         // allows (limits.rs tests that limit).
         let mut config = test_config(&db);
-        config.rate_limits.key_verifications_per_minute = 0;
+        config.rate_limits.failed_key_verifications_per_minute = 0;
+        config.rate_limits.failed_auth_per_minute = 0;
         let app = TestApp::start_with(db, config).await;
         let acme_key_id = app
             .call(Method::GET, "/api/v1/me", Some(&app.acme.key), None)

@@ -131,6 +131,7 @@ async fn rs256_tokens_from_a_pem_or_a_jwks_and_no_algorithm_confusion() {
             jwks_url: Some(jwks_url.clone()),
             tenant_claim: "tenant".into(),
             leeway_secs: 0,
+            jwks_ttl_secs: 600,
         });
         let app = TestApp::start_with(db, config).await;
         let now = now_ms() / 1000;

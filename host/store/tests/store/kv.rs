@@ -2,7 +2,7 @@
 //! quotas, byte-order prefix listing with LIKE wildcards as plain characters, any string as
 //! a key (U+0000 included), tenant scoping.
 
-use omniforge_store::{AuditContext, KvIncrement, KvWrite};
+use omniforge_store::{AuditContext, KV_ENTRY_OVERHEAD, KvIncrement, KvQuota, KvWrite};
 
 use crate::common::all;
 
@@ -11,10 +11,7 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
     for test in all().await {
         let db = &test.db;
         db.migrate().await.unwrap();
-        let audit = AuditContext {
-            actor: "system:test".into(),
-            request_id: "kv".into(),
-        };
+        let audit = AuditContext::system("test", "kv");
         let platform = db.platform();
         let acme = platform
             .create_tenant(&audit, "acme", "Acme")
@@ -24,7 +21,10 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
             .create_tenant(&audit, "globex", "Globex")
             .await
             .unwrap();
-        let quota = 1 << 20;
+        let quota = KvQuota {
+            scope_bytes: 1 << 20,
+            tenant_bytes: 1 << 30,
+        };
 
         let tasks: Vec<_> = (0..20)
             .map(|_| {
@@ -100,28 +100,38 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
         assert_eq!(a.kv_get("ns/bytes", "k\0").await.unwrap(), None);
         assert!(a.kv_get("ns/bytes", "k\0\0").await.unwrap().is_some());
 
-        // The quota counts keys and values; replacing a value frees the old one.
+        // The quota counts keys, values and the per-entry overhead; replacing a value frees
+        // the old one.
+        let small = KvQuota {
+            scope_bytes: 300,
+            tenant_bytes: 1 << 30,
+        };
+        assert_eq!(KV_ENTRY_OVERHEAD, 160);
         assert_eq!(
-            a.kv_set("ns/quota", "k", &[0; 90], 100).await.unwrap(),
+            a.kv_set("ns/quota", "k", &[0; 90], small).await.unwrap(),
+            KvWrite::Written,
+            "1 + 90 + 160 of 300"
+        );
+        assert_eq!(
+            a.kv_set("ns/quota", "j", &[0; 20], small).await.unwrap(),
+            KvWrite::QuotaExceeded,
+            "251 + 181 of 300"
+        );
+        assert_eq!(
+            a.kv_set("ns/quota", "k", &[0; 99], small).await.unwrap(),
             KvWrite::Written
         );
         assert_eq!(
-            a.kv_set("ns/quota", "j", &[0; 20], 100).await.unwrap(),
-            KvWrite::QuotaExceeded
-        );
-        assert_eq!(
-            a.kv_set("ns/quota", "k", &[0; 99], 100).await.unwrap(),
-            KvWrite::Written
-        );
-        assert_eq!(
-            a.kv_increment("ns/quota", "n", 1, 100).await.unwrap(),
+            a.kv_increment("ns/quota", "n", 1, small).await.unwrap(),
             KvIncrement::QuotaExceeded
         );
         a.kv_delete("ns/quota", "k").await.unwrap();
         assert_eq!(
-            a.kv_set("ns/quota", "j", &[0; 20], 100).await.unwrap(),
+            a.kv_set("ns/quota", "j", &[0; 20], small).await.unwrap(),
             KvWrite::Written
         );
+        let usage = a.kv_usage("ns/quota").await.unwrap();
+        assert_eq!((usage.scope_bytes, usage.scope_entries), (181, 1));
 
         // The tenant's export carries its kv data, base64, and no other tenant's.
         g.kv_set("ns/counter", "secret", b"globex only", quota)
@@ -152,5 +162,86 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
             ]
         );
         assert!(export.kv_entries.iter().all(|e| e.updated_at_ms > 0));
+    }
+}
+
+#[tokio::test]
+async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_entries() {
+    for test in all().await {
+        let db = &test.db;
+        db.migrate().await.unwrap();
+        let audit = AuditContext::system("test", "kv");
+        let acme = db
+            .platform()
+            .create_tenant(&audit, "acme", "Acme")
+            .await
+            .unwrap();
+        let globex = db
+            .platform()
+            .create_tenant(&audit, "globex", "Globex")
+            .await
+            .unwrap();
+        // Each entry is 1 + 10 + 160 = 171 bytes: 11 fit in 2,000 bytes, whichever skills
+        // hold them, and concurrent writers cannot all pass the check.
+        let quota = KvQuota {
+            scope_bytes: 1 << 20,
+            tenant_bytes: 2_000,
+        };
+        let tasks: Vec<_> = (0..20)
+            .map(|n| {
+                let db = db.clone();
+                let tenant = acme.id.clone();
+                tokio::spawn(async move {
+                    db.tenant(&tenant)
+                        .kv_set(&format!("ns/skill-{n}"), "k", &[7; 10], quota)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut written = 0;
+        for task in tasks {
+            if task.await.unwrap() == KvWrite::Written {
+                written += 1;
+            }
+        }
+        assert_eq!(written, 11, "{}", db.backend().name());
+        let a = db.tenant(&acme.id);
+        assert_eq!(a.kv_tenant_usage().await.unwrap(), (11 * 171, 11));
+        // Another tenant's store is its own.
+        let g = db.tenant(&globex.id);
+        assert_eq!(
+            g.kv_set("ns/skill-0", "k", &[7; 10], quota).await.unwrap(),
+            KvWrite::Written
+        );
+        // Deleting frees room for any skill; replacing with a smaller value frees the rest.
+        let export = a.export().await.unwrap().unwrap();
+        let first = &export.kv_entries[0].skill;
+        a.kv_delete(first, "k").await.unwrap();
+        assert_eq!(
+            a.kv_set("ns/another", "k", &[7; 10], quota).await.unwrap(),
+            KvWrite::Written
+        );
+        assert_eq!(
+            a.kv_set("ns/another", "kk", &[7; 10], quota).await.unwrap(),
+            KvWrite::QuotaExceeded
+        );
+        // The totals are what the entries add up to.
+        let export = a.export().await.unwrap().unwrap();
+        let charged: i64 = export
+            .kv_entries
+            .iter()
+            .map(|e| {
+                use base64::Engine as _;
+                let value = base64::engine::general_purpose::STANDARD
+                    .decode(&e.value_base64)
+                    .unwrap();
+                (e.key.len() + value.len()) as i64 + 160
+            })
+            .sum();
+        assert_eq!(
+            a.kv_tenant_usage().await.unwrap(),
+            (charged, export.kv_entries.len() as i64)
+        );
     }
 }

@@ -160,27 +160,44 @@ async fn unsupported_urls_are_refused_without_echoing_them() {
     );
 }
 
+/// Runs one statement with text parameters on either engine (for writing rows the way an
+/// older schema had them).
+async fn exec(db: &Database, sql: &str, params: &[&str]) {
+    macro_rules! run {
+        ($pool:expr) => {{
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+            for p in params {
+                query = query.bind(*p);
+            }
+            query.execute($pool).await.unwrap();
+        }};
+    }
+    match db {
+        Database::Sqlite(pool) => run!(pool),
+        Database::Postgres(pool) => run!(pool),
+    }
+}
+
 #[tokio::test]
 async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
     for test in all().await {
         let db = &test.db;
         db.migrate_to(20261124000002).await.unwrap();
-        let audit = omniforge_store::AuditContext {
-            actor: "system:test".into(),
-            request_id: "m".into(),
-        };
-        let tenant = db
-            .platform()
-            .create_tenant(&audit, "acme", "Acme")
-            .await
-            .unwrap();
-        let insert = "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
-                      updated_at_ms) VALUES ($1, 'ns/s', $2, $3, 3, 0)";
+        // Rows written as the schema of the time had them (today's code writes newer ones).
+        exec(
+            db,
+            "INSERT INTO tenants (id, slug, name, status, created_at_ms, updated_at_ms) \
+             VALUES ('ten_m', 'acme', 'Acme', 'active', 0, 0)",
+            &[],
+        )
+        .await;
+        let tenant = omniforge_store::TenantId::new("ten_m");
         for key in ["b", "ab", "é"] {
+            let insert = "INSERT INTO kv_entries (tenant_id, skill, key, value, size_bytes, \
+                          updated_at_ms) VALUES ('ten_m', 'ns/s', $1, $2, 3, 0)";
             match db {
                 Database::Sqlite(pool) => {
                     sqlx::query(insert)
-                        .bind(tenant.id.as_str())
                         .bind(key)
                         .bind(key.as_bytes())
                         .execute(pool)
@@ -189,7 +206,6 @@ async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
                 }
                 Database::Postgres(pool) => {
                     sqlx::query(insert)
-                        .bind(tenant.id.as_str())
                         .bind(key)
                         .bind(key.as_bytes())
                         .execute(pool)
@@ -199,7 +215,7 @@ async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
             }
         }
         db.migrate().await.unwrap();
-        let store = db.tenant(&tenant.id);
+        let store = db.tenant(&tenant);
         assert_eq!(
             store.kv_list_keys("ns/s", "", 10).await.unwrap(),
             ["ab", "b", "é"],
@@ -210,5 +226,82 @@ async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
             store.kv_get("ns/s", "é").await.unwrap().as_deref(),
             Some("é".as_bytes())
         );
+        // The move to running kv totals charged the existing entries: key + value + 160.
+        // ("b", "b"), ("ab", "ab") and ("é", "é" as 2 bytes each): 10 bytes and 3 rows.
+        let usage = store.kv_usage("ns/s").await.unwrap();
+        assert_eq!(
+            (usage.tenant_bytes, usage.scope_bytes),
+            (3 * 160 + 10, 3 * 160 + 10)
+        );
+    }
+}
+
+#[tokio::test]
+async fn audit_events_get_opaque_ids_in_their_old_order() {
+    for test in all().await {
+        let db = &test.db;
+        db.migrate_to(20261124000003).await.unwrap();
+        exec(
+            db,
+            "INSERT INTO tenants (id, slug, name, status, created_at_ms, updated_at_ms) \
+             VALUES ('ten_m', 'acme', 'Acme', 'active', 0, 0)",
+            &[],
+        )
+        .await;
+        // Two events in one millisecond and one later, written with integer ids.
+        for (at, action) in [
+            ("1000", "a.first"),
+            ("1000", "a.second"),
+            ("2000", "a.third"),
+        ] {
+            exec(
+                db,
+                &format!(
+                    "INSERT INTO audit_events (tenant_id, actor, action, resource_type, \
+                     resource_id, request_id, details, created_at_ms) \
+                     VALUES ('ten_m', 'system:test', $1, 'x', 'x', 'r', '{{}}', {at})"
+                ),
+                &[action],
+            )
+            .await;
+        }
+        db.migrate().await.unwrap();
+        let events = db
+            .tenant(&omniforge_store::TenantId::new("ten_m"))
+            .list_audit_events(&omniforge_store::AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["a.third", "a.second", "a.first"],
+            "{}",
+            db.backend().name()
+        );
+        for event in &events {
+            assert!(
+                event.id.starts_with("aud_") && event.id.len() == 36,
+                "{}",
+                event.id
+            );
+        }
+        // New events sort after the migrated ones.
+        let audit = omniforge_store::AuditContext::system("test", "m");
+        db.platform()
+            .rename_tenant(&audit, &omniforge_store::TenantId::new("ten_m"), "Acme 2")
+            .await
+            .unwrap();
+        let newest = db
+            .tenant(&omniforge_store::TenantId::new("ten_m"))
+            .list_audit_events(&omniforge_store::AuditFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(newest[0].action, "tenant.update");
     }
 }

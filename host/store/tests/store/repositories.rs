@@ -9,10 +9,7 @@ use omniforge_store::{
 use crate::common::all;
 
 fn audit(request: &str) -> AuditContext {
-    AuditContext {
-        actor: "system:test".into(),
-        request_id: request.into(),
-    }
+    AuditContext::system("test", request)
 }
 
 fn key(user: &UserId, prefix: &str) -> NewApiKey {
@@ -23,6 +20,7 @@ fn key(user: &UserId, prefix: &str) -> NewApiKey {
         secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         scopes: vec!["skill:read".into()],
         expires_at_ms: None,
+        created_by: None,
     }
 }
 
