@@ -34,7 +34,7 @@ pub use archive::{
     ArchiveEntry, COMPONENT_FILE, MANIFEST_FILE, README_FILE, SIGNATURE_FILE, read_archive,
     write_archive, write_archive_to,
 };
-pub use blob::{BlobError, BlobReader, BlobStore, FsBlobStore};
+pub use blob::{BlobError, BlobReader, BlobStore, FsBlobStore, sweep_dir};
 pub use component::{ComponentInfo, prepare_component};
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use error::PackageError;

@@ -5,9 +5,10 @@
 
 mod admin;
 mod author;
-mod compile;
+mod exit;
 mod key;
 mod migrate;
+mod offload;
 mod remote;
 mod run;
 mod serve;
@@ -21,7 +22,7 @@ use tracing_subscriber::EnvFilter;
 
 /// OmniForge: run AI-agent skills packaged as WebAssembly components, sandboxed.
 #[derive(Debug, Parser)]
-#[command(name = "omniforge", version, about, propagate_version = true)]
+#[command(name = "omniforge", version, about, propagate_version = true, after_help = exit::TABLE)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,8 +55,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum InternalCommand {
-    /// Compile the component on stdin; write the artifact to stdout.
-    Compile,
+    /// Compile a component (a file or stdin) into an artifact (a file or stdout).
+    Compile(offload::CompileArgs),
+    /// Validate a package file, write its component, print its summary as JSON.
+    Validate(offload::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(run::EXIT_USAGE);
+            return ExitCode::from(exit::USAGE);
         }
     };
     runtime.block_on(async {
@@ -89,7 +92,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => report(serve::run(args).await),
             Command::Admin(command) => report(admin::run(command).await),
             Command::Openapi => report(print_openapi()),
-            Command::Internal(InternalCommand::Compile) => report(compile::compile_stdin()),
+            Command::Internal(InternalCommand::Compile(args)) => report(offload::compile(args)),
+            Command::Internal(InternalCommand::Validate(args)) => report(offload::validate(args)),
         }
     })
 }
@@ -99,16 +103,7 @@ fn print_openapi() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints an error as one line (with its causes) and maps it to the usage exit code.
-fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(run::EXIT_SKILL_ERROR)
-        }
-    }
-}
+use exit::report;
 
 /// Logs go to stderr so stdout carries only the skill's output. `OMNIFORGE_LOG` (tracing's
 /// filter syntax) overrides the default, which shows the skill's own log messages.

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::run::{EXIT_LIMIT, EXIT_SKILL_ERROR, EXIT_TRAP, EXIT_USAGE, read_input};
+use crate::exit;
+use crate::run::read_input;
 
 /// Where the server is and who we are.
 #[derive(Debug, Args)]
@@ -37,8 +38,16 @@ pub struct ClientArgs {
 /// Arguments of `omniforge skill publish`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// A package (`.zip`) or a directory with omniforge.toml (packed first).
+    /// A package (`.zip`) or a directory with omniforge.toml and the built component (packed
+    /// first).
     package: PathBuf,
+    /// Return as soon as the server has stored the package, without waiting for it to
+    /// compile the component (until it has, invocations answer 503 `skill-compiling`).
+    #[arg(long)]
+    no_wait: bool,
+    /// Longest wait for the server to compile the component, in seconds.
+    #[arg(long, default_value_t = 600)]
+    wait_secs: u64,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -54,6 +63,10 @@ pub struct InvokeArgs {
     /// Print the whole answer (output, version, usage) instead of the output alone.
     #[arg(long)]
     report: bool,
+    /// Longest wait, in seconds, for a server still compiling the skill (it answers 503
+    /// `skill-compiling` with `Retry-After`; the invocation is retried after it).
+    #[arg(long, default_value_t = 300)]
+    wait_secs: u64,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -171,8 +184,13 @@ impl Client {
             status: 0,
             kind: String::new(),
             message: format!("cannot reach {}: {e}", self.base),
+            retry_after: None,
         })?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         let text = response.text().await.unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status < 400 {
@@ -196,16 +214,33 @@ impl Client {
             status,
             message: format!("{status}{label}: {detail}"),
             kind,
+            retry_after,
         })
     }
 }
 
-/// An error answer of the server.
+/// An error answer of the server (or none: status 0 when it could not be reached).
 #[derive(Debug)]
-struct Problem {
+pub(crate) struct Problem {
     status: u16,
     kind: String,
     message: String,
+    /// The `Retry-After` seconds, when the server said.
+    retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// The exit code from the table in [`crate::exit`].
+    pub(crate) fn exit_code(&self) -> u8 {
+        match (self.status, self.kind.as_str()) {
+            (_, "skill-trapped") => exit::TRAP,
+            (_, "limit-exceeded" | "timeout") | (429, _) => exit::LIMIT,
+            (_, "invalid-input" | "skill-error") => exit::SKILL_ERROR,
+            (401 | 403, _) => exit::AUTH,
+            (0, _) | (500.., _) => exit::UNAVAILABLE,
+            _ => exit::USAGE,
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -253,15 +288,55 @@ pub async fn publish(args: PublishArgs) -> Result<()> {
     let answer = client.send(request).await;
     bar.finish_and_clear();
     let answer = answer?;
-    println!(
-        "published {} {} (sha256:{}, {} bytes, {})",
+    let (name, version) = (
         answer["name"].as_str().unwrap_or_default(),
         answer["version"].as_str().unwrap_or_default(),
+    );
+    println!(
+        "published {name} {version} (sha256:{}, {} bytes, {})",
         answer["digest"].as_str().unwrap_or_default(),
         answer["size_bytes"],
         answer["visibility"].as_str().unwrap_or_default(),
     );
+    if answer["compiled"] == Value::Bool(false) && !args.no_wait {
+        wait_until_compiled(&client, name, version, args.wait_secs).await?;
+    }
     Ok(())
+}
+
+/// Polls the version until the server has compiled its component (publishing answered
+/// before the compile ended: a large component on a busy machine).
+async fn wait_until_compiled(
+    client: &Client,
+    name: &str,
+    version: &str,
+    wait_secs: u64,
+) -> Result<()> {
+    eprintln!("the server is compiling {name} {version}; waiting (--no-wait to skip)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+    loop {
+        let request = client.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/skills/{name}/versions/{version}"),
+        )?;
+        if client.send(request).await?["compiled"] == Value::Bool(true) {
+            eprintln!("compiled: {name} {version} is ready to invoke");
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Problem {
+                status: 503,
+                kind: "skill-compiling".into(),
+                message: format!(
+                    "{name} {version} is published but still compiling after {wait_secs} s; \
+                     invocations answer 503 skill-compiling until it is done"
+                ),
+                retry_after: None,
+            }
+            .into());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Splits `ns/name[@req]`.
@@ -281,21 +356,7 @@ fn parse_target(target: &str) -> Result<(&str, Option<&str>)> {
 
 /// Invokes a skill and prints its output; exits like `omniforge run` on failures.
 pub async fn invoke(args: InvokeArgs) -> ExitCode {
-    match try_invoke(&args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            let code = match e.downcast_ref::<Problem>() {
-                Some(p) if p.kind == "skill-trapped" => EXIT_TRAP,
-                Some(p) if p.kind == "limit-exceeded" || p.kind == "timeout" || p.status == 429 => {
-                    EXIT_LIMIT
-                }
-                Some(p) if p.kind == "invalid-input" || p.kind == "skill-error" => EXIT_SKILL_ERROR,
-                _ => EXIT_USAGE,
-            };
-            ExitCode::from(code)
-        }
-    }
+    exit::report(try_invoke(&args).await)
 }
 
 async fn try_invoke(args: &InvokeArgs) -> Result<()> {
@@ -314,13 +375,30 @@ async fn try_invoke(args: &InvokeArgs) -> Result<()> {
         input: &input,
         version: requirement,
     };
-    let request = client
-        .request(
-            reqwest::Method::POST,
-            &format!("/api/v1/skills/{name}/invoke"),
-        )?
-        .json(&body);
-    let answer = client.send(request).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait_secs);
+    let mut noted = false;
+    let answer = loop {
+        let request = client
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/skills/{name}/invoke"),
+            )?
+            .json(&body);
+        match client.send(request).await {
+            Err(problem) if problem.kind == "skill-compiling" => {
+                let wait = std::time::Duration::from_secs(problem.retry_after.unwrap_or(2));
+                if std::time::Instant::now() + wait > deadline {
+                    return Err(problem.into());
+                }
+                if !noted {
+                    eprintln!("the server is still compiling {name}; retrying");
+                    noted = true;
+                }
+                tokio::time::sleep(wait).await;
+            }
+            other => break other?,
+        }
+    };
     if args.report {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {

@@ -15,20 +15,14 @@ use omniforge_runtime::{
     Runtime, RuntimeConfig, TenantId,
 };
 
-/// Exit code of a run whose skill returned its own error or rejected the input.
-pub const EXIT_SKILL_ERROR: u8 = 1;
-/// Exit code of bad arguments, or a component that cannot be loaded.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code of a run stopped by a limit (fuel, memory, output, time, concurrency).
-pub const EXIT_LIMIT: u8 = 3;
-/// Exit code of a run whose skill crashed (trapped).
-pub const EXIT_TRAP: u8 = 4;
+use crate::exit::{
+    LIMIT as EXIT_LIMIT, SKILL_ERROR as EXIT_SKILL_ERROR, TRAP as EXIT_TRAP, USAGE as EXIT_USAGE,
+};
 
 /// Arguments of `omniforge run`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: 0 ok, 1 skill error or invalid input, 2 bad arguments or \
-                        component, 3 limit exceeded, 4 skill crashed."
+    after_help = crate::exit::TABLE
 )]
 pub struct RunArgs {
     /// The skill: a component (`.wasm`) or a package (`.zip`, whose manifest provides

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use omniforge_server::{Config, LogFormat, Server};
+use omniforge_server::{Config, LogFormat, Server, Workers};
 use tracing_subscriber::EnvFilter;
 
 /// Where configuration comes from, shared by the commands that need it: a TOML file, then
@@ -67,13 +67,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     init_logging(&config);
     let database = config.database_description();
-    let compiler: Option<Arc<dyn omniforge_runtime::Compiler>> =
-        if config.skills.compile_in_subprocess {
-            Some(Arc::new(crate::compile::ProcessCompiler::current()?))
-        } else {
-            None
-        };
-    let server = Server::start_with(config, compiler).await?;
+    let workers = if config.skills.compile_in_subprocess {
+        let worker = crate::offload::ProcessWorker::current()?;
+        Workers {
+            compiler: Some(Arc::new(crate::offload::ProcessCompiler(worker.clone()))),
+            validator: Some(Arc::new(crate::offload::ProcessValidator(worker))),
+        }
+    } else {
+        Workers::default()
+    };
+    let server = Server::start_with(config, workers).await?;
     // Scripts and tests read this line to learn the port when 0 was asked for.
     println!("listening on http://{}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), %database, "serving");

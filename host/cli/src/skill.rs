@@ -16,7 +16,7 @@ use omniforge_registry::{
 /// Package commands.
 #[derive(Debug, Subcommand)]
 pub enum SkillCommand {
-    /// Create a skill project from a template (Rust, Python or JavaScript), with the SDK.
+    /// Create a skill project from a template (Rust, Python, JavaScript or C), with the SDK.
     New(crate::author::NewArgs),
     /// Build the project's component with its language's toolchain and check it.
     Build(crate::author::BuildArgs),

@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.skills.default_policy.max_total_fuel = Some(1 << 60);
     let db = open_database(&config).await?;
     let (_, key) = bootstrap(&db, "bench", "bench@example.com").await?;
-    let app = App::new(config, db, None)?;
+    let app = App::new(config, db, omniforge_server::Workers::default())?;
     app.meter.spawn_flusher(Duration::from_millis(1_000));
     let router = router(Arc::clone(&app));
 

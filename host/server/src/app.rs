@@ -1,11 +1,13 @@
 //! The application state shared by every request, built once at start.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use omniforge_registry::{BlobStore, FsBlobStore};
 use omniforge_runtime::{Compiler, Runtime, RuntimeConfig};
 use omniforge_store::Database;
+use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
 use crate::auth::client::ClientAddressRule;
@@ -13,9 +15,22 @@ use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
 use crate::ratelimit::RateLimits;
 use crate::skills::catalog::Catalog;
+use crate::skills::compiles::Compiles;
 use crate::skills::kv::DbKvStore;
 use crate::skills::meter::Meter;
+use crate::skills::packages::{InProcessValidator, PackageValidator};
 use crate::skills::policy::Policies;
+
+/// Work the server can hand to other processes so that large components never pass through
+/// its memory: compiling components and validating packages. `None` does it in this process
+/// (on blocking threads); `omniforge serve` passes child-process workers.
+#[derive(Clone, Default)]
+pub struct Workers {
+    /// Compiles components.
+    pub compiler: Option<Arc<dyn Compiler>>,
+    /// Validates uploaded packages.
+    pub validator: Option<Arc<dyn PackageValidator>>,
+}
 
 /// Everything handlers share: the database, the configuration, the authenticator and the
 /// skill services.
@@ -32,6 +47,17 @@ pub struct App {
     pub runtime: Arc<Runtime>,
     /// Resolves and prepares skill versions.
     pub catalog: Arc<Catalog>,
+    /// Compiles published components.
+    pub compiles: Arc<Compiles>,
+    /// How long a request waits for a compile (a publish before answering `compiled:
+    /// false`, an invocation before answering `skill-compiling`).
+    pub compile_wait: Duration,
+    /// Validates uploaded packages.
+    pub validator: Arc<dyn PackageValidator>,
+    /// Publishes in progress at once (each holds an upload on disk and a validation).
+    pub publishes: Arc<Semaphore>,
+    /// Where uploads are spooled while they are validated.
+    pub uploads: PathBuf,
     /// Tenant policies.
     pub policies: Arc<Policies>,
     /// Usage and quotas.
@@ -45,14 +71,22 @@ pub struct App {
 /// How handlers receive the application.
 pub type AppState = Arc<App>;
 
+/// Creates `dir` and removes the files a killed process left in it: only a process that owns
+/// the data directory and has not started serving may call it.
+fn clean_scratch(dir: &Path, what: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let swept = omniforge_registry::sweep_dir(dir)
+        .map_err(|e| format!("cannot clean {}: {e}", dir.display()))?;
+    if swept > 0 {
+        tracing::info!(swept, dir = %dir.display(), "removed {what} an earlier process left");
+    }
+    Ok(())
+}
+
 impl App {
-    /// Builds the application over an open, migrated database, compiling components with
-    /// `compiler` (default: on a thread of this process).
-    pub fn new(
-        config: Config,
-        db: Database,
-        compiler: Option<Arc<dyn Compiler>>,
-    ) -> Result<AppState, String> {
+    /// Builds the application over an open, migrated database, handing compiles and package
+    /// validation to `workers`.
+    pub fn new(config: Config, db: Database, workers: Workers) -> Result<AppState, String> {
         let jwt = config.auth.jwt.as_ref().map(JwtVerifier::new).transpose()?;
         let auth = Authenticator::new(db.clone(), jwt, &config.auth_settings());
         let client_addresses = ClientAddressRule::new(
@@ -62,72 +96,94 @@ impl App {
         let blob_dir = config.data_dir.join("blobs");
         let fs_blobs = FsBlobStore::open(&blob_dir)
             .map_err(|e| format!("cannot open the blob store {}: {e}", blob_dir.display()))?;
-        // Whatever a killed process was writing is garbage now.
-        let swept = fs_blobs
-            .sweep_temporary()
-            .map_err(|e| format!("cannot clean {}: {e}", blob_dir.join("tmp").display()))?;
-        if swept > 0 {
-            tracing::info!(
-                swept,
-                "removed temporary blob files an earlier process left"
-            );
-        }
+        clean_scratch(&blob_dir.join("tmp"), "temporary blob files")?;
         let blobs: Arc<dyn BlobStore> = Arc::new(fs_blobs);
-        let runtime_config = RuntimeConfig {
-            memory_budget_bytes: Some(
-                config
-                    .skills
-                    .memory_budget_mb
-                    .map_or_else(omniforge_runtime::default_memory_budget, |mb| mb << 20),
-            ),
-            memory_budget_wait: Duration::from_millis(config.skills.memory_budget_wait_ms),
-            cache_dir: Some(
-                config
-                    .skills
-                    .artifact_cache_dir
-                    .clone()
-                    .unwrap_or_else(|| config.data_dir.join("artifacts")),
-            ),
-            ..RuntimeConfig::default()
-        };
+        let uploads = config.data_dir.join("uploads");
+        clean_scratch(&uploads, "unfinished uploads")?;
+
         let metadata_recheck = Duration::from_millis(config.skills.metadata_recheck_ms);
         let policies = Arc::new(Policies::new(
             db.clone(),
             config.skills.default_policy.clone(),
             metadata_recheck,
         ));
-        let mut builder = Runtime::builder(runtime_config).kv_store(Arc::new(DbKvStore::new(
-            db.clone(),
-            Arc::clone(&policies),
-            config.skills.kv_quota_bytes,
-        )));
-        if let Some(compiler) = compiler {
-            builder = builder.compiler(compiler);
-        }
-        let runtime = Arc::new(
-            builder
-                .build()
-                .map_err(|e| format!("cannot start the runtime: {e}"))?,
+        let runtime = Arc::new(build_runtime(&config, &db, &policies, workers.compiler)?);
+        let compiles = Arc::new(Compiles::new(
+            Arc::clone(&runtime),
+            Arc::clone(&blobs),
+            uploads.clone(),
+            config.skills.concurrent_compiles,
+        ));
+        // A request must never wait for a compile past its own deadline.
+        let compile_wait = Duration::from_millis(
+            config
+                .skills
+                .compile_wait_ms
+                .min(config.http.request_timeout_ms / 3),
         );
         let catalog = Arc::new(Catalog::new(
             db.clone(),
-            Arc::clone(&blobs),
             Arc::clone(&runtime),
+            Arc::clone(&compiles),
             metadata_recheck,
+            compile_wait,
         ));
         let meter = Meter::new(db.clone());
         let rate_limits = RateLimits::new(&config.rate_limits);
         Ok(Arc::new(Self {
+            validator: workers
+                .validator
+                .unwrap_or_else(|| Arc::new(InProcessValidator)),
+            publishes: Arc::new(Semaphore::new(config.skills.concurrent_publishes.max(1))),
             db,
             config,
             auth,
             blobs,
             runtime,
             catalog,
+            compiles,
+            compile_wait,
+            uploads,
             policies,
             meter,
             rate_limits,
             client_addresses,
         }))
     }
+}
+
+fn build_runtime(
+    config: &Config,
+    db: &Database,
+    policies: &Arc<Policies>,
+    compiler: Option<Arc<dyn Compiler>>,
+) -> Result<Runtime, String> {
+    let runtime_config = RuntimeConfig {
+        memory_budget_bytes: Some(
+            config
+                .skills
+                .memory_budget_mb
+                .map_or_else(omniforge_runtime::default_memory_budget, |mb| mb << 20),
+        ),
+        memory_budget_wait: Duration::from_millis(config.skills.memory_budget_wait_ms),
+        cache_dir: Some(
+            config
+                .skills
+                .artifact_cache_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("artifacts")),
+        ),
+        ..RuntimeConfig::default()
+    };
+    let mut builder = Runtime::builder(runtime_config).kv_store(Arc::new(DbKvStore::new(
+        db.clone(),
+        Arc::clone(policies),
+        config.skills.kv_quota_bytes,
+    )));
+    if let Some(compiler) = compiler {
+        builder = builder.compiler(compiler);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }

@@ -32,7 +32,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-pub use app::{App, AppState};
+pub use app::{App, AppState, Workers};
 pub use config::{Config, ConfigError, LogFormat};
 pub use router::{openapi, router};
 
@@ -67,24 +67,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens and migrates the database and binds the listen address; components compile on
-    /// a thread of this process.
+    /// Opens and migrates the database and binds the listen address; components compile and
+    /// packages are validated on blocking threads of this process.
     pub async fn start(config: Config) -> Result<Self, ServerError> {
-        Self::start_with(config, None).await
+        Self::start_with(config, Workers::default()).await
     }
 
-    /// [`Server::start`] with the compiler for published components (the CLI passes one that
-    /// compiles in a child process).
-    pub async fn start_with(
-        config: Config,
-        compiler: Option<Arc<dyn omniforge_runtime::Compiler>>,
-    ) -> Result<Self, ServerError> {
+    /// [`Server::start`] with workers for compiling and validating (the CLI passes ones that
+    /// work in child processes).
+    pub async fn start_with(config: Config, workers: Workers) -> Result<Self, ServerError> {
         let db = open_database(&config).await?;
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let app = App::new(config, db, compiler).map_err(ServerError::Setup)?;
+        let app = App::new(config, db, workers).map_err(ServerError::Setup)?;
         Ok(Self { listener, app })
     }
 

@@ -19,6 +19,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// When the current request arrived (a request extension): what is left of its time is what
+/// its handler may still spend.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestStart(pub Instant);
+
 /// Accepts the caller's `x-request-id` when it is short and plain (so it is safe to log and
 /// echo), otherwise makes one; sets it on the response; and opens the request's log span,
 /// where authentication later records the tenant.
@@ -35,6 +40,8 @@ pub async fn request_id_and_span(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    request.extensions_mut().insert(RequestStart(started));
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -43,7 +50,6 @@ pub async fn request_id_and_span(mut request: Request, next: Next) -> Response {
         tenant_id = tracing::field::Empty,
         principal = tracing::field::Empty,
     );
-    let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -136,6 +142,21 @@ pub async fn method_not_allowed() -> ApiError {
         "method-not-allowed",
         "this path does not accept this method",
     )
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestStart {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestStart>()
+            .copied()
+            .unwrap_or_else(|| RequestStart(Instant::now())))
+    }
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {

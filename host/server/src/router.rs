@@ -24,7 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{
     api_keys, audit, docs, health, installations, invoke, me, publish, skills, tenants, usage,
-    users,
+    users, versions,
 };
 use crate::app::AppState;
 use crate::auth::Credential;
@@ -208,11 +208,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(guard(Requires(SkillRead), routes!(skills::get)))
         .routes(guard(Requires(SkillPublish), routes!(skills::update)))
         .routes(guard(Requires(SkillPublish), routes!(skills::delete)))
-        .routes(guard(Requires(SkillRead), routes!(skills::versions)))
-        .routes(guard(Requires(SkillRead), routes!(skills::version)))
-        .routes(guard(Requires(SkillRead), routes!(skills::download)))
-        .routes(guard(Requires(SkillPublish), routes!(skills::yank)))
-        .routes(guard(Requires(SkillPublish), routes!(skills::unyank)))
+        .routes(guard(Requires(SkillRead), routes!(versions::versions)))
+        .routes(guard(Requires(SkillRead), routes!(versions::version)))
+        .routes(guard(Requires(SkillRead), routes!(versions::download)))
+        .routes(guard(Requires(SkillPublish), routes!(versions::yank)))
+        .routes(guard(Requires(SkillPublish), routes!(versions::unyank)))
         .routes(guard(Requires(SkillInvoke), routes!(invoke::invoke)))
         .routes(guard(
             Requires(SkillPublish),

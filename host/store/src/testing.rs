@@ -8,6 +8,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Database;
 
+/// Notes a skipped test where `./scripts/test.sh` reads it (the file named by
+/// `OMNIFORGE_TEST_SKIPS`), so its summary says what was skipped and why.
+pub fn record_skip(what: &str, why: &str) {
+    use std::io::Write as _;
+    if let Some(path) = std::env::var_os("OMNIFORGE_TEST_SKIPS")
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(file, "{what}: {why}");
+    }
+}
+
 /// A database that exists for one test and is removed afterwards.
 pub struct TestDatabase {
     /// Its URL.
@@ -63,6 +77,10 @@ pub async fn postgres() -> Option<TestDatabase> {
             "OMNIFORGE_TEST_DATABASE_URL must be set under CI: the PostgreSQL tests cannot be skipped"
         );
         eprintln!("SKIPPING PostgreSQL tests: OMNIFORGE_TEST_DATABASE_URL is not set");
+        record_skip(
+            "the PostgreSQL half of a storage or API test",
+            "OMNIFORGE_TEST_DATABASE_URL is not set and no PostgreSQL answered at 127.0.0.1:5432",
+        );
         return None;
     };
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -101,7 +101,11 @@ pub async fn test(args: &TestArgs) -> Result<()> {
         cases_path.display()
     );
     if failed > 0 {
-        bail!("{failed} of {} test cases failed", cases.len());
+        return Err(crate::exit::SkillFailed(format!(
+            "{failed} of {} test cases failed",
+            cases.len()
+        ))
+        .into());
     }
     Ok(())
 }

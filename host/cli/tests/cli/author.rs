@@ -105,7 +105,7 @@ fn a_skill_that_uses_an_undeclared_capability_fails_its_build_check() {
     );
     std::fs::write(project.join("src/lib.rs"), source).unwrap();
     let built = author(&project, &["skill", "build"]);
-    assert_eq!(built.status.code(), Some(1), "{}", stdout_text(&built));
+    assert_eq!(built.status.code(), Some(2), "{}", stdout_text(&built));
     let said = stderr(&built);
     assert!(
         said.contains("not a valid skill for its manifest"),
@@ -133,7 +133,7 @@ fn a_missing_toolchain_says_what_to_install() {
         &["skill", "build"],
         &[("PATH", empty.path().to_str().unwrap())],
     );
-    assert_eq!(built.status.code(), Some(1));
+    assert_eq!(built.status.code(), Some(2));
     let said = stderr(&built);
     assert!(said.contains("cargo is not installed"), "{said}");
     assert!(said.contains("rustup"), "{said}");
@@ -149,7 +149,7 @@ fn a_missing_toolchain_says_what_to_install() {
         &["skill", "build"],
         &[("PATH", empty.path().to_str().unwrap())],
     );
-    assert_eq!(built.status.code(), Some(1));
+    assert_eq!(built.status.code(), Some(2));
     let said = stderr(&built);
     assert!(said.contains("no C compiler for WebAssembly"), "{said}");
     assert!(said.contains("pip install ziglang=="), "{said}");
@@ -159,12 +159,12 @@ fn a_missing_toolchain_says_what_to_install() {
         &["skill", "build"],
         &[("OMNIFORGE_CC", "/nonexistent/wasi-cc --sysroot=/x")],
     );
-    assert_eq!(built.status.code(), Some(1));
+    assert_eq!(built.status.code(), Some(2));
     let said = stderr(&built);
     assert!(said.contains("/nonexistent/wasi-cc"), "{said}");
 
     let nowhere = omniforge_env(tmp.path(), &["skill", "build"], &[]);
-    assert_eq!(nowhere.status.code(), Some(1));
+    assert_eq!(nowhere.status.code(), Some(2));
     assert!(
         stderr(&nowhere).contains("is it a skill project?")
             || stderr(&nowhere).contains("a skill project?"),

@@ -14,6 +14,19 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Notes a skipped test where `./scripts/test.sh` reads it (the file named by
+/// `OMNIFORGE_TEST_SKIPS`), so its summary says what was skipped and why.
+pub fn record_skip(what: &str, why: &str) {
+    if let Some(path) = std::env::var_os("OMNIFORGE_TEST_SKIPS")
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(file, "{what}: {why}");
+    }
+}
+
 /// Runs `omniforge` with `args` in the current directory.
 pub fn omniforge(args: &[&str]) -> Output {
     omniforge_in(Path::new("."), args)

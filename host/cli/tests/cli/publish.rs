@@ -51,7 +51,7 @@ fn examples_are_published_found_invoked_and_yanked_with_the_cli() {
         "publish",
         dir.path().join("hello.zip").to_str().unwrap(),
     ]);
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2), "a refused request");
     assert!(stderr(&again).contains("409"), "{}", stderr(&again));
 
     let found = cli(&["skill", "search", "greets", "--json"]);

@@ -50,7 +50,7 @@ mod tests {
     async fn readiness_follows_the_database() {
         let test = omniforge_store::testing::sqlite().await;
         let config = crate::Config::load_with_env(None, |_| None).unwrap();
-        let app = crate::App::new(config, test.db.clone(), None).unwrap();
+        let app = crate::App::new(config, test.db.clone(), crate::Workers::default()).unwrap();
         assert!(readyz(State(app.clone())).await.is_ok());
         test.db.close().await;
         let error = readyz(State(app)).await.expect_err("not ready");

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
-use crate::middleware::RequestId;
+use crate::middleware::{RequestId, RequestStart};
 use crate::skills::catalog::{PendingUpdate, ResolveError};
 use crate::skills::input::{self, InputError};
 use crate::skills::meter::Spent;
@@ -129,6 +129,10 @@ pub fn outcome_error(outcome: &Outcome, usage: &Usage) -> Option<ApiError> {
     ))
 }
 
+/// What `Retry-After` says while a skill compiles: a large component takes seconds to tens
+/// of seconds.
+const COMPILING_RETRY_SECS: u64 = 5;
+
 fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
     match error {
         ResolveError::NotFound => ApiError::not_found("skill"),
@@ -160,6 +164,16 @@ fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
         )
         .with("version", pending.version)
         .with("new_permissions", pending.new_permissions),
+        ResolveError::Compiling { version } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "skill-compiling",
+            format!(
+                "{full_name} {version} is still being compiled on this server; try again after \
+                 Retry-After seconds"
+            ),
+        )
+        .with("version", version.to_string())
+        .with_retry_after(Duration::from_secs(COMPILING_RETRY_SECS)),
         ResolveError::Internal(cause) => ApiError::internal(cause),
     }
 }
@@ -200,6 +214,7 @@ pub async fn invoke(
     State(app): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
+    RequestStart(started): RequestStart,
     Path((ns, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<InvokeRequest>,
 ) -> Result<ApiJson<InvokeResponse>, ApiError> {
@@ -250,10 +265,13 @@ pub async fn invoke(
         }
     };
     limits.fuel = Some(fuel);
-    // The answer must come before the server's request timeout turns it into a 503.
+    // The answer must come before the server's request timeout turns it into a 503: the
+    // invocation gets what is left of the request's time (resolving may have waited for a
+    // compile), less a margin for answering.
     let request_timeout = Duration::from_millis(app.config.http.request_timeout_ms);
     limits.timeout = limits.timeout.min(
         request_timeout
+            .saturating_sub(started.elapsed())
             .saturating_sub(Duration::from_millis(500))
             .max(Duration::from_millis(100)),
     );

@@ -10,8 +10,10 @@ pub mod me;
 pub mod publish;
 pub mod skills;
 pub mod tenants;
+pub mod upload;
 pub mod usage;
 pub mod users;
+pub mod versions;
 pub mod views;
 
 use serde::Deserialize;

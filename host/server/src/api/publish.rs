@@ -1,23 +1,28 @@
 //! `POST /api/v1/skills`: publishing a package (a ZIP, a multipart form, or a bare component
-//! with its manifest), streamed under the size limit, validated, checked and stored.
+//! with its manifest).
+//!
+//! The upload is streamed to a temporary file under the size limit ([`crate::api::upload`]),
+//! validated there by the package validator (a child process under `omniforge serve`),
+//! stored from the files, and compiled before the answer when that takes less than the
+//! compile wait. The server holds chunks and the package's summary, never the package; a
+//! few publishes run at once, more are answered 429.
 
-use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
-use http_body_util::BodyExt;
-use omniforge_registry::{
-    COMPONENT_FILE, MANIFEST_FILE, Manifest, PackageError, PackageLimits, README_FILE,
-    ValidatedPackage, validate_package, write_archive,
-};
+use omniforge_registry::{Manifest, PackageSummary};
+use omniforge_runtime::ComponentDigest;
 use omniforge_store::{AuditContext, NewVersion, Skill, SkillVersion, Visibility};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::skills::PERMISSION_KINDS;
+use crate::api::upload::{save_body, save_multipart, temp_file, too_large};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::middleware::RequestId;
+use crate::skills::compiles::Source;
+use crate::skills::packages::ValidationError;
 
 /// The answer to a publish.
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,6 +40,11 @@ pub struct Published {
     /// The skill's visibility (new skills start private).
     #[schema(value_type = String, example = "private")]
     pub visibility: Visibility,
+    /// Whether the component is compiled on this server already. When not (a large
+    /// component on a busy machine), compiling goes on: the version's `compiled` says when
+    /// it is done, and an invocation meanwhile answers 503 `skill-compiling` with
+    /// `Retry-After`.
+    pub compiled: bool,
 }
 
 fn permission_kinds(manifest: &Manifest) -> Vec<String> {
@@ -55,105 +65,16 @@ fn permission_kinds(manifest: &Manifest) -> Vec<String> {
 }
 
 /// A refused package: 413 for size, 422 for everything else, with the registry's message.
-fn package_error(error: PackageError) -> ApiError {
-    let detail = error.to_string();
+fn validation_error(error: ValidationError) -> ApiError {
     match error {
-        PackageError::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "package-too-large", detail)
+        ValidationError::Invalid {
+            too_large: true,
+            message,
+        } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "package-too-large", message),
+        ValidationError::Invalid { message, .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-package", message)
         }
-        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-package", detail),
-    }
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "package-too-large",
-        format!("the upload is larger than this server accepts ({limit} bytes)"),
-    )
-    .with("limit_bytes", limit)
-}
-
-/// Reads a request body chunk by chunk, refusing it as soon as it passes `limit`, so an
-/// oversize upload is never held whole in memory. An interrupted upload ends here with an
-/// error, before anything is stored.
-async fn read_limited(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let mut body = body;
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if (bytes.len() + data.len()) as u64 > limit {
-                return Err(too_large(limit));
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(bytes)
-}
-
-/// The package of a multipart upload: a `package` file, or a `wasm` component with a
-/// `manifest` (the TOML text) and optionally a `readme`.
-async fn read_multipart(mut form: Multipart, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let mut total = 0u64;
-    let mut package = None;
-    let mut files = std::collections::BTreeMap::new();
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
-        let mut data = Vec::new();
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?
-        {
-            total += chunk.len() as u64;
-            if total > limit {
-                return Err(too_large(limit));
-            }
-            data.extend_from_slice(&chunk);
-        }
-        match name.as_str() {
-            "package" => package = Some(data),
-            "wasm" => {
-                files.insert(COMPONENT_FILE.to_owned(), data);
-            }
-            "manifest" => {
-                files.insert(MANIFEST_FILE.to_owned(), data);
-            }
-            "readme" => {
-                files.insert(README_FILE.to_owned(), data);
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown form field {other:?} (expected package, or wasm + manifest [+ readme])"
-                )));
-            }
-        }
-    }
-    match package {
-        Some(package) if files.is_empty() => Ok(package),
-        Some(_) => Err(ApiError::bad_request(
-            "send either a package or wasm + manifest, not both",
-        )),
-        None if files.contains_key(COMPONENT_FILE) && files.contains_key(MANIFEST_FILE) => {
-            // A bare component: the package is built here from the fields, so it goes
-            // through exactly the same validation as an uploaded ZIP.
-            let mut manifest: Manifest = Manifest::parse(
-                std::str::from_utf8(&files[MANIFEST_FILE])
-                    .map_err(|_| ApiError::invalid("manifest: not UTF-8"))?,
-            )
-            .map_err(package_error)?;
-            manifest.skill.component = COMPONENT_FILE.to_owned();
-            files.insert(MANIFEST_FILE.to_owned(), manifest.to_toml().into_bytes());
-            Ok(write_archive(&files))
-        }
-        None => Err(ApiError::bad_request(
-            "the form needs a package field, or wasm and manifest fields",
-        )),
+        ValidationError::Failed(cause) => ApiError::internal(cause),
     }
 }
 
@@ -175,6 +96,13 @@ pub async fn publish(
     RequestId(request_id): RequestId,
     request: Request,
 ) -> Result<(StatusCode, ApiJson<Published>), ApiError> {
+    let Ok(_slot) = std::sync::Arc::clone(&app.publishes).try_acquire_owned() else {
+        return Err(ApiError::too_many_requests(
+            "the server is validating as many packages as it may at once; try again shortly",
+            "publishes",
+            std::time::Duration::from_secs(2),
+        ));
+    };
     let limit = app.config.skills.max_package_bytes;
     let content_type = request
         .headers()
@@ -190,43 +118,54 @@ pub async fn publish(
     {
         return Err(too_large(limit));
     }
-    let bytes = if content_type.starts_with("multipart/form-data") {
+    let package = temp_file(&app.uploads)?;
+    if content_type.starts_with("multipart/form-data") {
         let form = Multipart::from_request(request, &())
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        read_multipart(form, limit).await?
+        save_multipart(form, limit, &app.uploads, &package).await?;
     } else if content_type.starts_with("application/zip")
         || content_type.starts_with("application/octet-stream")
     {
-        read_limited(request.into_body(), limit).await?
+        save_body(request.into_body(), limit, &package).await?;
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "send the package as application/zip, or multipart/form-data",
         ));
-    };
-    let limits = PackageLimits {
-        max_package_bytes: limit,
-        ..PackageLimits::default()
-    };
+    }
     // Validate and check the version can be published before any byte is stored, so a
-    // refused upload (403, 409, 422) leaves nothing behind.
-    let package = validate_package(&bytes, &limits).map_err(package_error)?;
-    let meta = &package.manifest.package;
+    // refused upload (403, 409, 413, 422) leaves nothing behind.
+    let component = temp_file(&app.uploads)?;
+    let summary = app
+        .validator
+        .validate(&package, &component, limit)
+        .await
+        .map_err(validation_error)?;
+    let meta = &summary.manifest.package;
     app.db
         .tenant(&principal.tenant)
         .check_publishable(meta.name.namespace(), meta.name.name(), &meta.version)
         .await?;
-    app.blobs.put(&bytes).await.map_err(ApiError::internal)?;
     app.blobs
-        .put(&package.component)
+        .put_file(&package)
+        .await
+        .map_err(ApiError::internal)?;
+    app.blobs
+        .put_file(&component)
         .await
         .map_err(ApiError::internal)?;
     let audit = principal.audit(&request_id);
-    let (skill, version) = record(&app, &principal, &audit, &package).await?;
+    let (skill, version) = record(&app, &principal, &audit, &summary).await?;
     app.catalog.forget(&skill.full_name());
-    app.catalog.warm(package.component);
+    let digest = ComponentDigest::from_bytes(*summary.component_sha256.as_bytes());
+    let compiled = app
+        .compiles
+        .start(digest, Source::File(component))
+        .wait(app.compile_wait)
+        .await
+        .is_some_and(|done| done.is_ok());
     Ok((
         StatusCode::CREATED,
         ApiJson(Published {
@@ -236,6 +175,7 @@ pub async fn publish(
             component_sha256: version.component_sha256,
             size_bytes: version.size_bytes,
             visibility: skill.visibility,
+            compiled,
         }),
     ))
 }
@@ -244,7 +184,7 @@ async fn record(
     app: &AppState,
     principal: &Principal,
     audit: &AuditContext,
-    package: &ValidatedPackage,
+    package: &PackageSummary,
 ) -> Result<(Skill, SkillVersion), ApiError> {
     let manifest = &package.manifest;
     let meta = &manifest.package;
@@ -262,7 +202,7 @@ async fn record(
         manifest: serde_json::to_string(manifest).map_err(ApiError::internal)?,
         input_schema: package.input_schema.as_ref().map(|s| s.to_string()),
         size_bytes: package.package_size as i64,
-        signature_key_id: package.signature.as_ref().map(|s| s.key_id.clone()),
+        signature_key_id: package.signature_key_id.clone(),
         published_by: principal.actor(),
     };
     // A publish racing this one past `check_publishable` is refused here (409/403); its

@@ -1,17 +1,16 @@
-//! `/api/v1/skills`: discover skills, read versions, download packages, change, delete,
-//! yank and unyank (publishing is in `publish.rs`).
+//! `/api/v1/skills`: discover, read, change and delete skills (versions are in
+//! `versions.rs`, publishing in `publish.rs`).
 //!
 //! Visibility: a tenant sees its own skills and the public skills of others; anything else
 //! is 404. Changing another tenant's public skill is 403 (it is visible, not theirs).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use omniforge_registry::Sha256Digest;
-use omniforge_store::{Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
+use axum::http::StatusCode;
+use omniforge_store::{Skill, SkillQuery, SkillSort, SkillUpdate, Visibility};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::versions::VersionView;
 use crate::api::{next_cursor, page_limit};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -77,63 +76,6 @@ pub struct SkillPage {
     pub items: Vec<SkillView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// A version in listings.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionView {
-    /// The semver version.
-    pub version: String,
-    /// Skipped by requirements, still fetchable by exact version.
-    pub yanked: bool,
-    /// SHA-256 of the package.
-    pub package_sha256: String,
-    /// SHA-256 of the runnable component.
-    pub component_sha256: String,
-    /// Package size in bytes.
-    pub size_bytes: i64,
-    /// Who published it (shown to the publishing tenant only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub published_by: Option<String>,
-    /// The signing key id, if the package was signed.
-    pub signature_key_id: Option<String>,
-    /// Unix ms.
-    pub created_at_ms: i64,
-}
-
-impl VersionView {
-    /// The view of `v`; `owned` when the caller's tenant published it.
-    fn new(v: &SkillVersion, owned: bool) -> Self {
-        Self {
-            version: v.version.clone(),
-            yanked: v.yanked,
-            package_sha256: v.package_sha256.clone(),
-            component_sha256: v.component_sha256.clone(),
-            size_bytes: v.size_bytes,
-            published_by: owned.then(|| v.published_by.clone()),
-            signature_key_id: v.signature_key_id.clone(),
-            created_at_ms: v.created_at_ms,
-        }
-    }
-}
-
-/// One version in full.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionDetail {
-    /// `namespace/name`.
-    pub skill: String,
-    /// The version's summary.
-    #[serde(flatten)]
-    pub version: VersionView,
-    /// The manifest, as JSON.
-    #[schema(value_type = Object)]
-    pub manifest: serde_json::Value,
-    /// The permissions it asks for (the manifest's `[permissions]`).
-    #[schema(value_type = Object)]
-    pub permissions: serde_json::Value,
-    /// The input JSON Schema.
-    #[schema(value_type = Option<Object>)]
-    pub input_schema: Option<serde_json::Value>,
 }
 
 /// A skill with its README and versions.
@@ -274,7 +216,7 @@ pub async fn list(
 }
 
 /// A skill the caller can see, or 404.
-async fn visible(
+pub(crate) async fn visible(
     app: &AppState,
     principal: &Principal,
     ns: &str,
@@ -288,7 +230,7 @@ async fn visible(
 }
 
 /// A skill of the caller's own tenant: 404 if invisible, 403 if another tenant's public one.
-async fn owned(
+pub(crate) async fn owned(
     app: &AppState,
     principal: &Principal,
     ns: &str,
@@ -323,7 +265,7 @@ pub async fn get(
         readme,
         versions: versions
             .iter()
-            .map(|v| VersionView::new(v, owned))
+            .map(|v| VersionView::new(&app, v, owned))
             .collect(),
     }))
 }
@@ -398,160 +340,4 @@ pub async fn delete(
         .await?;
     app.catalog.forget(&skill.full_name());
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Every version of a skill, newest first.
-#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}/versions", tag = "skills",
-    params(("namespace" = String, Path), ("name" = String, Path)),
-    responses((status = 200, description = "The versions", body = [VersionView]),
-              (status = 404, description = "No such skill visible to the caller", body = crate::error::Problem)))]
-pub async fn versions(
-    State(app): State<AppState>,
-    principal: Principal,
-    Path((ns, name)): Path<(String, String)>,
-) -> Result<ApiJson<Vec<VersionView>>, ApiError> {
-    let skill = visible(&app, &principal, &ns, &name).await?;
-    let versions = app.db.tenant(&principal.tenant).versions(&skill.id).await?;
-    let owned = skill.tenant_id == principal.tenant;
-    Ok(ApiJson(
-        versions
-            .iter()
-            .map(|v| VersionView::new(v, owned))
-            .collect(),
-    ))
-}
-
-async fn find_version(
-    app: &AppState,
-    principal: &Principal,
-    ns: &str,
-    name: &str,
-    version: &str,
-) -> Result<(Skill, SkillVersion), ApiError> {
-    let skill = visible(app, principal, ns, name).await?;
-    let found = app
-        .db
-        .tenant(&principal.tenant)
-        .version(&skill.id, version)
-        .await?
-        .ok_or_else(|| ApiError::not_found("version"))?;
-    Ok((skill, found))
-}
-
-/// One version: manifest, digests, permissions, size.
-#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}/versions/{version}", tag = "skills",
-    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, description = "The version", body = VersionDetail),
-              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
-pub async fn version(
-    State(app): State<AppState>,
-    principal: Principal,
-    Path((ns, name, version)): Path<(String, String, String)>,
-) -> Result<ApiJson<VersionDetail>, ApiError> {
-    let (skill, found) = find_version(&app, &principal, &ns, &name, &version).await?;
-    let manifest: serde_json::Value =
-        serde_json::from_str(&found.manifest).map_err(ApiError::internal)?;
-    let input_schema = found
-        .input_schema
-        .as_deref()
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(ApiError::internal)?;
-    Ok(ApiJson(VersionDetail {
-        skill: skill.full_name(),
-        version: VersionView::new(&found, skill.tenant_id == principal.tenant),
-        permissions: manifest.get("permissions").cloned().unwrap_or_default(),
-        manifest,
-        input_schema,
-    }))
-}
-
-/// The package ZIP of one version.
-#[utoipa::path(get, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/download", tag = "skills",
-    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, description = "The package", content_type = "application/zip", body = Vec<u8>),
-              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
-pub async fn download(
-    State(app): State<AppState>,
-    principal: Principal,
-    Path((ns, name, version)): Path<(String, String, String)>,
-) -> Result<Response, ApiError> {
-    let (skill, found) = find_version(&app, &principal, &ns, &name, &version).await?;
-    let digest: Sha256Digest = found
-        .package_sha256
-        .parse()
-        .map_err(|_| ApiError::internal("a stored package digest is malformed"))?;
-    let bytes = app
-        .blobs
-        .get(&digest)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::internal(format!("package blob {digest} is missing")))?;
-    app.db
-        .tenant(&principal.tenant)
-        .count_download(&skill.id)
-        .await?;
-    let file = format!("{}-{}-{}.zip", skill.namespace, skill.name, found.version);
-    let mut response = bytes.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&format!("\"sha256:{}\"", found.package_sha256)) {
-        headers.insert(header::ETAG, value);
-    }
-    Ok(response)
-}
-
-async fn set_yanked(
-    app: AppState,
-    principal: Principal,
-    request_id: String,
-    (ns, name, version): (String, String, String),
-    yanked: bool,
-) -> Result<ApiJson<VersionView>, ApiError> {
-    let skill = owned(&app, &principal, &ns, &name).await?;
-    let changed = app
-        .db
-        .tenant(&principal.tenant)
-        .set_yanked(&principal.audit(&request_id), &skill.id, &version, yanked)
-        .await?
-        .ok_or_else(|| ApiError::not_found("version"))?;
-    app.catalog.forget(&skill.full_name());
-    Ok(ApiJson(VersionView::new(&changed, true)))
-}
-
-/// Yanks a version: every requirement (an exact `=1.2.3` too) skips it from now on; it stays
-/// readable and downloadable.
-#[utoipa::path(post, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/yank", tag = "skills",
-    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, description = "Yanked", body = VersionView),
-              (status = 403, description = "Another tenant's public skill", body = crate::error::Problem),
-              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
-pub async fn yank(
-    State(app): State<AppState>,
-    principal: Principal,
-    RequestId(request_id): RequestId,
-    Path(path): Path<(String, String, String)>,
-) -> Result<ApiJson<VersionView>, ApiError> {
-    set_yanked(app, principal, request_id, path, true).await
-}
-
-/// Undoes a yank.
-#[utoipa::path(post, path = "/api/v1/skills/{namespace}/{name}/versions/{version}/unyank", tag = "skills",
-    params(("namespace" = String, Path), ("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, description = "Unyanked", body = VersionView),
-              (status = 403, description = "Another tenant's public skill", body = crate::error::Problem),
-              (status = 404, description = "No such skill or version visible to the caller", body = crate::error::Problem)))]
-pub async fn unyank(
-    State(app): State<AppState>,
-    principal: Principal,
-    RequestId(request_id): RequestId,
-    Path(path): Path<(String, String, String)>,
-) -> Result<ApiJson<VersionView>, ApiError> {
-    set_yanked(app, principal, request_id, path, false).await
 }

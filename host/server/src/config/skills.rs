@@ -34,9 +34,19 @@ pub struct SkillsConfig {
     pub memory_budget_mb: Option<u64>,
     /// How long an invocation waits for room in the memory budget.
     pub memory_budget_wait_ms: u64,
-    /// Compile components in a child process (`omniforge internal compile`), away from the
-    /// server's memory; off, they compile on a blocking thread of the server. Honoured by
-    /// `omniforge serve` (the library's `Server::start` compiles in-process).
+    /// How long a publish waits for its component to compile before answering (`compiled:
+    /// false` beyond), and an invocation of a component still compiling before answering 503
+    /// `skill-compiling`; at most a third of `http.request_timeout_ms`.
+    pub compile_wait_ms: u64,
+    /// Components compiled at once (each compile may take hundreds of MB, in a child
+    /// process with `compile_in_subprocess`).
+    pub concurrent_compiles: usize,
+    /// Publishes handled at once; more are answered 429 with `Retry-After`.
+    pub concurrent_publishes: usize,
+    /// Compile components and validate packages in child processes (`omniforge internal
+    /// compile` and `validate`), away from the server's memory; off, on blocking threads of
+    /// the server. Honoured by `omniforge serve` (the library's `Server::start` works
+    /// in-process).
     pub compile_in_subprocess: bool,
 }
 
@@ -86,6 +96,9 @@ impl Default for SkillsConfig {
             metadata_recheck_ms: 2_000,
             artifact_cache_dir: None,
             memory_budget_mb: None,
+            compile_wait_ms: 10_000,
+            concurrent_compiles: 2,
+            concurrent_publishes: 2,
             memory_budget_wait_ms: 1_000,
             compile_in_subprocess: true,
         }
@@ -131,6 +144,11 @@ impl SkillsConfig {
         let max = &self.platform_max;
         if max.fuel == 0 || max.memory_mb == 0 || max.timeout_ms == 0 || max.output_bytes == 0 {
             problems.push("skills.platform_max: every limit must be positive".into());
+        }
+        if self.concurrent_compiles == 0 || self.concurrent_publishes == 0 {
+            problems.push(
+                "skills.concurrent_compiles, skills.concurrent_publishes: must be positive".into(),
+            );
         }
         if self.memory_budget_mb == Some(0) {
             problems.push("skills.memory_budget_mb: must be positive".into());

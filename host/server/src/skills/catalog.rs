@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use omniforge_registry::{
-    BlobStore, Manifest, Permissions, PublishedVersion, Sha256Digest, parse_requirement, resolve,
+    Manifest, Permissions, PublishedVersion, Sha256Digest, parse_requirement, resolve,
 };
-use omniforge_runtime::{LoadedSkill, Runtime};
+use omniforge_runtime::{ComponentDigest, LoadedSkill, Runtime};
 use omniforge_store::{Database, Installation, Skill, SkillVersion, StoreError, TenantId};
 use semver::{Version, VersionReq};
-use tokio::sync::Semaphore;
+
+use crate::skills::compiles::{Compiles, Source};
 
 /// A skill as one tenant sees it, with every version's manifest parsed.
 pub struct Listing {
@@ -73,6 +74,11 @@ pub enum ResolveError {
     NotInstalled,
     /// Every matching version asks for permissions the installation has not accepted.
     PermissionsNotAccepted(PendingUpdate),
+    /// The chosen version's component is still compiling after the wait allowed for it.
+    Compiling {
+        /// The version.
+        version: Version,
+    },
     /// Loading failed (storage, database, a component the runtime refuses).
     Internal(String),
 }
@@ -92,7 +98,6 @@ const LISTING_CAPACITY: usize = 10_000;
 /// Resolution and preparation of skills.
 pub struct Catalog {
     db: Database,
-    blobs: Arc<dyn BlobStore>,
     runtime: Arc<Runtime>,
     recheck: Duration,
     listings: Mutex<ListingCache>,
@@ -101,8 +106,9 @@ pub struct Catalog {
     /// raced it.
     generation: AtomicU64,
     prepared: Mutex<LruCache<(String, Version), Arc<Prepared>>>,
-    /// Background compiles at once (each may take hundreds of MB).
-    compiles: Arc<Semaphore>,
+    compiles: Arc<Compiles>,
+    /// How long resolution waits for a compile before answering [`ResolveError::Compiling`].
+    compile_wait: Duration,
 }
 
 /// The permissions of `requested` that `accepted` does not cover, named like `kv`,
@@ -137,13 +143,13 @@ impl Catalog {
     /// A catalog over the database, the blob store and the runtime.
     pub fn new(
         db: Database,
-        blobs: Arc<dyn BlobStore>,
         runtime: Arc<Runtime>,
+        compiles: Arc<Compiles>,
         recheck: Duration,
+        compile_wait: Duration,
     ) -> Self {
         Self {
             db,
-            blobs,
             runtime,
             recheck,
             listings: Mutex::new(LruCache::new(
@@ -151,7 +157,8 @@ impl Catalog {
             )),
             generation: AtomicU64::new(0),
             prepared: Mutex::new(LruCache::new(NonZeroUsize::new(1024).expect("positive"))),
-            compiles: Arc::new(Semaphore::new(2)),
+            compiles,
+            compile_wait,
         }
     }
 
@@ -333,27 +340,35 @@ impl Catalog {
         Ok(prepared)
     }
 
-    /// Loads a stored version's component and compiles its input schema.
+    /// Loads a stored version's component (compiling it if no replica-local artifact exists,
+    /// waiting for that at most the catalog's compile wait) and compiles its input schema.
     pub async fn prepare_version(
         &self,
         stored: &SkillVersion,
         manifest: Manifest,
     ) -> Result<Prepared, ResolveError> {
-        let digest: Sha256Digest = stored
+        let blob: Sha256Digest = stored
             .component_sha256
             .parse()
             .map_err(|_| ResolveError::Internal("a stored component digest is malformed".into()))?;
-        let wasm = self
-            .blobs
-            .get(&digest)
-            .await
-            .map_err(|e| ResolveError::Internal(e.to_string()))?
-            .ok_or_else(|| ResolveError::Internal(format!("component blob {digest} is missing")))?;
-        let loaded = self
-            .runtime
-            .load(&wasm)
-            .await
-            .map_err(|e| ResolveError::Internal(format!("loading {digest}: {e}")))?;
+        let digest = ComponentDigest::from_bytes(*blob.as_bytes());
+        let loaded = match self.load(&digest)? {
+            Some(loaded) => loaded,
+            None => {
+                let compiling = self.compiles.start(digest, Source::Blob(blob));
+                match compiling.wait(self.compile_wait).await {
+                    None => {
+                        let version = Version::parse(&stored.version)
+                            .map_err(|e| ResolveError::Internal(format!("stored version: {e}")))?;
+                        return Err(ResolveError::Compiling { version });
+                    }
+                    Some(Err(e)) => return Err(ResolveError::Internal(e)),
+                    Some(Ok(())) => self.load(&digest)?.ok_or_else(|| {
+                        ResolveError::Internal(format!("{digest} compiled but cannot be loaded"))
+                    })?,
+                }
+            }
+        };
         let validator = stored
             .input_schema
             .as_deref()
@@ -371,19 +386,16 @@ impl Catalog {
         })
     }
 
-    /// Compiles a freshly published component ahead of its first invocation, so that
-    /// invocation does not pay for compilation. Failures are logged; the first invocation
-    /// then compiles (and reports) it.
-    pub fn warm(self: &Arc<Self>, component: Vec<u8>) {
-        let catalog = Arc::clone(self);
-        tokio::spawn(async move {
-            let Ok(_slot) = catalog.compiles.acquire().await else {
-                return;
-            };
-            if let Err(e) = catalog.runtime.load(&component).await {
-                tracing::warn!("compiling a published component failed: {e}");
-            }
-        });
+    fn load(&self, digest: &ComponentDigest) -> Result<Option<Arc<LoadedSkill>>, ResolveError> {
+        self.runtime
+            .load_compiled(digest)
+            .map_err(|e| ResolveError::Internal(format!("loading {digest}: {e}")))
+    }
+
+    /// Whether the component `blob` is compiled on this server (an invocation will not wait).
+    pub fn is_compiled(&self, blob: &Sha256Digest) -> bool {
+        self.runtime
+            .is_compiled(&ComponentDigest::from_bytes(*blob.as_bytes()))
     }
 }
 

@@ -3,7 +3,9 @@
 //! skill's input.
 
 pub mod catalog;
+pub mod compiles;
 pub mod input;
 pub mod kv;
 pub mod meter;
+pub mod packages;
 pub mod policy;
