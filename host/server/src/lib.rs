@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod middleware;
 pub mod ratelimit;

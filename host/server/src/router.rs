@@ -16,8 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
@@ -29,87 +27,21 @@ use crate::api::{
 use crate::app::AppState;
 use crate::auth::Credential;
 use crate::auth::rbac::{Access, Permission};
+use crate::contract::{ApiDoc, document, operations};
 use crate::error::ApiError;
 use crate::middleware as mw;
 use crate::ratelimit::CredentialKey;
 
-/// The OpenAPI document's fixed parts; paths come from the routes.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "OmniForge API",
-        description = "Multi-tenant runtime and marketplace for AI-agent skills packaged as \
-                       WebAssembly components. Errors are RFC 9457 problem documents.",
-        license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    modifiers(&BearerScheme),
-    tags(
-        (name = "operations", description = "Health and readiness"),
-        (name = "identity", description = "The caller"),
-        (name = "tenants", description = "Tenants (platform admins) and their exports"),
-        (name = "users", description = "Users and their roles"),
-        (name = "api-keys", description = "API keys"),
-        (name = "audit", description = "The audit log"),
-        (name = "skills", description = "Publish, discover, change and invoke skills"),
-        (name = "installations", description = "Other tenants' public skills in use"),
-        (name = "usage", description = "Usage against the tenant's quotas"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        api.components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(
-                    HttpBuilder::new()
-                        .scheme(HttpAuthScheme::Bearer)
-                        .bearer_format("ofk_ API key or JWT")
-                        .description(Some(
-                            "An API key (`ofk_…`) or a JWT. Scopes name the permission the \
-                         operation requires.",
-                        ))
-                        .build(),
-                ),
-            );
-    }
-}
-
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .flatten()
-}
-
-/// Declares a route's access: enforced by a layer on the route and documented as the
-/// operation's security requirement.
+/// Declares a route's access: enforced by a layer on the route, and documented as the
+/// operation's security requirement with the answers the guard can give
+/// ([`crate::contract::document`]).
 fn guard(
     access: Access,
     (schemas, mut paths, method_router): UtoipaMethodRouter<AppState>,
 ) -> UtoipaMethodRouter<AppState> {
-    let security = match access {
-        Access::Public => Vec::new(),
-        Access::Authenticated => vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
-        Access::Requires(permission) => {
-            vec![SecurityRequirement::new("bearer", [permission.as_str()])]
-        }
-    };
     for item in paths.paths.values_mut() {
         for operation in operations(item) {
-            operation.security = Some(security.clone());
+            document(operation, access);
         }
     }
     let method_router = match access {

@@ -164,6 +164,18 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// The shortest text that parses back to this pattern: [`fmt::Display`]'s, without the
+    /// default `https://`. Never longer than any text the pattern was parsed from.
+    pub fn compact(&self) -> String {
+        let full = self.to_string();
+        match full.strip_prefix("https://") {
+            Some(rest) => rest.to_owned(),
+            None => full,
+        }
+    }
+}
+
 impl Serialize for HostPattern {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

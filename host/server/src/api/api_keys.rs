@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::views::{ApiKeyPage, ApiKeyView, CreatedApiKey};
-use crate::api::{next_cursor, page_limit};
+use crate::api::{next_cursor, page_limit, rules};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::api_key;
@@ -21,14 +21,17 @@ use crate::middleware::RequestId;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    /// A label, to recognise it in listings.
+    /// A label, to recognise it in listings (1-100 characters).
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Permissions to limit it to (default `["*"]`). On one's own key, `*` means whatever
     /// one's roles give, as they change, when one's own credential is unscoped; otherwise the
     /// stored scopes are spelt out, never more than the creator holds. On a key for another
     /// user they are what the creator holds and the user's roles give.
+    #[schema(value_type = Option<Vec<crate::api::schemas::ScopeName>>, min_items = 1)]
     pub scopes: Option<Vec<String>>,
     /// Expiry, unix ms (must be in the future).
+    #[serde(default, deserialize_with = "crate::api::integers::optional_integer")]
     pub expires_at_ms: Option<i64>,
     /// The user it acts as (default: the caller; another user needs `user:manage`).
     pub user_id: Option<String>,
@@ -44,6 +47,7 @@ pub struct ListApiKeys {
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -89,9 +93,7 @@ pub async fn create(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> Result<(StatusCode, ApiJson<CreatedApiKey>), ApiError> {
-    if body.name.trim().is_empty() || body.name.len() > 100 {
-        return Err(ApiError::invalid("name: 1-100 characters").with("field", "name"));
-    }
+    rules::KEY_NAME.check(&body.name)?;
     let scopes = body.scopes.unwrap_or_else(|| vec!["*".into()]);
     if scopes.is_empty() {
         return Err(

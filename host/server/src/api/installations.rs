@@ -21,8 +21,15 @@ use crate::middleware::RequestId;
 #[serde(deny_unknown_fields)]
 pub struct Install {
     /// `namespace/name` of another tenant's public skill.
+    #[schema(pattern = "^[^/]+/[^/]+$", min_length = 3, max_length = 200)]
     pub skill: String,
-    /// The version requirement invocations follow (default `*`).
+    /// The version requirement invocations follow (default `*`): `*`, `latest`, or
+    /// comma-separated comparators such as `^1`, `~1.2`, `>=1.2.3, <2`.
+    #[schema(
+        pattern = "^(\\*|latest|(=|>=|<=|>|<|~|\\^)?(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8}))?)?(, ?(=|>=|<=|>|<|~|\\^)?(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8}))?)?)*)$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub version: Option<String>,
 }
 
@@ -80,8 +87,8 @@ pub struct Installed {
 }
 
 fn split_name(full: &str) -> Result<(&str, &str), ApiError> {
+    crate::api::rules::SKILL_REF.check(full)?;
     full.split_once('/')
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
         .ok_or_else(|| ApiError::invalid("skill: expected namespace/name").with("field", "skill"))
 }
 
@@ -98,6 +105,9 @@ pub async fn install(
     ApiJson(body): ApiJson<Install>,
 ) -> Result<ApiJson<Installed>, ApiError> {
     let (ns, name) = split_name(&body.skill)?;
+    if let Some(version) = &body.version {
+        crate::api::rules::REQUIREMENT.check(version)?;
+    }
     let requirement = body.version.unwrap_or_else(|| "*".into());
     let req = parse_requirement(&requirement)
         .map_err(|e| ApiError::invalid(format!("version: {e}")).with("field", "version"))?;

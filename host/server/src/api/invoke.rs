@@ -29,7 +29,13 @@ pub struct InvokeRequest {
     /// The skill's input.
     #[schema(value_type = Object)]
     pub input: Box<RawValue>,
-    /// A semver requirement (`^1`, `=1.2.3`); default: the newest version not yanked.
+    /// A version requirement (`^1`, `=1.2.3`, `>=1.2, <2`); default: the newest version
+    /// not yanked.
+    #[schema(
+        pattern = "^(\\*|latest|(=|>=|<=|>|<|~|\\^)?(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8}))?)?(, ?(=|>=|<=|>|<|~|\\^)?(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8})(\\.(0|[1-9][0-9]{0,8}))?)?)*)$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub version: Option<String>,
 }
 
@@ -220,6 +226,9 @@ pub async fn invoke(
 ) -> Result<ApiJson<InvokeResponse>, ApiError> {
     let full_name = format!("{ns}/{name}");
     input::check_depth(&body.input).map_err(input_error)?;
+    if let Some(version) = &body.version {
+        crate::api::rules::REQUIREMENT.check(version)?;
+    }
     let resolved = app
         .catalog
         .resolve(&principal.tenant, &ns, &name, body.version.as_deref())

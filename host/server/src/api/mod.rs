@@ -5,9 +5,12 @@ pub mod audit;
 pub mod docs;
 pub mod health;
 pub mod installations;
+pub mod integers;
 pub mod invoke;
 pub mod me;
 pub mod publish;
+pub mod rules;
+pub mod schemas;
 pub mod skills;
 pub mod tenants;
 pub mod upload;
@@ -32,6 +35,7 @@ pub struct PageQuery {
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

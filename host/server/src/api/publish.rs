@@ -64,6 +64,23 @@ fn permission_kinds(manifest: &Manifest) -> Vec<String> {
         .collect()
 }
 
+/// A publish as a form: a `package` (ZIP), or a bare `wasm` component with its `manifest`
+/// (TOML) and optionally a `readme`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // only its schema is used: the form is read field by field, streamed
+pub struct PublishForm {
+    /// The package, a ZIP.
+    #[schema(value_type = Option<String>, format = Binary)]
+    package: Option<Vec<u8>>,
+    /// A bare component (with `manifest`).
+    #[schema(value_type = Option<String>, format = Binary)]
+    wasm: Option<Vec<u8>>,
+    /// The component's `omniforge.toml`.
+    manifest: Option<String>,
+    /// Its README (Markdown).
+    readme: Option<String>,
+}
+
 /// A refused package: 413 for size, 422 for everything else, with the registry's message.
 fn validation_error(error: ValidationError) -> ApiError {
     match error {
@@ -83,9 +100,10 @@ fn validation_error(error: ValidationError) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/skills", tag = "skills",
     request_body(description = "The package: `application/zip`, or `multipart/form-data` with `package`, or `wasm` + `manifest` (+ `readme`)", content(
         (Vec<u8> = "application/zip"),
-        (Vec<u8> = "multipart/form-data"))),
+        (PublishForm = "multipart/form-data"))),
     responses((status = 201, description = "Published", body = Published),
               (status = 403, description = "The namespace belongs to another tenant", body = crate::error::Problem),
+              (status = 429, description = "`publishes`: as many publishes run at once as the server allows", body = crate::error::Problem),
               (status = 409, description = "This version is already published", body = crate::error::Problem),
               (status = 413, description = "Larger than `skills.max_package_bytes`", body = crate::error::Problem),
               (status = 415, description = "Neither a ZIP nor a form", body = crate::error::Problem),

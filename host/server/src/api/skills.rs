@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::versions::VersionView;
-use crate::api::{next_cursor, page_limit};
+use crate::api::{next_cursor, page_limit, rules};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiQuery};
@@ -96,21 +96,27 @@ pub struct SkillDetail {
 #[into_params(parameter_in = Query)]
 pub struct ListSkills {
     /// Full-text search over name, description and keywords (each word as a prefix).
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Only this category.
+    #[param(pattern = "^[a-z0-9-]+$", min_length = 1, max_length = 64)]
     pub category: Option<String>,
-    /// Only skills asking for this kind of permission (`http`, `kv`, `secrets`, `llm`,
-    /// `skills`).
+    /// Only skills asking for this kind of permission.
+    #[param(inline, value_type = Option<PermissionKind>)]
     pub permission: Option<String>,
-    /// `private` or `public`.
+    /// Only private or public skills.
+    #[param(inline, value_type = Option<VisibilityName>)]
     pub visibility: Option<String>,
     /// `mine`: only the caller's tenant's skills.
+    #[param(inline, value_type = Option<OwnerFilter>)]
     pub owner: Option<String>,
-    /// `name` (default), `updated` or `downloads`.
+    /// The order (default `name`).
+    #[param(inline, value_type = Option<SkillSortName>)]
     pub sort: Option<String>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -119,32 +125,64 @@ pub struct ListSkills {
 #[serde(deny_unknown_fields)]
 pub struct UpdateSkill {
     /// New description (1-2000 characters).
+    #[schema(min_length = 1, max_length = 2000)]
     pub description: Option<String>,
     /// `private` or `public`.
+    #[schema(value_type = Option<VisibilityName>)]
     pub visibility: Option<String>,
     /// New categories (up to 5 lowercase words).
+    #[schema(value_type = Option<Vec<crate::api::schemas::CategoryName>>, max_items = 5)]
     pub categories: Option<Vec<String>>,
+}
+
+/// Which skills a listing shows: `private` or `public` ones.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum VisibilityName {
+    /// Only the publishing tenant sees it.
+    Private,
+    /// Every tenant of the deployment sees it.
+    Public,
+}
+
+/// A kind of permission a skill may ask for.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum PermissionKind {
+    /// Outbound HTTP.
+    Http,
+    /// The key-value store.
+    Kv,
+    /// Tenant secrets.
+    Secrets,
+    /// The LLM gateway.
+    Llm,
+    /// Calling other skills.
+    Skills,
+}
+
+/// Whose skills a listing shows.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum OwnerFilter {
+    /// The caller's tenant's.
+    Mine,
+}
+
+/// A listing's order.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum SkillSortName {
+    /// By `namespace/name`.
+    Name,
+    /// Most recently changed first.
+    Updated,
+    /// Most downloaded first.
+    Downloads,
 }
 
 /// Kinds of permission a manifest can ask for, as listed on skills.
 pub const PERMISSION_KINDS: &[&str] = &["http", "kv", "secrets", "llm", "skills"];
-
-/// A filter word (category, permission kind): lowercase letters, digits and dashes.
-pub(crate) fn check_word(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{field}: lowercase letters, digits and dashes, up to 64"
-        ))
-        .with("field", field))
-    }
-}
 
 /// Lists the caller's skills and the public skills of others, searched, filtered and sorted.
 #[utoipa::path(get, path = "/api/v1/skills", tag = "skills", params(ListSkills),
@@ -155,7 +193,10 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListSkills>,
 ) -> Result<ApiJson<SkillPage>, ApiError> {
     if let Some(category) = &query.category {
-        check_word("category", category)?;
+        rules::CATEGORY_FILTER.check_query(category)?;
+    }
+    if let Some(q) = &query.q {
+        rules::SEARCH.check_query(q)?;
     }
     if let Some(permission) = &query.permission
         && !PERMISSION_KINDS.contains(&permission.as_str())
@@ -283,12 +324,8 @@ pub async fn update(
     Path((ns, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateSkill>,
 ) -> Result<ApiJson<SkillView>, ApiError> {
-    if let Some(description) = &body.description
-        && (description.trim().is_empty() || description.chars().count() > 2000)
-    {
-        return Err(
-            ApiError::invalid("description: 1-2000 characters").with("field", "description")
-        );
+    if let Some(description) = &body.description {
+        rules::DESCRIPTION.check(description)?;
     }
     let visibility = body
         .visibility
@@ -301,7 +338,7 @@ pub async fn update(
             return Err(ApiError::invalid("categories: at most 5").with("field", "categories"));
         }
         for category in categories {
-            check_word("categories", category)?;
+            rules::CATEGORY.check_query(category)?;
         }
     }
     let skill = owned(&app, &principal, &ns, &name).await?;

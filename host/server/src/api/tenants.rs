@@ -20,12 +20,23 @@ use crate::middleware::RequestId;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    /// Unique short name: 2–63 lowercase letters, digits and `-`, starting with a letter or
-    /// digit.
+    /// Unique short name: 2–63 lowercase letters, digits and `-`, starting and ending with a
+    /// letter or digit.
+    #[schema(
+        pattern = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        min_length = 2,
+        max_length = 63
+    )]
     pub slug: String,
-    /// Display name (default: the slug).
+    /// Display name, 1-200 characters (default: the slug).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Creates an owner with this email and answers their first API key.
+    #[schema(
+        pattern = "^[^@ \t\r\n]+@[^@ \t\r\n]+$",
+        min_length = 3,
+        max_length = 254
+    )]
     pub owner_email: Option<String>,
 }
 
@@ -44,34 +55,19 @@ pub struct CreatedTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
-    /// New display name.
+    /// New display name (1-200 characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 
 /// Checks a tenant slug.
 pub fn check_slug(slug: &str) -> Result<(), ApiError> {
-    let ok = (2..=63).contains(&slug.len())
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !slug.starts_with('-')
-        && !slug.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "slug: 2-63 lowercase letters, digits and '-', not starting or ending with '-'",
-        )
-        .with("field", "slug"))
-    }
+    crate::api::rules::SLUG.check(slug)
 }
 
 /// Checks a display name.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.len() > 200 {
-        return Err(ApiError::invalid("name: 1-200 characters").with("field", "name"));
-    }
-    Ok(())
+    crate::api::rules::TENANT_NAME.check(name)
 }
 
 /// Creates a tenant (and, optionally, its owner with a first API key).
@@ -231,6 +227,7 @@ async fn set_status(
 #[utoipa::path(post, path = "/api/v1/tenants/{id}/suspend", tag = "tenants",
     params(("id" = String, Path, description = "Tenant id")),
     responses((status = 200, description = "The suspended tenant", body = TenantView),
+              (status = 409, description = "A platform admin's own tenant cannot be suspended", body = crate::error::Problem),
               (status = 404, description = "No such tenant", body = crate::error::Problem)))]
 pub async fn suspend(
     State(app): State<AppState>,

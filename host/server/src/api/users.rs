@@ -19,12 +19,18 @@ use crate::middleware::RequestId;
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Email, unique in the tenant.
+    #[schema(
+        pattern = "^[^@ \t\r\n]+@[^@ \t\r\n]+$",
+        min_length = 3,
+        max_length = 254
+    )]
     pub email: String,
-    /// Name to show.
+    /// Name to show (at most 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub display_name: String,
     /// Roles to grant: owner, admin, developer, operator, viewer.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<crate::api::schemas::RoleName>)]
     pub roles: Vec<Role>,
 }
 
@@ -33,25 +39,13 @@ pub struct CreateUser {
 #[serde(deny_unknown_fields)]
 pub struct SetRoles {
     /// The roles the user holds from now on.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<crate::api::schemas::RoleName>)]
     pub roles: Vec<Role>,
 }
 
 /// Checks an email address's shape (delivery is not our concern).
 pub fn check_email(email: &str) -> Result<(), ApiError> {
-    let ok = (3..=254).contains(&email.len())
-        && !email.chars().any(char::is_whitespace)
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(
-            ApiError::invalid(format!("email: {email:?} is not an email address"))
-                .with("field", "email"),
-        )
-    }
+    crate::api::rules::EMAIL.check(email)
 }
 
 /// Only a principal holding `owner:manage` (an owner's unscoped credential, or a key scoped
@@ -82,6 +76,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, ApiJson<UserView>), ApiError> {
     check_email(&body.email)?;
+    crate::api::rules::DISPLAY_NAME.check(&body.display_name)?;
     check_owner_change(&principal, &[], &body.roles)?;
     let user = app
         .db

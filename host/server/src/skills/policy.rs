@@ -12,6 +12,7 @@ use omniforge_store::{Database, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::integers::{integer, optional_integer};
 use crate::config::PlatformLimits;
 
 /// How long a quota period lasts.
@@ -33,33 +34,54 @@ pub enum QuotaPeriod {
 pub struct TenantPolicy {
     /// Fuel units per invocation.
     #[schema(minimum = 1, maximum = 10_000_000_000_000_u64)]
+    #[serde(deserialize_with = "integer")]
     pub max_fuel: u64,
     /// Memory per invocation, MiB.
     #[schema(minimum = 1, maximum = 16_384)]
+    #[serde(deserialize_with = "integer")]
     pub max_memory_mb: u64,
     /// Wall time per invocation, ms.
     #[schema(minimum = 1, maximum = 3_600_000)]
+    #[serde(deserialize_with = "integer")]
     pub max_timeout_ms: u64,
     /// Invocations of the tenant running at once (per server).
     #[schema(minimum = 1, maximum = 1_024)]
+    #[serde(deserialize_with = "integer")]
     pub max_concurrency: u32,
     /// The quota period.
     pub quota_period: QuotaPeriod,
     /// Invocations per period; none = unlimited.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_u64)]
+    #[serde(deserialize_with = "optional_integer")]
     pub max_invocations: Option<u64>,
     /// Fuel per period, all invocations together; none = unlimited.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_000_u64)]
+    #[serde(deserialize_with = "optional_integer")]
     pub max_total_fuel: Option<u64>,
     /// Bytes all of the tenant's skills may keep in `kv` together, each entry charged its
     /// key, its value and 160 bytes of overhead.
     #[schema(minimum = 0, maximum = 1_099_511_627_776_u64)]
+    #[serde(deserialize_with = "integer")]
     pub max_kv_bytes: u64,
     /// Outbound HTTP destinations skills may reach on this tenant's behalf: a destination a
     /// skill declares is allowed only if it also matches one of these. None = whatever
     /// the skill declares.
-    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    #[schema(value_type = Option<Vec<crate::api::schemas::HostPatternText>>, max_items = 100)]
+    #[serde(serialize_with = "compact_hosts")]
     pub http_allow: Option<Vec<HostPattern>>,
+}
+
+/// Writes host patterns in their shortest form, so an answer never holds a longer entry than
+/// the request did (the document bounds their length).
+fn compact_hosts<S: serde::Serializer>(
+    hosts: &Option<Vec<HostPattern>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    hosts
+        .as_ref()
+        .map(|hosts| hosts.iter().map(HostPattern::compact).collect::<Vec<_>>())
+        .serialize(serializer)
 }
 
 /// The largest value each policy field accepts.

@@ -315,11 +315,10 @@ pub(crate) fn latest(versions: &[(String, bool)]) -> Option<String> {
 }
 
 /// A listing cursor of the `Updated` and `Downloads` orders: `<number>:<id>`.
-pub(crate) fn split_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+pub(crate) fn split_cursor(cursor: &str) -> Option<(i64, String)> {
     cursor
         .split_once(':')
         .and_then(|(n, id)| Some((n.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| StoreError::Invalid(format!("malformed cursor {cursor:?}")))
 }
 
 impl SkillQuery {

@@ -113,7 +113,10 @@ impl TenantStore<'_> {
                     "s.downloads"
                 };
                 if let Some(after) = &query.after {
-                    let (n, id) = split_cursor(after)?;
+                    // A cursor of another order (or none this listing gave) ends it.
+                    let Some((n, id)) = split_cursor(after) else {
+                        return Ok(Vec::new());
+                    };
                     let a = push(&mut params, Param::Int(n));
                     let b = push(&mut params, Param::Text(id));
                     sql += &format!(" AND ({column} < {a} OR ({column} = {a} AND s.id < {b}))");
