@@ -181,25 +181,28 @@ impl JwtVerifier {
 }
 
 impl Jwks {
-    /// The cached key `kid`, its freshness, and whether a refetch is allowed now.
+    /// The cached key `kid`, whether it is old enough to refresh (in the background), and
+    /// whether a fetch for a key not yet seen is allowed now (at most every
+    /// [`JWKS_REFETCH`], so made-up `kid`s cannot make us hammer the provider).
     fn cached(&self, kid: &str) -> (Option<DecodingKey>, bool, bool) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.ttl);
-        let may_refetch = state
-            .attempted_at
-            .is_none_or(|t| t.elapsed() >= JWKS_REFETCH);
-        (state.keys.get(kid).cloned(), fresh, may_refetch)
+        let since_attempt =
+            |at: Option<Instant>, wait: Duration| at.is_none_or(|t| t.elapsed() >= wait);
+        let stale = state.fetched_at.is_none_or(|t| t.elapsed() >= self.ttl)
+            && since_attempt(state.attempted_at, self.ttl.min(JWKS_REFETCH));
+        let may_fetch_unknown = since_attempt(state.attempted_at, JWKS_REFETCH);
+        (state.keys.get(kid).cloned(), stale, may_fetch_unknown)
     }
 
     async fn key(self: &Arc<Self>, kid: &str) -> Result<DecodingKey, String> {
-        let (key, fresh, may_refetch) = self.cached(kid);
+        let (key, stale, may_fetch_unknown) = self.cached(kid);
         if let Some(key) = key {
-            if !fresh && may_refetch {
+            if stale {
                 self.refresh_in_background();
             }
             return Ok(key);
         }
-        if may_refetch {
+        if may_fetch_unknown {
             // An unknown kid: wait for a refresh (the one in flight, or ours).
             let _turn = self.refreshing.lock().await;
             if self.cached(kid).2 {

@@ -96,18 +96,32 @@ impl TestApp {
         Self::start_with(db, config).await
     }
 
-    pub async fn start_with(db: TestDatabase, mut config: Config) -> Self {
+    pub async fn start_with(db: TestDatabase, config: Config) -> Self {
+        Self::start_with_workers(db, config, omniforge_server::Workers::default()).await
+    }
+
+    /// The server with its own compiler or validator.
+    pub async fn start_with_workers(
+        db: TestDatabase,
+        mut config: Config,
+        workers: omniforge_server::Workers,
+    ) -> Self {
         let data = tempfile::tempdir().unwrap();
         config.data_dir = data.path().to_owned();
         // Compiled components are shared by every test (content-addressed, written
-        // atomically), so each component compiles once per run, not once per test.
-        config.skills.artifact_cache_dir =
-            Some(std::env::temp_dir().join("omniforge-test-artifacts"));
+        // atomically), so each component compiles once per run, not once per test; a test
+        // about compiling gives its own directory.
+        config
+            .skills
+            .artifact_cache_dir
+            .get_or_insert_with(|| std::env::temp_dir().join("omniforge-test-artifacts"));
         db.db.migrate().await.unwrap();
         let (created, acme_key) = omniforge_server::bootstrap(&db.db, "acme", "ada@acme.test")
             .await
             .unwrap();
-        let server = Server::start(config).await.expect("the server starts");
+        let server = Server::start_with(config, workers)
+            .await
+            .expect("the server starts");
         let base = format!("http://{}", server.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -324,8 +338,13 @@ pub fn hello_package(version: &str) -> Vec<u8> {
 
 /// A package of a test guest (a `tool` world component) named `acme-tests/<name>`.
 pub fn guest_package(name: &str, wasm: &str) -> Vec<u8> {
+    guest_package_named("acme-tests", name, wasm)
+}
+
+/// A package of a test guest (a `tool` world component) named `<namespace>/<name>`.
+pub fn guest_package_named(namespace: &str, name: &str, wasm: &str) -> Vec<u8> {
     let manifest = format!(
-        "[package]\nname = \"acme-tests/{name}\"\nversion = \"1.0.0\"\n\
+        "[package]\nname = \"{namespace}/{name}\"\nversion = \"1.0.0\"\n\
          description = \"Hostile test guest {name}\"\nlicense = \"Apache-2.0\"\n\n\
          [skill]\nworld = \"tool\"\n"
     );

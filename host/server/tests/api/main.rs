@@ -5,6 +5,7 @@
 mod common;
 mod escalation;
 mod flows;
+mod hardening;
 mod limits;
 mod lockout;
 mod openapi;

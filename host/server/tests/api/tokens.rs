@@ -170,3 +170,94 @@ async fn rs256_tokens_from_a_pem_or_a_jwks_and_no_algorithm_confusion() {
             .expect(401, "HS256 with the public key as secret");
     }
 }
+
+/// An identity provider that answers its first JWKS request at once and every later one
+/// only when the test says so: a provider that has become slow.
+struct SlowIdp {
+    url: String,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+async fn slow_idp(jwks: Value) -> SlowIdp {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let (counter, gate) = (Arc::clone(&fetches), Arc::clone(&release));
+    tokio::spawn(async move {
+        let router = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (jwks, counter, gate) = (jwks.clone(), Arc::clone(&counter), Arc::clone(&gate));
+                async move {
+                    if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+                        let _slow = gate.acquire().await.unwrap();
+                    }
+                    axum::Json(jwks)
+                }
+            }),
+        );
+        axum::serve(listener, router).await.unwrap();
+    });
+    SlowIdp {
+        url,
+        fetches,
+        release,
+    }
+}
+
+#[tokio::test]
+async fn a_slow_identity_provider_delays_no_token_whose_key_is_known() {
+    use std::sync::atomic::Ordering;
+    let mut rng = rsa::rand_core::OsRng;
+    let idp_key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    for db in all().await {
+        let idp = slow_idp(jwks_of(&idp_key.to_public_key(), "idp-1")).await;
+        let mut config = test_config(&db);
+        config.auth.jwt = Some(JwtConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            hs256_secret: None,
+            rs256_public_key_file: None,
+            jwks_url: Some(idp.url.clone()),
+            tenant_claim: "tenant".into(),
+            leeway_secs: 0,
+            // Keys grow old at once: every later token asks for a refresh.
+            jwks_ttl_secs: 0,
+        });
+        let app = TestApp::start_with(db, config).await;
+        let now = now_ms() / 1000;
+        let token = rs256(
+            &idp_key,
+            Some("idp-1"),
+            json!({"sub": "ada@acme.test", "tenant": "acme", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 60}),
+        );
+        let me = || app.call(Method::GET, "/api/v1/me", Some(&token), None);
+        me().await.expect(200, "the first token fetches the keys");
+        // The keys are old now: the next token starts a refresh, which hangs at the provider.
+        // Meanwhile tokens signed with a known key keep working (before, every RS256 login
+        // waited on the refresh's lock).
+        for n in 0..20 {
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(5), me())
+                .await
+                .unwrap_or_else(|_| panic!("request {n} waited for the provider"));
+            answer.expect(200, "a known key during a slow refresh");
+        }
+        // Exactly one refresh is in flight, however many tokens saw old keys.
+        for _ in 0..100 {
+            if idp.fetches.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            idp.fetches.load(Ordering::SeqCst),
+            2,
+            "refreshes are single-flight"
+        );
+        idp.release.add_permits(100);
+    }
+}
