@@ -95,10 +95,17 @@ impl Compiler for ProcessCompiler {
             .output()
             .await
             .map_err(|e| LoadError::Compile(format!("the compiler process failed: {e}")))?;
+        let said = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
-            let message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-            return Err(LoadError::InvalidComponent(message));
+            return Err(LoadError::InvalidComponent(said.trim().to_owned()));
         }
+        let peak = said
+            .lines()
+            .find_map(|l| l.strip_prefix(PEAK_MARKER)?.parse::<u64>().ok());
+        tracing::info!(
+            peak_rss_mib = peak.map(|b| b >> 20),
+            "compiled a component in a child process"
+        );
         Ok(())
     }
 }
@@ -109,11 +116,30 @@ pub struct ProcessValidator(pub ProcessWorker);
 
 /// What `omniforge internal validate` prints: one JSON document.
 #[derive(Debug, Serialize, Deserialize)]
+struct ValidateOutput {
+    answer: Validated,
+    /// The child's peak resident memory, for the server's log.
+    peak_rss_bytes: Option<u64>,
+}
+
+/// A package's verdict.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Validated {
     Valid(Box<PackageSummary>),
     Invalid { too_large: bool, message: String },
 }
+
+/// This process's peak resident memory (Linux; `None` elsewhere).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The marker of the line a compiling child ends its stderr with.
+const PEAK_MARKER: &str = "peak_rss_bytes=";
 
 #[async_trait]
 impl PackageValidator for ProcessValidator {
@@ -145,14 +171,23 @@ impl PackageValidator for ProcessValidator {
                 output.status
             )));
         }
-        match serde_json::from_slice(&output.stdout) {
-            Ok(Validated::Valid(summary)) => Ok(*summary),
-            Ok(Validated::Invalid { too_large, message }) => {
+        let answer: ValidateOutput = match serde_json::from_slice(&output.stdout) {
+            Ok(answer) => answer,
+            Err(e) => {
+                return Err(ValidationError::Failed(format!(
+                    "the validator process answered something else: {e}"
+                )));
+            }
+        };
+        tracing::info!(
+            peak_rss_mib = answer.peak_rss_bytes.map(|b| b >> 20),
+            "validated a package in a child process"
+        );
+        match answer.answer {
+            Validated::Valid(summary) => Ok(*summary),
+            Validated::Invalid { too_large, message } => {
                 Err(ValidationError::Invalid { too_large, message })
             }
-            Err(e) => Err(ValidationError::Failed(format!(
-                "the validator process answered something else: {e}"
-            ))),
         }
     }
 }
@@ -199,6 +234,9 @@ pub fn compile(args: CompileArgs) -> Result<()> {
             .write_all(&artifact)
             .context("writing the artifact")?,
     }
+    if let Some(peak) = peak_rss_bytes() {
+        eprintln!("{PEAK_MARKER}{peak}");
+    }
     Ok(())
 }
 
@@ -235,6 +273,10 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
             message: e.to_string(),
         },
     };
-    serde_json::to_writer(std::io::stdout(), &answer).context("writing the answer")?;
+    let output = ValidateOutput {
+        answer,
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    serde_json::to_writer(std::io::stdout(), &output).context("writing the answer")?;
     Ok(())
 }

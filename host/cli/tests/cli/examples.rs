@@ -38,7 +38,7 @@ fn present(found: bool, what: &str, install: &str) -> bool {
 }
 
 /// Whether `program` runs here (see [`present`]).
-fn toolchain(program: &str, install: &str) -> bool {
+pub(crate) fn toolchain(program: &str, install: &str) -> bool {
     present(runs(program, &["--version"]), program, install)
 }
 
@@ -86,7 +86,7 @@ impl ServerCli {
 /// Copies an example into `to` (so builds never write into the source tree) and returns it.
 /// A Rust example is a member of the examples' cargo workspace and depends on the SDK by
 /// path, so the workspace and the SDK come along, at the same places relative to each other.
-fn copy_example(language: &str, name: &str, to: &Path) -> PathBuf {
+pub(crate) fn copy_example(language: &str, name: &str, to: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     if language == "rust" {
         let workspace = to.join("example-skills/rust");

@@ -3,9 +3,11 @@
 
 mod author;
 mod examples;
+mod memory;
 mod migrate;
 mod packages;
 mod publish;
+mod readme;
 mod run;
 mod server;
 

@@ -135,6 +135,37 @@ fn examples_are_published_found_invoked_and_yanked_with_the_cli() {
     assert_eq!(unyanked.status.code(), Some(0), "{}", stderr(&unyanked));
     assert_eq!(version(""), "0.2.0");
 
+    // One exit-code table for every command: a wrong key is 5 everywhere, a server that
+    // cannot be reached 6.
+    let wrong = format!("{}{}", &key[..17], "W".repeat(43));
+    let package = dir.path().join("hello.zip");
+    for args in [
+        &["skill", "list"][..],
+        &["skill", "search", "greets"],
+        &["skill", "invoke", "examples/hello", "-i", "{}"],
+        &["skill", "publish", package.to_str().unwrap()],
+        &["skill", "yank", "examples/hello@0.1.0"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &url]);
+        let refused = omniforge_env(dir.path(), &all, &[("OMNIFORGE_API_KEY", wrong.as_str())]);
+        assert_eq!(
+            refused.status.code(),
+            Some(5),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", "http://127.0.0.1:9"]);
+        let unreachable = omniforge_env(dir.path(), &all, &env);
+        assert_eq!(
+            unreachable.status.code(),
+            Some(6),
+            "{args:?}: {}",
+            stderr(&unreachable)
+        );
+    }
+
     // Without a key, a clear message.
     let anonymous = omniforge_in(dir.path(), &["skill", "list", "--server", &url]);
     assert_ne!(anonymous.status.code(), Some(0));

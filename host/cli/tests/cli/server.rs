@@ -24,6 +24,19 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server with SIGKILL, as a crash or the OOM killer would, and reaps it.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
 pub fn serve_in(dir: &Path, envs: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_omniforge"))
         .arg("serve")
@@ -67,7 +80,7 @@ pub fn serve_in(dir: &Path, envs: &[(&str, &str)]) -> Running {
 }
 
 /// One HTTP/1.1 request; returns the status and body.
-fn http(
+pub fn http(
     port: u16,
     method: &str,
     path: &str,
