@@ -34,7 +34,7 @@ pub struct UsageReport {
     pub max_invocations: Option<u64>,
     /// The fuel quota, if any.
     pub max_total_fuel: Option<u64>,
-    /// Bytes the tenant's skills keep in `kv` (every entry: key, value and 160 bytes).
+    /// Bytes the tenant's skills keep in `kv` (every entry: key, value and 256 bytes).
     pub kv_bytes: i64,
     /// Entries the tenant's skills keep in `kv`.
     pub kv_entries: i64,

@@ -15,7 +15,7 @@ pub struct SkillsConfig {
     pub platform_max: PlatformLimits,
     /// The policy of tenants that have none of their own.
     pub default_policy: crate::skills::policy::TenantPolicy,
-    /// Storage of the `kv` capability per (tenant, skill): every entry's key, value and 160
+    /// Storage of the `kv` capability per (tenant, skill): every entry's key, value and 256
     /// bytes of overhead. The tenant's total over all skills is its policy's `max_kv_bytes`.
     pub kv_quota_bytes: u64,
     /// Usage counters are written to the database at least this often.

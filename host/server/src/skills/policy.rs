@@ -59,7 +59,7 @@ pub struct TenantPolicy {
     #[serde(deserialize_with = "optional_integer")]
     pub max_total_fuel: Option<u64>,
     /// Bytes all of the tenant's skills may keep in `kv` together, each entry charged its
-    /// key, its value and 160 bytes of overhead.
+    /// key, its value and 256 bytes of overhead.
     #[schema(minimum = 0, maximum = 1_099_511_627_776_u64)]
     #[serde(deserialize_with = "integer")]
     pub max_kv_bytes: u64,

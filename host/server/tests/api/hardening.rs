@@ -25,7 +25,7 @@ async fn the_kv_quota_is_one_total_over_all_of_a_tenants_skills() {
     for db in all().await {
         let app = TestApp::start(db).await;
         let policy = format!("/api/v1/tenants/{}/policy", app.acme.id);
-        // One counter entry is "k" + 8 bytes + 160: 169 bytes. Five fit in 1,000.
+        // One counter entry is "k" + 8 bytes + 256: 265 bytes. Three fit in 1,000.
         app.call(
             Method::PUT,
             &policy,
@@ -54,7 +54,7 @@ async fn the_kv_quota_is_one_total_over_all_of_a_tenants_skills() {
             }
         }
         let (n, answer) = refused.expect("the tenant's kv quota was never reached");
-        assert_eq!(n, 5, "five skills' entries fit, the sixth does not");
+        assert_eq!(n, 3, "three skills' entries fit, the fourth does not");
         let body = answer.expect(422, "over the tenant's kv quota");
         assert_eq!(body["type"], "https://omniforge.dev/problems/skill-error");
         assert!(body["detail"].as_str().unwrap().contains("quota"), "{body}");
@@ -65,7 +65,7 @@ async fn the_kv_quota_is_one_total_over_all_of_a_tenants_skills() {
             .clone();
         assert_eq!(
             (usage["kv_bytes"].clone(), usage["kv_entries"].clone()),
-            (json!(845), json!(5))
+            (json!(795), json!(3))
         );
         assert_eq!(usage["max_kv_bytes"], 1000);
         // Another tenant's counters are not charged to acme.

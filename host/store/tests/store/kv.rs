@@ -103,19 +103,19 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
         // The quota counts keys, values and the per-entry overhead; replacing a value frees
         // the old one.
         let small = KvQuota {
-            scope_bytes: 300,
+            scope_bytes: 500,
             tenant_bytes: 1 << 30,
         };
-        assert_eq!(KV_ENTRY_OVERHEAD, 160);
+        assert_eq!(KV_ENTRY_OVERHEAD, 256);
         assert_eq!(
             a.kv_set("ns/quota", "k", &[0; 90], small).await.unwrap(),
             KvWrite::Written,
-            "1 + 90 + 160 of 300"
+            "1 + 90 + 256 of 500"
         );
         assert_eq!(
             a.kv_set("ns/quota", "j", &[0; 20], small).await.unwrap(),
             KvWrite::QuotaExceeded,
-            "251 + 181 of 300"
+            "347 + 277 of 500"
         );
         assert_eq!(
             a.kv_set("ns/quota", "k", &[0; 99], small).await.unwrap(),
@@ -131,7 +131,7 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
             KvWrite::Written
         );
         let usage = a.kv_usage("ns/quota").await.unwrap();
-        assert_eq!((usage.scope_bytes, usage.scope_entries), (181, 1));
+        assert_eq!((usage.scope_bytes, usage.scope_entries), (277, 1));
 
         // The tenant's export carries its kv data, base64, and no other tenant's.
         g.kv_set("ns/counter", "secret", b"globex only", quota)
@@ -181,7 +181,7 @@ async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_ent
             .create_tenant(&audit, "globex", "Globex")
             .await
             .unwrap();
-        // Each entry is 1 + 10 + 160 = 171 bytes: 11 fit in 2,000 bytes, whichever skills
+        // Each entry is 1 + 10 + 256 = 267 bytes: 7 fit in 2,000 bytes, whichever skills
         // hold them, and concurrent writers cannot all pass the check.
         let quota = KvQuota {
             scope_bytes: 1 << 20,
@@ -205,9 +205,9 @@ async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_ent
                 written += 1;
             }
         }
-        assert_eq!(written, 11, "{}", db.backend().name());
+        assert_eq!(written, 7, "{}", db.backend().name());
         let a = db.tenant(&acme.id);
-        assert_eq!(a.kv_tenant_usage().await.unwrap(), (11 * 171, 11));
+        assert_eq!(a.kv_tenant_usage().await.unwrap(), (7 * 267, 7));
         // Another tenant's store is its own.
         let g = db.tenant(&globex.id);
         assert_eq!(
@@ -236,7 +236,7 @@ async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_ent
                 let value = base64::engine::general_purpose::STANDARD
                     .decode(&e.value_base64)
                     .unwrap();
-                (e.key.len() + value.len()) as i64 + 160
+                (e.key.len() + value.len()) as i64 + 256
             })
             .sum();
         assert_eq!(

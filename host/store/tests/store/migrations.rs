@@ -226,12 +226,12 @@ async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
             store.kv_get("ns/s", "é").await.unwrap().as_deref(),
             Some("é".as_bytes())
         );
-        // The move to running kv totals charged the existing entries: key + value + 160.
+        // The move to running kv totals charged the existing entries: key + value + 256.
         // ("b", "b"), ("ab", "ab") and ("é", "é" as 2 bytes each): 10 bytes and 3 rows.
         let usage = store.kv_usage("ns/s").await.unwrap();
         assert_eq!(
             (usage.tenant_bytes, usage.scope_bytes),
-            (3 * 160 + 10, 3 * 160 + 10)
+            (3 * 256 + 10, 3 * 256 + 10)
         );
     }
 }
