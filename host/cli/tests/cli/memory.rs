@@ -86,7 +86,10 @@ fn a_100_mb_upload_is_streamed_to_disk_and_never_held_in_the_servers_memory() {
     // A limit above the upload, so all of it is received and validated.
     let server: Running = serve_in(dir.path(), &[("OMNIFORGE_MAX_PACKAGE_BYTES", "134217728")]);
     let pid = server.pid();
-    assert_eq!(http(server.port, "GET", "/readyz", None, None).0, 200);
+    // The key's first use runs argon2, which takes 19 MiB for a moment: not the upload's.
+    assert_eq!(http(server.port, "GET", "/api/v1/me", Some(&key), None).0, 200);
+    // Resets the peak (VmHWM) to the current RSS, so the peak read later is the upload's.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
     let idle = status_kib(pid, "VmRSS");
     let mut upload = start_upload(server.port, &key);
     let mut seed = 0x9e37_79b9_7f4a_7c15;
@@ -99,9 +102,9 @@ fn a_100_mb_upload_is_streamed_to_disk_and_never_held_in_the_servers_memory() {
     let peak = status_kib(pid, "VmHWM");
     let grew = peak.saturating_sub(idle);
     // Held whole, the upload alone would be 100 MiB (and a copy more); streamed, the server
-    // grows by buffers.
+    // grows by buffers (about 5 MiB measured).
     assert!(
-        grew < 48 * 1024,
+        grew < 24 * 1024,
         "the server's peak grew by {grew} KiB over {idle} KiB idle for a 100 MB upload"
     );
     // Nothing of the refused upload stays on disk.
