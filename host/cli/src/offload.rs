@@ -259,19 +259,17 @@ pub struct ValidateArgs {
 /// only when it could not do its job.
 pub fn validate(args: ValidateArgs) -> Result<()> {
     let limits = package_limits(args.max_package_bytes);
-    let answer = match omniforge_registry::validate_package_file(
-        &args.package,
-        &args.component_out,
-        &limits,
-    ) {
+    let validated =
+        omniforge_registry::validate_package_file(&args.package, &args.component_out, &limits)
+            .map_err(ValidationError::from);
+    let answer = match validated {
         Ok(summary) => Validated::Valid(Box::new(summary)),
-        Err(omniforge_registry::PackageFileError::Io(e)) => {
-            return Err(e).context("reading the package or writing its component");
+        Err(ValidationError::Invalid { too_large, message }) => {
+            Validated::Invalid { too_large, message }
         }
-        Err(omniforge_registry::PackageFileError::Package(e)) => Validated::Invalid {
-            too_large: matches!(e, omniforge_registry::PackageError::TooLarge { .. }),
-            message: e.to_string(),
-        },
+        Err(ValidationError::Failed(cause)) => {
+            anyhow::bail!("reading the package or writing its component: {cause}")
+        }
     };
     let output = ValidateOutput {
         answer,

@@ -30,17 +30,23 @@ pub trait Compiler: Send + Sync + 'static {
         wasm: &Path,
         artifact: &Path,
     ) -> Result<(), LoadError> {
-        let bytes = tokio::fs::read(wasm)
-            .await
-            .map_err(|source| LoadError::Read {
-                path: wasm.to_owned(),
-                source,
-            })?;
-        let compiled = self.compile(engine, bytes.into()).await?;
+        let compiled = self
+            .compile(engine, read_component(wasm).await?.into())
+            .await?;
         tokio::fs::write(artifact, compiled)
             .await
             .map_err(|e| LoadError::Compile(format!("writing the artifact: {e}")))
     }
+}
+
+/// Reads a component file, naming the file when that fails.
+pub(crate) async fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Compiles on a blocking thread of this process with Cranelift.

@@ -14,7 +14,7 @@ use crate::cache::ArtifactCache;
 use crate::capabilities::kv::GuestKv;
 use crate::capabilities::log::{GuestLog, TenantLogRate};
 use crate::capabilities::{KvStore, MemoryKvStore, kv, log};
-use crate::compile::{Compiler, InProcessCompiler};
+use crate::compile::{Compiler, InProcessCompiler, read_component};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
 use crate::digest::ComponentDigest;
@@ -181,14 +181,7 @@ impl Runtime {
 
     /// Reads and loads a component file.
     pub async fn load_file(&self, path: impl AsRef<Path>) -> Result<Arc<LoadedSkill>, LoadError> {
-        let path = path.as_ref();
-        let wasm = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-        self.load(&wasm).await
+        self.load(&read_component(path.as_ref()).await?).await
     }
 
     /// Loads a component: from memory if loaded recently, else from the artifact cache, else
@@ -281,13 +274,7 @@ impl Runtime {
             return Ok(());
         }
         let Some(cache) = &self.artifacts else {
-            let bytes = tokio::fs::read(wasm)
-                .await
-                .map_err(|source| LoadError::Read {
-                    path: wasm.to_owned(),
-                    source,
-                })?;
-            self.load(&bytes).await?;
+            self.load(&read_component(wasm).await?).await?;
             return Ok(());
         };
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);

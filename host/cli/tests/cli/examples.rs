@@ -52,18 +52,7 @@ struct ServerCli {
 
 impl ServerCli {
     fn start(dir: &Path) -> (Running, Self) {
-        let bootstrap = omniforge_in(
-            dir,
-            &[
-                "admin",
-                "bootstrap",
-                "--tenant",
-                "acme",
-                "--email",
-                "ada@acme.test",
-            ],
-        );
-        let key = ok(&bootstrap, "bootstrap").trim().to_owned();
+        let key = crate::bootstrap(dir);
         // Defaults: however long a compile takes on a loaded machine, `skill publish` waits
         // for it and `skill invoke` retries what answers 503 skill-compiling.
         let server = serve_in(dir, &[]);

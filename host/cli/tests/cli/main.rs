@@ -16,17 +16,23 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Notes a skipped test where `./scripts/test.sh` reads it (the file named by
-/// `OMNIFORGE_TEST_SKIPS`), so its summary says what was skipped and why.
-pub fn record_skip(what: &str, why: &str) {
-    if let Some(path) = std::env::var_os("OMNIFORGE_TEST_SKIPS")
-        && let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    {
-        let _ = writeln!(file, "{what}: {why}");
-    }
+pub use omniforge_store::testing::record_skip;
+
+/// Bootstraps tenant `acme` with owner `ada@acme.test` in `dir`'s data directory and returns
+/// the owner's API key (what `omniforge admin bootstrap` prints).
+pub fn bootstrap(dir: &Path) -> String {
+    let out = omniforge_in(
+        dir,
+        &[
+            "admin",
+            "bootstrap",
+            "--tenant",
+            "acme",
+            "--email",
+            "ada@acme.test",
+        ],
+    );
+    ok(&out, "bootstrap").trim().to_owned()
 }
 
 /// Runs `omniforge` with `args` in the current directory.

@@ -4,11 +4,10 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
+use crate::bootstrap;
 use crate::server::{Running, http, serve_in};
-use crate::{ok, omniforge_in};
 
 /// A field of `/proc/<pid>/status` in KiB (VmRSS: resident now; VmHWM: the peak so far).
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -18,21 +17,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn bootstrap(dir: &Path) -> String {
-    let out = omniforge_in(
-        dir,
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "acme",
-            "--email",
-            "ada@acme.test",
-        ],
-    );
-    ok(&out, "bootstrap").trim().to_owned()
 }
 
 /// Starts a chunked ZIP upload; the caller writes chunks (`chunk`) and ends it (`end`).
@@ -87,7 +71,10 @@ fn a_100_mb_upload_is_streamed_to_disk_and_never_held_in_the_servers_memory() {
     let server: Running = serve_in(dir.path(), &[("OMNIFORGE_MAX_PACKAGE_BYTES", "134217728")]);
     let pid = server.pid();
     // The key's first use runs argon2, which takes 19 MiB for a moment: not the upload's.
-    assert_eq!(http(server.port, "GET", "/api/v1/me", Some(&key), None).0, 200);
+    assert_eq!(
+        http(server.port, "GET", "/api/v1/me", Some(&key), None).0,
+        200
+    );
     // Resets the peak (VmHWM) to the current RSS, so the peak read later is the upload's.
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
     let idle = status_kib(pid, "VmRSS");

@@ -13,19 +13,7 @@ use crate::{omniforge_env, omniforge_in, stderr, stdout, stdout_text};
 #[test]
 fn examples_are_published_found_invoked_and_yanked_with_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = omniforge_in(
-        dir.path(),
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "acme",
-            "--email",
-            "ada@acme.test",
-        ],
-    );
-    assert_eq!(bootstrap.status.code(), Some(0), "{}", stderr(&bootstrap));
-    let key = stdout_text(&bootstrap).trim().to_owned();
+    let key = crate::bootstrap(dir.path());
     let server = serve_in(dir.path(), &[]);
     let url = format!("http://127.0.0.1:{}", server.port);
     let env = [("OMNIFORGE_API_KEY", key.as_str())];

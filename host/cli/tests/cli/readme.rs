@@ -129,19 +129,7 @@ fn a_python_skill_invoked_right_after_publishing_answers_or_says_it_is_compiling
     let dir = tempfile::tempdir().unwrap();
     let project = copy_example("python", "hello", dir.path());
     ok(&omniforge_env(&project, &["skill", "build"], &[]), "build");
-    let bootstrap = omniforge_env(
-        dir.path(),
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "acme",
-            "--email",
-            "ada@acme.test",
-        ],
-        &[],
-    );
-    let key = ok(&bootstrap, "bootstrap").trim().to_owned();
+    let key = crate::bootstrap(dir.path());
     let server = serve_in(dir.path(), &[]);
     let url = format!("http://127.0.0.1:{}", server.port);
     let env = [

@@ -88,6 +88,21 @@ async fn the_kv_quota_is_one_total_over_all_of_a_tenants_skills() {
     }
 }
 
+/// Invokes `skill` as acme with `body` sent as written.
+async fn invoke_text(app: &TestApp, skill: &str, body: String) -> crate::common::Answer {
+    answer(
+        app.client
+            .post(format!("{}/api/v1/skills/{skill}/invoke", app.base))
+            .bearer_auth(&app.acme.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn input_nested_too_deeply_is_refused_with_a_4xx_everywhere() {
     for db in all().await {
@@ -108,17 +123,7 @@ async fn input_nested_too_deeply_is_refused_with_a_4xx_everywhere() {
                 "[".repeat(200),
                 "]".repeat(200)
             );
-            let refused = answer(
-                app.client
-                    .post(format!("{}/api/v1/skills/{skill}/invoke", app.base))
-                    .bearer_auth(&app.acme.key)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
+            let refused = invoke_text(&app, skill, body).await;
             let problem = refused.expect(422, skill);
             assert_eq!(
                 problem["type"],
@@ -135,17 +140,7 @@ async fn input_nested_too_deeply_is_refused_with_a_4xx_everywhere() {
             "[".repeat(126),
             "]".repeat(126)
         );
-        let answered = answer(
-            app.client
-                .post(format!("{}/api/v1/skills/examples/deep/invoke", app.base))
-                .bearer_auth(&app.acme.key)
-                .header("content-type", "application/json")
-                .body(at_limit)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let answered = invoke_text(&app, "examples/deep", at_limit).await;
         let problem = answered.expect(422, "an array where the schema wants a string");
         assert_eq!(
             problem["type"],
