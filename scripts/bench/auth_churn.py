@@ -71,8 +71,13 @@ def measure(port, key, requests, churn=None):
         other_key, other_owner = churn
         conn = http.client.HTTPConnection("127.0.0.1", port)
         while not stop.is_set():
-            call(conn, "PUT", f"/api/v1/users/{other_owner}/roles", other_key,
-                 {"roles": ["owner"]})
+            try:
+                call(conn, "PUT", f"/api/v1/users/{other_owner}/roles", other_key,
+                     {"roles": ["owner"]})
+            except (OSError, http.client.HTTPException):
+                # A server that refuses before reading the body closes the connection.
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port)
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     side = threading.Thread(target=churner) if churn else None
