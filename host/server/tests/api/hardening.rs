@@ -344,3 +344,50 @@ async fn a_skill_still_compiling_is_answered_503_skill_compiling_never_a_timeout
         );
     }
 }
+
+#[tokio::test]
+async fn policy_values_above_their_documented_maxima_are_refused_not_stored() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        let policy = format!("/api/v1/tenants/{}/policy", app.acme.id);
+        let many_hosts: Vec<String> = (0..101).map(|n| format!("h{n}.example.com")).collect();
+        for (body, field) in [
+            (
+                json!({"max_invocations": 9_223_372_036_854_775_807_u64}),
+                "max_invocations",
+            ),
+            (json!({"max_fuel": 10_000_000_000_001_u64}), "max_fuel"),
+            (json!({"max_memory_mb": 16_385}), "max_memory_mb"),
+            (json!({"max_concurrency": 0}), "max_concurrency"),
+            (
+                json!({"max_kv_bytes": 1_099_511_627_777_u64}),
+                "max_kv_bytes",
+            ),
+            (json!({"http_allow": many_hosts}), "http_allow"),
+        ] {
+            let refused = app
+                .call(Method::PUT, &policy, Some(&app.acme.key), Some(body))
+                .await;
+            assert_eq!(refused.expect(422, field)["field"], field);
+        }
+        let unchanged = app
+            .call(Method::GET, &policy, Some(&app.acme.key), None)
+            .await
+            .expect(200, "the policy")
+            .clone();
+        assert_eq!(unchanged["max_invocations"], json!(null));
+        // The maxima themselves are accepted, integers written as 940.0 too.
+        let at_max = json!({
+            "max_invocations": 1_000_000_000_000_u64, "max_fuel": 10_000_000_000_000_u64,
+            "max_memory_mb": 16_384.0, "max_concurrency": 1_024,
+            "max_kv_bytes": 1_099_511_627_776_u64, "http_allow": ["https://API.example.com:443/"],
+        });
+        let set = app
+            .call(Method::PUT, &policy, Some(&app.acme.key), Some(at_max))
+            .await
+            .expect(200, "the maxima")
+            .clone();
+        assert_eq!(set["max_memory_mb"], 16_384);
+        assert_eq!(set["http_allow"], json!(["api.example.com:443"]));
+    }
+}
