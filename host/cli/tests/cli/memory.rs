@@ -124,7 +124,7 @@ fn files_a_killed_server_was_writing_are_removed_at_its_next_start() {
     let mut upload = start_upload(server.port, &key);
     chunk(&mut upload, &noise(1 << 20, &mut 7)).unwrap();
     let mut spooled = 0;
-    for _ in 0..100 {
+    for _ in 0..600 {
         spooled = std::fs::read_dir(&uploads).map_or(0, |d| d.count());
         if spooled > 0 {
             break;
