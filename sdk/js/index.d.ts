@@ -2,7 +2,7 @@
 
 /** Who is calling and how long the skill has. */
 export interface Context {
-  /** Slug of the tenant the invocation runs for. */
+  /** Id of the tenant the invocation runs for (`ten_…`, stable; not its slug). */
   tenant: string;
   /** The skill's full name, `namespace/name`. */
   skill: string;

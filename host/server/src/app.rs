@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omniforge_registry::{BlobStore, FsBlobStore};
-use omniforge_runtime::{Compiler, Runtime, RuntimeConfig};
+use omniforge_runtime::{AllocatorConfig, Compiler, InvocationLimits, Runtime, RuntimeConfig};
 use omniforge_store::Database;
 use tokio::sync::Semaphore;
 
@@ -19,7 +19,7 @@ use crate::skills::compiles::Compiles;
 use crate::skills::kv::DbKvStore;
 use crate::skills::meter::Meter;
 use crate::skills::packages::{InProcessValidator, PackageValidator};
-use crate::skills::policy::Policies;
+use crate::skills::policy::{Policies, PolicyMaxima};
 
 /// Work the server can hand to other processes so that large components never pass through
 /// its memory: compiling components and validating packages. `None` does it in this process
@@ -152,13 +152,38 @@ impl App {
     }
 }
 
+/// The runtime's upper bound of every invocation: the configured platform maximum, so an
+/// operator's raised maximum is the one in force (the runtime's built-in default would clamp
+/// it silently). Concurrency per tenant is bounded by the policies' own maximum.
+fn platform_limits(config: &Config) -> InvocationLimits {
+    let max = &config.skills.platform_max;
+    InvocationLimits {
+        fuel: Some(max.fuel),
+        memory_bytes: max.memory_mb << 20,
+        timeout: Duration::from_millis(max.timeout_ms),
+        output_bytes: max.output_bytes,
+        tenant_concurrency: PolicyMaxima::CONCURRENCY,
+        ..InvocationLimits::platform_default()
+    }
+}
+
 fn build_runtime(
     config: &Config,
     db: &Database,
     policies: &Arc<Policies>,
     compiler: Option<Arc<dyn Compiler>>,
 ) -> Result<Runtime, String> {
+    let platform = platform_limits(config);
+    let mut allocator = RuntimeConfig::default().allocator;
+    if let AllocatorConfig::Pooling(pool) = &mut allocator {
+        // One linear memory may be as large as the whole allowance.
+        pool.max_memory_bytes = pool
+            .max_memory_bytes
+            .max(usize::try_from(platform.memory_bytes).unwrap_or(usize::MAX));
+    }
     let runtime_config = RuntimeConfig {
+        platform_limits: platform,
+        allocator,
         memory_budget_bytes: Some(
             config
                 .skills
@@ -186,4 +211,40 @@ fn build_runtime(
     builder
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_configured_platform_maximum_is_the_one_the_runtime_enforces() {
+        let test = omniforge_store::testing::sqlite().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::load_with_env(None, |_| None).unwrap();
+        config.data_dir = dir.path().to_owned();
+        // Above the runtime's built-in defaults (512 MiB, 60 s).
+        config.skills.platform_max.memory_mb = 2048;
+        config.skills.platform_max.timeout_ms = 120_000;
+        let app = App::new(config, test.db.clone(), Workers::default()).unwrap();
+        let platform = app.runtime.config().platform_limits;
+        assert_eq!(platform.memory_bytes, 2048 << 20);
+        assert_eq!(platform.timeout, Duration::from_secs(120));
+        assert_eq!(platform.tenant_concurrency, PolicyMaxima::CONCURRENCY);
+        // A policy and manifest asking for that much get it, past the runtime's own clamp.
+        let policy = crate::skills::policy::TenantPolicy {
+            max_memory_mb: 2048,
+            max_timeout_ms: 120_000,
+            ..Default::default()
+        };
+        let limits = policy
+            .limits(&Default::default(), &app.config.skills.platform_max)
+            .min(platform);
+        assert_eq!(limits.memory_bytes, 2048 << 20);
+        assert_eq!(limits.timeout, Duration::from_secs(120));
+        match &app.runtime.config().allocator {
+            AllocatorConfig::Pooling(pool) => assert!(pool.max_memory_bytes >= 2048 << 20),
+            AllocatorConfig::OnDemand => {}
+        }
+    }
 }

@@ -67,7 +67,7 @@ class Context:
     for authorization (the host has already decided what the skill may do)."""
 
     tenant: str
-    """Slug of the tenant the invocation runs for."""
+    """Id of the tenant the invocation runs for (`ten_…`, stable; not its slug)."""
     skill: str
     """The skill's full name, ``namespace/name``."""
     version: str

@@ -91,7 +91,7 @@ macro_rules! skill {
 /// the skill may do).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {
-    /// Slug of the tenant the invocation runs for.
+    /// Id of the tenant the invocation runs for (`ten_…`, stable; not its slug).
     pub tenant: String,
     /// The skill's full name, `namespace/name`.
     pub skill: String,

@@ -196,6 +196,23 @@ fn schema_error(
     validator.iter_errors(input).next().map(|e| e.to_owned())
 }
 
+/// Where an output breaks the skill's output schema, if it does (the first place).
+fn output_violation(validator: &jsonschema::Validator, output: &str) -> Option<InputError> {
+    let value: serde_json::Value = match serde_json::from_str(output) {
+        Ok(value) => value,
+        Err(e) => {
+            return Some(InputError {
+                message: format!("the output cannot be read as a tree: {e}"),
+                pointer: String::new(),
+            });
+        }
+    };
+    schema_error(validator, &value).map(|error| InputError {
+        pointer: error.instance_path().to_string(),
+        message: error.to_string(),
+    })
+}
+
 fn input_error(error: InputError) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -214,7 +231,7 @@ fn input_error(error: InputError) -> ApiError {
               (status = 404, description = "No such skill visible to the caller, or no matching version", body = crate::error::Problem),
               (status = 422, description = "`invalid-input` (with `pointer`), `skill-error`, `limit-exceeded`", body = crate::error::Problem),
               (status = 429, description = "A rate limit, quota or concurrency limit (`limit` names it); see `Retry-After`", body = crate::error::Problem),
-              (status = 502, description = "`skill-trapped`: the skill crashed", body = crate::error::Problem),
+              (status = 502, description = "`skill-trapped`: the skill crashed; `invalid-output`: its output breaks its output schema (`pointer`)", body = crate::error::Problem),
               (status = 504, description = "`timeout`: the skill ran past its time limit", body = crate::error::Problem)))]
 pub async fn invoke(
     State(app): State<AppState>,
@@ -310,24 +327,50 @@ pub async fn invoke(
     // task holds a pointer, not the invocation's whole future, which tokio would copy in,
     // out as the output, and again when it is read.
     let runtime = Arc::clone(&app.runtime);
-    let loaded = Arc::clone(&prepared.loaded);
-    let report = tokio::spawn(Box::pin(async move {
-        let report = runtime.invoke(&loaded, request).await;
+    let prepared = Arc::clone(prepared);
+    let (report, broken) = tokio::spawn(Box::pin(async move {
+        let report = runtime.invoke(&prepared.loaded, request).await;
+        // The output schema is the skill's promise (wit/handler.wit): an output that breaks
+        // it is the skill's failure, answered and charged as one.
+        let broken = match (&report.outcome, &prepared.output_validator) {
+            (Outcome::Ok { output }, Some(validator)) => output_violation(validator, output),
+            _ => None,
+        };
         if report.outcome.refused_before_running() {
             reservation.release();
         } else {
             reservation.settle(Spent {
                 fuel: report.usage.fuel_consumed,
                 wall_us: report.usage.wall_time_us,
-                failed: !matches!(report.outcome, Outcome::Ok { .. }),
+                failed: broken.is_some() || !matches!(report.outcome, Outcome::Ok { .. }),
             });
         }
-        report
+        (report, broken)
     }))
     .await
     .map_err(|e| ApiError::internal(format!("the invocation task failed: {e}")))?;
     if let Some(error) = outcome_error(&report.outcome, &report.usage) {
         return Err(error);
+    }
+    if let Some(violation) = broken {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "invalid-output",
+            format!(
+                "the skill's output does not match its output schema at {:?}: {}",
+                if violation.pointer.is_empty() {
+                    "/"
+                } else {
+                    &violation.pointer
+                },
+                violation.message
+            ),
+        )
+        .with("pointer", violation.pointer)
+        .with(
+            "usage",
+            serde_json::to_value(UsageView::from(&report.usage)).unwrap_or_default(),
+        ));
     }
     let Outcome::Ok { output } = report.outcome else {
         unreachable!("every other outcome is an error");

@@ -219,6 +219,7 @@ async fn record(
         component_sha256: package.component_sha256.hex(),
         manifest: serde_json::to_string(manifest).map_err(ApiError::internal)?,
         input_schema: package.input_schema.as_ref().map(|s| s.to_string()),
+        output_schema: package.output_schema.as_ref().map(|s| s.to_string()),
         size_bytes: package.package_size as i64,
         signature_key_id: package.signature_key_id.clone(),
         published_by: principal.actor(),

@@ -50,7 +50,8 @@ pub struct SkillsConfig {
     pub compile_in_subprocess: bool,
 }
 
-/// Per-invocation upper bounds of the platform.
+/// Per-invocation upper bounds of the platform: the runtime enforces exactly these (no other
+/// built-in maximum applies), whatever a policy or manifest asks for.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlatformLimits {
@@ -144,6 +145,20 @@ impl SkillsConfig {
         let max = &self.platform_max;
         if max.fuel == 0 || max.memory_mb == 0 || max.timeout_ms == 0 || max.output_bytes == 0 {
             problems.push("skills.platform_max: every limit must be positive".into());
+        }
+        // The same ceilings as a tenant policy's: a platform maximum above them could never
+        // be used.
+        type M = crate::skills::policy::PolicyMaxima;
+        if max.fuel > M::FUEL || max.memory_mb > M::MEMORY_MB || max.timeout_ms > M::TIMEOUT_MS {
+            problems.push(format!(
+                "skills.platform_max: fuel at most {}, memory_mb at most {}, timeout_ms at most {}",
+                M::FUEL,
+                M::MEMORY_MB,
+                M::TIMEOUT_MS
+            ));
+        }
+        if max.output_bytes > 1 << 30 {
+            problems.push("skills.platform_max.output_bytes: at most 1073741824".into());
         }
         if self.concurrent_compiles == 0 || self.concurrent_publishes == 0 {
             problems.push(

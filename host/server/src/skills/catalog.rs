@@ -36,6 +36,8 @@ pub struct Prepared {
     pub manifest: Manifest,
     /// Its input schema, compiled.
     pub validator: Option<jsonschema::Validator>,
+    /// Its output schema, compiled: outputs are checked against it after the skill returns.
+    pub output_validator: Option<jsonschema::Validator>,
     /// Its component, loaded.
     pub loaded: Arc<LoadedSkill>,
 }
@@ -109,6 +111,21 @@ pub struct Catalog {
     compiles: Arc<Compiles>,
     /// How long resolution waits for a compile before answering [`ResolveError::Compiling`].
     compile_wait: Duration,
+}
+
+/// A stored schema (JSON text), compiled; `which` names it in errors.
+fn compile_schema(
+    which: &str,
+    text: Option<&str>,
+) -> Result<Option<jsonschema::Validator>, ResolveError> {
+    text.map(|text| {
+        let broken = |e: &dyn std::fmt::Display| {
+            ResolveError::Internal(format!("stored {which} schema: {e}"))
+        };
+        let schema: serde_json::Value = serde_json::from_str(text).map_err(|e| broken(&e))?;
+        jsonschema::validator_for(&schema).map_err(|e| broken(&e))
+    })
+    .transpose()
 }
 
 /// The permissions of `requested` that `accepted` does not cover, named like `kv`,
@@ -369,19 +386,10 @@ impl Catalog {
                 }
             }
         };
-        let validator = stored
-            .input_schema
-            .as_deref()
-            .map(|text| {
-                let schema: serde_json::Value = serde_json::from_str(text)
-                    .map_err(|e| ResolveError::Internal(format!("stored input schema: {e}")))?;
-                jsonschema::validator_for(&schema)
-                    .map_err(|e| ResolveError::Internal(format!("stored input schema: {e}")))
-            })
-            .transpose()?;
         Ok(Prepared {
             manifest,
-            validator,
+            validator: compile_schema("input", stored.input_schema.as_deref())?,
+            output_validator: compile_schema("output", stored.output_schema.as_deref())?,
             loaded,
         })
     }

@@ -4,7 +4,7 @@
 //! settled to the database at least every `usage_flush_ms` (a crash loses at most that much).
 //!
 //! One server holds a tenant's counters; several replicas would each enforce the quota on
-//! their own view (a shared counter in Redis is the multi-replica design, docs/quotas.md).
+//! their own view (a shared counter in Redis is the multi-replica design: DESIGN.md, step 12).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

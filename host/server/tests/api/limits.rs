@@ -342,3 +342,39 @@ async fn me_refused(app: &TestApp, key: &str) -> (u64, crate::common::Answer) {
         .unwrap();
     (retry, crate::common::answer(refused).await)
 }
+
+#[tokio::test]
+async fn an_operators_raised_platform_maximum_is_the_one_in_force() {
+    for db in all().await {
+        let mut config = test_config(&db);
+        // Above the runtime's built-in 512 MiB, which used to clamp it silently.
+        config.skills.platform_max.memory_mb = 1024;
+        config.skills.default_policy.max_memory_mb = 1024;
+        let app = TestApp::start_with(db, config).await;
+        app.publish(
+            &app.acme.key,
+            &guest_package("memory-hog", programs::MEMORY_HOG),
+        )
+        .await
+        .expect(201, "publish");
+        let held = app
+            .invoke(
+                &app.acme.key,
+                "acme-tests/memory-hog",
+                json!({"mib": 700}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            held.expect(200, "700 MiB under a 1024 MiB maximum")["output"]["held_bytes"],
+            700 << 20
+        );
+        let refused = app
+            .invoke(&app.acme.key, "acme-tests/memory-hog", json!({}), None)
+            .await;
+        assert_eq!(
+            refused.expect(422, "past the maximum")["limit_value"],
+            1024_u64 << 20
+        );
+    }
+}

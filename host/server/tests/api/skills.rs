@@ -332,3 +332,80 @@ async fn a_bare_component_with_manifest_fields_is_published_as_a_package() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_output_that_breaks_its_schema_is_answered_502_invalid_output_not_delivered() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        // hello promises {"greeting": string}; this version also promises a "language".
+        let package =
+            crate::common::example_package("hello", omniforge_test_programs::HELLO, |m| {
+                m.replace(
+                    r#"output-schema = { type = "object", required = ["greeting"]"#,
+                    r#"output-schema = { type = "object", required = ["greeting", "language"]"#,
+                )
+                .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+            });
+        app.publish(&app.acme.key, &crate::common::hello_package("0.1.0"))
+            .await
+            .expect(201, "a version whose output keeps its promise");
+        app.publish(&app.acme.key, &package)
+            .await
+            .expect(201, "a version whose output breaks it");
+        let kept = app
+            .invoke(
+                &app.acme.key,
+                "examples/hello",
+                json!({"name": "Ada"}),
+                Some("=0.1.0"),
+            )
+            .await;
+        assert_eq!(
+            kept.expect(200, "kept")["output"]["greeting"],
+            "Hello, Ada!"
+        );
+        let broken = app
+            .invoke(
+                &app.acme.key,
+                "examples/hello",
+                json!({"name": "Ada"}),
+                Some("=0.2.0"),
+            )
+            .await;
+        let problem = broken.expect(502, "broken");
+        assert_eq!(
+            problem["type"],
+            "https://omniforge.dev/problems/invalid-output"
+        );
+        assert_eq!(problem["pointer"], "");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("language"),
+            "{problem}"
+        );
+        assert!(
+            !problem.to_string().contains("Hello, Ada!"),
+            "the output was delivered"
+        );
+        assert!(problem["usage"]["fuel"].as_u64().unwrap() > 0);
+        // Charged as a failure.
+        let mut failures = 0;
+        for _ in 0..50 {
+            let usage = app
+                .call(
+                    reqwest::Method::GET,
+                    "/api/v1/usage",
+                    Some(&app.acme.key),
+                    None,
+                )
+                .await
+                .expect(200, "usage")
+                .clone();
+            failures = usage["failures"].as_i64().unwrap();
+            if failures > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(failures, 1);
+    }
+}

@@ -107,6 +107,8 @@ pub struct SkillVersion {
     pub manifest: String,
     /// The input JSON Schema, as JSON.
     pub input_schema: Option<String>,
+    /// The output JSON Schema, as JSON.
+    pub output_schema: Option<String>,
     /// Package size in bytes.
     pub size_bytes: i64,
     /// Yanked versions are skipped by requirements but stay fetchable by exact version.
@@ -146,6 +148,8 @@ pub struct NewVersion {
     pub manifest: String,
     /// The input schema as JSON.
     pub input_schema: Option<String>,
+    /// The output schema as JSON.
+    pub output_schema: Option<String>,
     /// Package size.
     pub size_bytes: i64,
     /// The signature's key id.
@@ -204,7 +208,8 @@ pub(crate) const SKILL_COLUMNS: &str = "s.id, s.tenant_id, s.namespace, s.name, 
      s.visibility, s.categories, s.keywords, s.permissions, s.readme, s.latest_version, \
      s.downloads, s.created_at_ms, s.updated_at_ms";
 pub(crate) const VERSION_COLUMNS: &str = "skill_id, version, package_sha256, component_sha256, manifest, \
-     input_schema, size_bytes, yanked, published_by, signature_key_id, created_at_ms";
+     input_schema, output_schema, size_bytes, yanked, published_by, signature_key_id, \
+     created_at_ms";
 
 /// Rows this tenant can see: its own and public ones, never deleted ones.
 pub(crate) const VISIBLE: &str =
@@ -263,6 +268,7 @@ pub(crate) struct VersionRow {
     component_sha256: String,
     manifest: String,
     input_schema: Option<String>,
+    output_schema: Option<String>,
     size_bytes: i64,
     yanked: bool,
     published_by: String,
@@ -279,6 +285,7 @@ impl From<VersionRow> for SkillVersion {
             component_sha256: row.component_sha256,
             manifest: row.manifest,
             input_schema: row.input_schema,
+            output_schema: row.output_schema,
             size_bytes: row.size_bytes,
             yanked: row.yanked,
             published_by: row.published_by,

@@ -111,9 +111,9 @@ impl TenantStore<'_> {
             let v = &new.version;
             sqlx::query(
                 "INSERT INTO skill_versions (skill_id, version, major, minor, patch, pre, \
-                 package_sha256, component_sha256, manifest, input_schema, size_bytes, \
-                 yanked, published_by, signature_key_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, FALSE, $12, $13, $14)",
+                 package_sha256, component_sha256, manifest, input_schema, output_schema, \
+                 size_bytes, yanked, published_by, signature_key_id, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, $13, $14, $15)",
             )
             .bind(&skill_id)
             .bind(v.to_string())
@@ -125,6 +125,7 @@ impl TenantStore<'_> {
             .bind(&new.component_sha256)
             .bind(&new.manifest)
             .bind(&new.input_schema)
+            .bind(&new.output_schema)
             .bind(new.size_bytes)
             .bind(&new.published_by)
             .bind(&new.signature_key_id)
