@@ -144,35 +144,29 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestStart {
-    type Rejection = std::convert::Infallible;
+/// Extractors of what `request_id_and_span` put in the request's extensions, with a stand-in
+/// for requests that did not pass through it (handlers called directly in tests).
+macro_rules! extension_extractor {
+    ($type:ty, $missing:expr) => {
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $type {
+            type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<RequestStart>()
-            .copied()
-            .unwrap_or_else(|| RequestStart(Instant::now())))
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self, Self::Rejection> {
+                Ok(parts
+                    .extensions
+                    .get::<$type>()
+                    .cloned()
+                    .unwrap_or_else(|| $missing))
+            }
+        }
+    };
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId(String::from("-"))))
-    }
-}
+extension_extractor!(RequestStart, RequestStart(Instant::now()));
+extension_extractor!(RequestId, RequestId(String::from("-")));
 
 #[cfg(test)]
 mod tests {
