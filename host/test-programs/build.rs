@@ -18,7 +18,13 @@ struct GuestWorkspace {
 const WORKSPACES: &[GuestWorkspace] = &[
     GuestWorkspace {
         dir: "../../example-skills/rust",
-        members: &["hello", "text-stats", "kv-counter", "http-get"],
+        members: &[
+            "hello",
+            "text-stats",
+            "kv-counter",
+            "http-get",
+            "text-report",
+        ],
     },
     GuestWorkspace {
         dir: "guests",
@@ -32,6 +38,8 @@ const WORKSPACES: &[GuestWorkspace] = &[
             "global-state",
             "sleeper",
             "output-flood",
+            "relay",
+            "legacy-hello",
         ],
     },
 ];

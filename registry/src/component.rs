@@ -158,6 +158,16 @@ fn check_imports(info: &ComponentInfo, manifest: &Manifest) -> Result<(), Packag
                     return Err(undeclared("[permissions] kv = true"));
                 }
             }
+            "omniforge:skill/skills" if ours_01 => {
+                if !is_skill {
+                    return Err(undeclared("world = \"skill\""));
+                }
+                if perms.skills.is_empty() {
+                    return Err(undeclared(
+                        "[permissions] skills = { \"namespace/name\" = \"version requirement\" }",
+                    ));
+                }
+            }
             "wasi:http/outgoing-handler" | "wasi:http/types" if wasi_02 => {
                 if !is_skill {
                     return Err(undeclared("world = \"skill\""));
@@ -231,6 +241,22 @@ mod tests {
             &manifest("skill", "[permissions]\nhttp = [\"a.com\"]"),
         )
         .unwrap();
+
+        // 0.1.1 added `skills`; a 0.1.0 component's imports stay acceptable beside it.
+        let skills = info(&["omniforge:skill/skills@0.1.1", "omniforge:skill/log@0.1.0"]);
+        let err = check_imports(&skills, &manifest("skill", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("omniforge:skill/skills@0.1.1") && err.contains("skills = {"),
+            "{err}"
+        );
+        let granted = "[permissions]\nskills = { \"acme/b\" = \"^1\" }";
+        check_imports(&skills, &manifest("skill", granted)).unwrap();
+        let err = check_imports(&skills, &manifest("tool", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("world = \"skill\""), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-/* omniforge.c: the skill export, results, buffers, logging and the key-value store. */
+/* omniforge.c: the skill export, results, buffers, logging, the key-value store and calls to
+ * other skills. */
 #include "omniforge.h"
 
 #include <stdio.h>
@@ -368,4 +369,51 @@ void of_keys_free(of_keys *keys) {
             free((void *)keys->items[i].ptr);
     free(keys->items);
     *keys = (of_keys){0};
+}
+
+/* ---- calling other skills ------------------------------------------------------------------ */
+
+/* Takes over a string the bindings allocated as NUL-terminated text; NULL (and the string
+ * freed) when memory is short. */
+static char *adopt(skill_string_t *s) {
+    /* An empty string's pointer is its alignment, not an allocation. */
+    char *text = s->len > 0 ? realloc(s->ptr, s->len + 1) : malloc(1);
+    if (text == NULL) {
+        skill_string_free(s);
+        return NULL;
+    }
+    text[s->len] = '\0';
+    *s = (skill_string_t){0};
+    return text;
+}
+
+of_result of_skills_invoke(const char *name, const char *version, const char *input_json) {
+    if (version == NULL)
+        version = "";
+    if (input_json == NULL)
+        return of_error(OF_FAILED, "invoking %s: no input (an unfinished JSON writer?)", name);
+    skill_string_t n = borrow(name), v = borrow(version), in = borrow(input_json);
+    /* A WIT string must be UTF-8, or the host ends the whole skill. */
+    if (!of_utf8_valid((const char *)n.ptr, n.len) || !of_utf8_valid((const char *)v.ptr, v.len) ||
+        !of_utf8_valid((const char *)in.ptr, in.len))
+        return of_error(OF_FAILED, "invoking a skill: its name, version or input is not UTF-8");
+    skill_string_t out;
+    omniforge_skill_skills_skill_error_t err;
+    if (omniforge_skill_skills_invoke(&n, &v, &in, &out, &err)) {
+        size_t len = out.len;
+        char *text = adopt(&out);
+        return text ? (of_result){true, OF_FAILED, text, len} : out_of_memory();
+    }
+    static const of_error_kind kinds[] = {
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_INVALID_INPUT] = OF_INVALID_INPUT,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_DENIED] = OF_DENIED,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_NOT_FOUND] = OF_NOT_FOUND,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_UNAVAILABLE] = OF_UNAVAILABLE,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_FAILED] = OF_FAILED,
+    };
+    of_error_kind kind = err.tag < sizeof kinds / sizeof *kinds ? kinds[err.tag] : OF_FAILED;
+    /* Every case of skill-error carries one string, at the same place in the union. */
+    size_t len = err.val.failed.len;
+    char *text = adopt(&err.val.failed);
+    return text ? (of_result){false, kind, text, len} : out_of_memory();
 }

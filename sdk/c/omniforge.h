@@ -1,6 +1,7 @@
 /*
  * omniforge.h: the OmniForge C SDK. A skill is one C function from the caller's JSON input
- * to a JSON result or an error, with logging and the key-value store of the host:
+ * to a JSON result or an error, with logging, the key-value store, outbound HTTP and calls
+ * to other skills through the host:
  *
  *     #include "omniforge.h"
  *
@@ -284,6 +285,28 @@ const char *of_kv_last_message(void);
 of_result of_kv_error(of_kv_status status, const char *operation);
 void of_bytes_free(of_bytes *bytes);
 void of_keys_free(of_keys *keys);
+
+/* ---------------------------------------------------------------------------------------
+ * Calling other skills: needs `world = "skill"` and each callee under `[permissions]
+ * skills` with a version requirement (`skills = { "examples/text-stats" = "^0.1" }`). The
+ * callee runs in its own sandbox with its own permissions, for the same tenant, and shares
+ * this invocation's budget: its fuel comes out of what is left of ours, and it ends no later
+ * than our deadline.
+ * ------------------------------------------------------------------------------------- */
+
+/* Invokes skill `name` (`namespace/name`) with `input_json` (JSON text) and returns the
+ * callee's output (`ok`, `text` its JSON text, NUL-terminated) or the error the host
+ * answered, kind and message unchanged: returning that result from the skill passes the
+ * callee's error through. Errors: OF_DENIED (not granted, not installed by the tenant, a
+ * cycle, or the call chain too deep), OF_NOT_FOUND (no such skill or no matching version),
+ * OF_INVALID_INPUT (the callee refused the input), OF_FAILED (the callee ran out of a limit,
+ * timed out, trapped or broke its output schema), OF_UNAVAILABLE (the callee cannot start
+ * now; retrying may succeed), or the callee's own error of any kind.
+ * `version` narrows the manifest's requirement for this call ("=0.1.2"); NULL or "" uses
+ * the manifest's. A NULL `input_json` (what of_json_text gives for an unfinished writer)
+ * or text that is not UTF-8 is OF_FAILED without a call. The result is the caller's:
+ * return it, or free(result.text). */
+of_result of_skills_invoke(const char *name, const char *version, const char *input_json);
 
 /* ---------------------------------------------------------------------------------------
  * Outbound HTTP (blocking), over wasi:http: needs `world = "skill"` and the destination's

@@ -1,4 +1,4 @@
-// Types of the OmniForge JavaScript SDK (index.js; kv.js and http.js have their own below).
+// Types of the OmniForge JavaScript SDK (index.js; kv.js, http.js and skills.js have their own).
 
 /** Who is calling and how long the skill has. */
 export interface Context {

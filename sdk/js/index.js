@@ -10,11 +10,12 @@
 //     return { greeting: `Hello, ${input.name}!` };
 //   });
 //
-// The key-value store and outbound HTTP live in `kv.js` and `http.js`: import them only when
-// the manifest grants them (`world = "skill"` with `[permissions] kv` / `http`), since the
-// component is built against exactly what the manifest allows.
+// The key-value store, outbound HTTP and calls to other skills live in `kv.js`, `http.js` and
+// `skills.js`: import them only when the manifest grants them (`world = "skill"` with
+// `[permissions] kv` / `http` / `skills`), since the component is built against exactly what
+// the manifest allows.
 
-import { log as hostLog } from 'omniforge:skill/log@0.1.0';
+import { log as hostLog } from 'omniforge:skill/log@0.1.1';
 import { SkillError } from './errors.js';
 
 export { SkillError } from './errors.js';

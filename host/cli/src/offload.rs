@@ -13,9 +13,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use clap::Args;
+use omniforge_control::packages::{PackageValidator, ValidationError, package_limits};
 use omniforge_registry::PackageSummary;
 use omniforge_runtime::{Compiler, Engine, LoadError, Runtime, RuntimeConfig};
-use omniforge_server::skills::packages::{PackageValidator, ValidationError, package_limits};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 

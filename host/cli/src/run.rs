@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use omniforge_registry::{PackageLimits, RequestedLimits, ValidatedPackage, validate_package};
-use omniforge_runtime::capabilities::{HostPattern, HttpPolicy};
+use omniforge_registry::{
+    PackageLimits, Permissions, RequestedLimits, ValidatedPackage, validate_package,
+};
+use omniforge_runtime::capabilities::HostPattern;
 use omniforge_runtime::{
     Grants, InvocationContext, InvocationLimits, InvocationReport, InvocationRequest, Outcome,
     Runtime, RuntimeConfig, TenantId,
@@ -32,18 +34,18 @@ pub struct RunArgs {
     #[arg(long, short, default_value = "{}")]
     input: String,
     /// CPU budget in fuel units (one per wasm instruction; a few billion per second of CPU)
-    /// [default: the manifest's, or 5000000000].
+    /// [default: the manifest's, within a server's default tenant policy (10000000000)].
     #[arg(long)]
     fuel: Option<u64>,
     /// Run without a CPU budget (the timeout still applies).
     #[arg(long, conflicts_with = "fuel")]
     no_fuel: bool,
     /// Memory limit in MiB, over all of the skill's linear memories [default: the
-    /// manifest's, or 128].
+    /// manifest's, within a server's default tenant policy (256)].
     #[arg(long)]
     memory_mb: Option<u64>,
     /// Wall-clock limit in milliseconds, including time spent waiting on the network
-    /// [default: the manifest's, or 10000].
+    /// [default: the manifest's, within a server's default tenant policy (30000)].
     #[arg(long)]
     timeout_ms: Option<u64>,
     /// Largest output in bytes.
@@ -103,41 +105,28 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
         .load(&skill.component)
         .await
         .with_context(|| format!("loading {}", args.skill.display()))?;
-    let requested = &skill.limits;
-    let limits = InvocationLimits {
-        fuel: (!args.no_fuel).then(|| args.fuel.or(requested.fuel).unwrap_or(DEFAULT_FUEL)),
-        memory_bytes: args
-            .memory_mb
-            .or(requested.memory_mb)
-            .unwrap_or(DEFAULT_MEMORY_MB)
-            .saturating_mul(1 << 20),
-        timeout: Duration::from_millis(
-            args.timeout_ms
-                .or(requested.timeout_ms)
-                .unwrap_or(DEFAULT_TIMEOUT_MS),
-        ),
-        output_bytes: args.max_output_bytes,
-        ..InvocationLimits::default()
-    };
-    let grants = Grants {
-        kv: args.kv || skill.kv,
-        http: HttpPolicy {
-            allowed: skill.http.clone(),
-            operator_allowed: args.allow_http.clone(),
-            allow_private_networks: args.allow_private_network,
-            tenant_allowed: None,
-        },
-    };
+    // What a server would give the package, then what the command line says instead.
+    let mut limits = skill.manifest_limits();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = Some(fuel);
+    }
+    if args.no_fuel {
+        limits.fuel = None;
+    }
+    if let Some(mb) = args.memory_mb {
+        limits.memory_bytes = mb.saturating_mul(1 << 20);
+    }
+    if let Some(ms) = args.timeout_ms {
+        limits.timeout = Duration::from_millis(ms);
+    }
+    limits.output_bytes = args.max_output_bytes;
+    let mut grants = skill.manifest_grants();
+    grants.kv |= args.kv;
+    grants.http.operator_allowed = args.allow_http.clone();
+    grants.http.allow_private_networks = args.allow_private_network;
     let request = skill.request(input, limits, grants);
     Ok(runtime.invoke(&loaded, request).await)
 }
-
-/// Fuel when neither the command line nor the manifest sets it.
-const DEFAULT_FUEL: u64 = 5_000_000_000;
-/// Memory limit (MiB) when neither the command line nor the manifest sets it.
-const DEFAULT_MEMORY_MB: u64 = 128;
-/// Time limit (ms) when neither the command line nor the manifest sets it.
-const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 /// A skill to run locally: a bare component, or a validated package and its manifest.
 pub struct LocalSkill {
@@ -146,8 +135,7 @@ pub struct LocalSkill {
     /// The component's bytes.
     pub component: Vec<u8>,
     limits: RequestedLimits,
-    http: Vec<HostPattern>,
-    kv: bool,
+    permissions: Permissions,
     /// The input schema, when the package has one.
     pub input_schema: Option<serde_json::Value>,
 }
@@ -165,8 +153,7 @@ impl LocalSkill {
                 version: "0.0.0".into(),
                 component: bytes,
                 limits: RequestedLimits::default(),
-                http: Vec::new(),
-                kv: false,
+                permissions: Permissions::default(),
                 input_schema: None,
             });
         }
@@ -183,35 +170,20 @@ impl LocalSkill {
             version: manifest.package.version.to_string(),
             component: package.component,
             limits: manifest.limits,
-            http: manifest.permissions.http,
-            kv: manifest.permissions.kv,
+            permissions: manifest.permissions,
             input_schema: package.input_schema,
         }
     }
 
-    /// The limits its manifest asks for, with `omniforge run`'s defaults for the rest.
+    /// The limits a server would give it under the default tenant policy
+    /// (omniforge_control's one mapping).
     pub fn manifest_limits(&self) -> InvocationLimits {
-        let requested = &self.limits;
-        InvocationLimits {
-            fuel: Some(requested.fuel.unwrap_or(DEFAULT_FUEL)),
-            memory_bytes: requested
-                .memory_mb
-                .unwrap_or(DEFAULT_MEMORY_MB)
-                .saturating_mul(1 << 20),
-            timeout: Duration::from_millis(requested.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
-            ..InvocationLimits::default()
-        }
+        omniforge_control::limits::default_limits(&self.limits)
     }
 
-    /// What its manifest asks for: the key-value store and its HTTP hosts.
+    /// What its manifest grants (the same mapping as a server's, with no tenant allow list).
     pub fn manifest_grants(&self) -> Grants {
-        Grants {
-            kv: self.kv,
-            http: HttpPolicy {
-                allowed: self.http.clone(),
-                ..HttpPolicy::default()
-            },
-        }
+        omniforge_control::limits::grants(&self.permissions, None)
     }
 
     /// One invocation of it, as tenant `local`.
@@ -231,6 +203,7 @@ impl LocalSkill {
             input,
             limits,
             grants,
+            callers: Vec::new(),
         }
     }
 }

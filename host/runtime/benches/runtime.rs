@@ -97,6 +97,7 @@ fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
         input: input.into(),
         limits,
         grants: Grants::default(),
+        callers: Vec::new(),
     }
 }
 

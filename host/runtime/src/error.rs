@@ -36,7 +36,7 @@ pub enum LoadError {
     /// The bytes are not a valid WebAssembly component (or not wasm at all).
     #[error("not a valid WebAssembly component: {0}")]
     InvalidComponent(String),
-    /// The component does not export `omniforge:skill/handler@0.1.0` with the right type.
+    /// The component does not export `omniforge:skill/handler@0.1` with the right type.
     #[error("the component is not an OmniForge skill: {0}")]
     NotASkill(String),
     /// The component imports something this runtime does not provide.

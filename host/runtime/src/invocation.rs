@@ -1,5 +1,7 @@
 //! What a caller asks the runtime to run: who for, with which input, limits and grants.
 
+use std::collections::BTreeMap;
+
 pub use omniforge_types::TenantId;
 
 use crate::capabilities::HttpPolicy;
@@ -27,6 +29,9 @@ pub struct Grants {
     pub kv: bool,
     /// Outbound HTTP destinations.
     pub http: HttpPolicy,
+    /// Skills it may call (`namespace/name`), each with the version requirement its
+    /// manifest names; calls go to the runtime's [`SkillCaller`](crate::capabilities::SkillCaller).
+    pub skills: BTreeMap<String, String>,
 }
 
 /// One invocation to run.
@@ -40,4 +45,8 @@ pub struct InvocationRequest {
     pub limits: InvocationLimits,
     /// Capabilities granted.
     pub grants: Grants,
+    /// The skills on the call stack above this invocation, outermost first: empty for a
+    /// top-level invocation. A nested invocation runs under its caller's concurrency permit
+    /// (taking a second one could deadlock a tenant at its limit).
+    pub callers: Vec<String>,
 }

@@ -13,6 +13,7 @@ use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::{KvScope, KvState};
 use crate::capabilities::log::LogState;
+use crate::capabilities::skills::SkillsState;
 use crate::config::DeadlineEnforcement;
 use crate::invocation::{Grants, InvocationContext, InvocationRequest};
 use crate::limits::{InvocationLimits, SandboxLimiter};
@@ -46,6 +47,7 @@ impl Runtime {
             input,
             limits,
             grants,
+            callers,
         } = request;
         let limits = limits.min(self.config.platform_limits);
         let mut report = InvocationReport {
@@ -64,10 +66,15 @@ impl Runtime {
             return report;
         }
         let tenant = &context.tenant;
-        let Some(_permit) = self
-            .concurrency
-            .try_acquire(tenant, limits.tenant_concurrency)
-        else {
+        // A nested invocation runs under its caller's permit.
+        let permit = if callers.is_empty() {
+            self.concurrency
+                .try_acquire(tenant, limits.tenant_concurrency)
+                .map(Some)
+        } else {
+            Some(None)
+        };
+        let Some(_permit) = permit else {
             report.outcome = Outcome::ConcurrencyLimit {
                 message: format!(
                     "tenant {tenant} already runs {} invocations at once",
@@ -101,8 +108,14 @@ impl Runtime {
             request_id: context.request_id.clone(),
             deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
         };
-        let mut store =
-            self.new_store(Arc::new(context), grants, &limits, deadline, stderr.clone());
+        let mut store = self.new_store(
+            Arc::new(context),
+            grants,
+            callers,
+            &limits,
+            deadline,
+            stderr.clone(),
+        );
         let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
 
         let call = async {
@@ -132,6 +145,7 @@ impl Runtime {
             log_messages: state.log.written(),
             log_dropped: state.log.dropped(),
             http_requests: state.http.requests(),
+            skill_calls: state.skills.invocations(),
         };
         report.stderr = stderr.contents();
         report
@@ -141,6 +155,7 @@ impl Runtime {
         &self,
         context: Arc<InvocationContext>,
         grants: Grants,
+        callers: Vec<String>,
         limits: &InvocationLimits,
         deadline: Instant,
         stderr: StderrCapture,
@@ -150,11 +165,20 @@ impl Runtime {
             skill: context.skill.clone(),
         };
         let kv_store = grants.kv.then(|| Arc::clone(&self.kv));
+        let skills = SkillsState::new(
+            self.skill_caller.clone(),
+            grants.skills,
+            Arc::clone(&context),
+            callers,
+            deadline,
+            self.config.fuel_metering,
+        );
         let state = InvocationState::new(
             stderr,
             OutboundHttp::new(grants.http, self.config.http),
             LogState::new(context, self.config.log, Arc::clone(&self.log_rate)),
             KvState::new(kv_store, scope, self.config.kv),
+            skills,
             SandboxLimiter::new(limits),
         );
         let mut store = Store::new(&self.engine, state);

@@ -26,6 +26,7 @@
 //!             input: r#"{"name": "Ada"}"#.into(),
 //!             limits: InvocationLimits::default(),
 //!             grants: Grants::default(),
+//!             callers: Vec::new(),
 //!         },
 //!     )
 //!     .await;

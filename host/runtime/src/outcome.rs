@@ -196,6 +196,8 @@ pub struct Usage {
     pub log_dropped: u32,
     /// Outbound HTTP requests the skill attempted.
     pub http_requests: u32,
+    /// Skills it called, with every call beneath them (its fuel and time include theirs).
+    pub skill_calls: u32,
 }
 
 /// The result of [`Runtime::invoke`](crate::Runtime::invoke).

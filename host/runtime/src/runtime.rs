@@ -13,7 +13,7 @@ use crate::bindings::SkillPre;
 use crate::cache::ArtifactCache;
 use crate::capabilities::kv::GuestKv;
 use crate::capabilities::log::{GuestLog, TenantLogRate};
-use crate::capabilities::{KvStore, MemoryKvStore, kv, log};
+use crate::capabilities::{KvStore, MemoryKvStore, SkillCaller, kv, log, skills};
 use crate::compile::{Compiler, InProcessCompiler, read_component};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
@@ -33,6 +33,7 @@ pub struct Runtime {
     pub(crate) concurrency: Arc<TenantConcurrency>,
     pub(crate) memory_budget: Option<MemoryBudget>,
     pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) skill_caller: Option<Arc<dyn SkillCaller>>,
     pub(crate) log_rate: Arc<TenantLogRate>,
     pub(crate) config: RuntimeConfig,
     stats: Counters,
@@ -42,6 +43,7 @@ pub struct Runtime {
 pub struct RuntimeBuilder {
     config: RuntimeConfig,
     kv: Option<Arc<dyn KvStore>>,
+    skill_caller: Option<Arc<dyn SkillCaller>>,
     compiler: Option<Arc<dyn Compiler>>,
 }
 
@@ -49,6 +51,13 @@ impl RuntimeBuilder {
     /// Uses `store` for the `kv` capability (default: a fresh [`MemoryKvStore`]).
     pub fn kv_store(mut self, store: Arc<dyn KvStore>) -> Self {
         self.kv = Some(store);
+        self
+    }
+
+    /// Sends the `skills` capability's calls to `caller` (default: none, and calls answer
+    /// `denied`).
+    pub fn skill_caller(mut self, caller: Arc<dyn SkillCaller>) -> Self {
+        self.skill_caller = Some(caller);
         self
     }
 
@@ -90,6 +99,7 @@ impl RuntimeBuilder {
             kv: self
                 .kv
                 .unwrap_or_else(|| Arc::new(MemoryKvStore::default())),
+            skill_caller: self.skill_caller,
             log_rate: Arc::new(TenantLogRate::new(&self.config.log)),
             config: self.config,
             stats: Counters::default(),
@@ -105,6 +115,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<InvocationState>, RuntimeError
     log::add_to_linker(&mut linker, |s: &mut InvocationState| GuestLog(&mut s.log))
         .map_err(link)?;
     kv::add_to_linker(&mut linker, |s: &mut InvocationState| GuestKv(&mut s.kv)).map_err(link)?;
+    skills::add_to_linker(&mut linker).map_err(link)?;
     Ok(linker)
 }
 
@@ -156,6 +167,7 @@ impl Runtime {
         RuntimeBuilder {
             config,
             kv: None,
+            skill_caller: None,
             compiler: None,
         }
     }

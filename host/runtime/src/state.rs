@@ -15,6 +15,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
+use crate::capabilities::skills::SkillsState;
 use crate::limits::SandboxLimiter;
 
 /// Everything one invocation's store holds. Built fresh per invocation and dropped with it.
@@ -25,6 +26,7 @@ pub(crate) struct InvocationState {
     pub(crate) http: OutboundHttp,
     pub(crate) log: LogState,
     pub(crate) kv: KvState,
+    pub(crate) skills: SkillsState,
     pub(crate) limiter: SandboxLimiter,
 }
 
@@ -34,6 +36,7 @@ impl InvocationState {
         http: OutboundHttp,
         log: LogState,
         kv: KvState,
+        skills: SkillsState,
         limiter: SandboxLimiter,
     ) -> Self {
         // The WASI base is linked because every toolchain's standard library imports it, but
@@ -52,6 +55,7 @@ impl InvocationState {
             http,
             log,
             kv,
+            skills,
             limiter,
         }
     }

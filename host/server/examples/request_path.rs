@@ -1,8 +1,11 @@
 //! In-process cost of one REST invocation through the whole router — authentication, rate
 //! limits, resolution, schema check, quota reservation, the sandbox, settlement, the JSON
-//! answer — without sockets or a load generator sharing the cores. It separates what the
+//! answer — and of the invocation service alone beneath it, without sockets or a load generator sharing the cores. It separates what the
 //! server adds on top of the runtime from what the network and kernel cost
 //! (scripts/bench-invoke.sh measures the whole; docs/performance.md has both).
+//!
+//! The nested call's cost is (relay → hello) − (relay alone) − (hello alone), all through the
+//! service: what calling through `omniforge:skill/skills` adds beyond running both skills.
 //!
 //! `cargo run --release -p omniforge-server --example request_path -- <hello.wasm> [seconds]`
 
@@ -13,10 +16,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use omniforge_control::Call;
 use omniforge_registry::{PackageLimits, pack_dir};
 use omniforge_runtime::{Grants, InvocationContext, InvocationLimits, InvocationRequest, Outcome};
 use omniforge_server::{App, Config, bootstrap, open_database, router};
 use omniforge_store::TenantId;
+use serde_json::value::RawValue;
 use tower::ServiceExt;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = open_database(&config).await?;
     let (_, key) = bootstrap(&db, "bench", "bench@example.com").await?;
     let app = App::new(config, db, omniforge_server::Workers::default())?;
-    app.meter.spawn_flusher(Duration::from_millis(1_000));
+    omniforge_control::meter::spawn_flusher(app.invocations.ledger(), Duration::from_millis(1_000));
     let router = router(Arc::clone(&app));
 
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../example-skills/rust/hello");
@@ -58,6 +63,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     assert_eq!(published.status(), StatusCode::CREATED, "publishing hello");
+    // The relay guest as `bench/relay`, granted `examples/hello`: A → B for the nested call.
+    let relay_dir = data.path().join("relay");
+    std::fs::create_dir_all(&relay_dir)?;
+    std::fs::write(
+        relay_dir.join("omniforge.toml"),
+        "[package]\nname = \"bench/relay\"\nversion = \"1.0.0\"\ndescription = \"relay\"\n\
+         license = \"MIT\"\n[skill]\nworld = \"skill\"\ncomponent = \"skill.wasm\"\n\
+         [permissions]\nskills = { \"examples/hello\" = \"^0.1\" }\n",
+    )?;
+    let relay_wasm = PathBuf::from(omniforge_test_programs::RELAY);
+    let (package, _) = pack_dir(&relay_dir, Some(&relay_wasm), &PackageLimits::default())?;
+    let published = router
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/skills")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .header(header::CONTENT_TYPE, "application/zip")
+                .body(Body::from(package))?,
+        )
+        .await?;
+    assert_eq!(
+        published.status(),
+        StatusCode::CREATED,
+        "publishing the relay"
+    );
 
     let bearer = format!("Bearer {key}");
     let (tenant, _) = app_tenant(&router, &bearer).await;
@@ -85,7 +115,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         invoke().await;
     }
     let resolved = app
-        .catalog
+        .invocations
+        .catalog()
         .resolve(&tenant, "examples", "hello", None)
         .await
         .map_err(|e| format!("{e:?}"))?;
@@ -95,26 +126,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fuel: Some(100_000_000),
         ..InvocationLimits::platform_default()
     };
-    let run_only = move || {
-        let (runtime, loaded, tenant) = (Arc::clone(&runtime), Arc::clone(&loaded), tenant.clone());
-        async move {
-            let report = runtime
-                .invoke(
-                    &loaded,
-                    InvocationRequest {
-                        context: InvocationContext {
-                            tenant,
-                            skill: "examples/hello".into(),
-                            version: "0.1.0".into(),
-                            request_id: "bench".into(),
+    let run_only = {
+        let tenant = tenant.clone();
+        move || {
+            let (runtime, loaded, tenant) =
+                (Arc::clone(&runtime), Arc::clone(&loaded), tenant.clone());
+            async move {
+                let report = runtime
+                    .invoke(
+                        &loaded,
+                        InvocationRequest {
+                            context: InvocationContext {
+                                tenant,
+                                skill: "examples/hello".into(),
+                                version: "0.1.0".into(),
+                                request_id: "bench".into(),
+                            },
+                            input: r#"{"name": "Ada"}"#.into(),
+                            limits,
+                            grants: Grants::default(),
+                            callers: Vec::new(),
                         },
-                        input: r#"{"name": "Ada"}"#.into(),
-                        limits,
-                        grants: Grants::default(),
-                    },
-                )
-                .await;
-            assert!(matches!(report.outcome, Outcome::Ok { .. }));
+                    )
+                    .await;
+                assert!(matches!(report.outcome, Outcome::Ok { .. }));
+            }
+        }
+    };
+
+    let service = |skill: &'static str, input: &'static str| {
+        let (invocations, tenant) = (Arc::clone(&app.invocations), tenant.clone());
+        move || {
+            let (invocations, tenant) = (Arc::clone(&invocations), tenant.clone());
+            async move {
+                let call = Call {
+                    tenant,
+                    skill: skill.parse().expect("a skill name"),
+                    requirement: None,
+                    input: RawValue::from_string(input.into()).expect("JSON"),
+                    request_id: "bench".into(),
+                    deadline: None,
+                    nesting: None,
+                };
+                invocations.invoke(call).await.expect("the skill answers");
+            }
         }
     };
     let health = {
@@ -136,6 +191,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // of each layer alone.
     latency("router only (GET /healthz)", seconds, health).await?;
     latency("runtime only (fresh instance + invoke)", seconds, run_only).await?;
+    latency(
+        "service (Invocations::invoke)",
+        seconds,
+        service("examples/hello", r#"{"name": "Ada"}"#),
+    )
+    .await?;
+    latency(
+        "service: relay alone (A, no call)",
+        seconds,
+        service("bench/relay", r#"{"chain": []}"#),
+    )
+    .await?;
+    latency(
+        "service: relay → hello (A → B)",
+        seconds,
+        service(
+            "bench/relay",
+            r#"{"chain": ["examples/hello"], "tail": {"name": "Ada"}}"#,
+        ),
+    )
+    .await?;
     latency("whole path (POST …/invoke)", seconds, invoke.clone()).await?;
 
     // 32 tasks on both workers: throughput of the path on all cores.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omniforge_registry::{BlobStore, FsBlobStore};
-use omniforge_runtime::{AllocatorConfig, Compiler, InvocationLimits, Runtime, RuntimeConfig};
+use omniforge_runtime::{AllocatorConfig, Compiler, Runtime, RuntimeConfig};
 use omniforge_store::Database;
 use tokio::sync::Semaphore;
 
@@ -14,12 +14,15 @@ use crate::auth::client::ClientAddressRule;
 use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
 use crate::ratelimit::RateLimits;
-use crate::skills::catalog::Catalog;
-use crate::skills::compiles::Compiles;
-use crate::skills::kv::DbKvStore;
-use crate::skills::meter::Meter;
-use crate::skills::packages::{InProcessValidator, PackageValidator};
-use crate::skills::policy::{Policies, PolicyMaxima};
+use omniforge_control::catalog::Catalog;
+use omniforge_control::changes::{Caches, LocalChanges};
+use omniforge_control::compiles::Compiles;
+use omniforge_control::invocations::{Invocations, Parts};
+use omniforge_control::kv::DbKvStore;
+use omniforge_control::meter::Meter;
+use omniforge_control::nested::NestedCalls;
+use omniforge_control::packages::{InProcessValidator, PackageValidator};
+use omniforge_control::policy::Policies;
 
 /// Work the server can hand to other processes so that large components never pass through
 /// its memory: compiling components and validating packages. `None` does it in this process
@@ -45,8 +48,8 @@ pub struct App {
     pub blobs: Arc<dyn BlobStore>,
     /// Runs skills.
     pub runtime: Arc<Runtime>,
-    /// Resolves and prepares skill versions.
-    pub catalog: Arc<Catalog>,
+    /// The invocation pipeline, with the catalog, policies and quota ledger it owns.
+    pub invocations: Arc<Invocations>,
     /// Compiles published components.
     pub compiles: Arc<Compiles>,
     /// How long a request waits for a compile (a publish before answering `compiled:
@@ -58,10 +61,6 @@ pub struct App {
     pub publishes: Arc<Semaphore>,
     /// Where uploads are spooled while they are validated.
     pub uploads: PathBuf,
-    /// Tenant policies.
-    pub policies: Arc<Policies>,
-    /// Usage and quotas.
-    pub meter: Arc<Meter>,
     /// Request rate limits.
     pub rate_limits: RateLimits,
     /// How a request's client address is found (behind trusted proxies, from a header).
@@ -107,7 +106,14 @@ impl App {
             config.skills.default_policy.clone(),
             metadata_recheck,
         ));
-        let runtime = Arc::new(build_runtime(&config, &db, &policies, workers.compiler)?);
+        let nested = Arc::new(NestedCalls::default());
+        let runtime = Arc::new(build_runtime(
+            &config,
+            &db,
+            &policies,
+            Arc::clone(&nested),
+            workers.compiler,
+        )?);
         let compiles = Arc::new(Compiles::new(
             Arc::clone(&runtime),
             Arc::clone(&blobs),
@@ -128,7 +134,17 @@ impl App {
             metadata_recheck,
             compile_wait,
         ));
-        let meter = Meter::new(db.clone());
+        let caches = Caches { catalog, policies };
+        let invocations = Arc::new(Invocations::new(Parts {
+            runtime: Arc::clone(&runtime),
+            catalog: Arc::clone(&caches.catalog),
+            policies: Arc::clone(&caches.policies),
+            ledger: Meter::new(db.clone()),
+            changes: Arc::new(LocalChanges(caches)),
+            platform_max: config.skills.platform_max,
+            max_depth: config.skills.max_depth,
+        }));
+        nested.attach(&invocations);
         let rate_limits = RateLimits::new(&config.rate_limits);
         Ok(Arc::new(Self {
             validator: workers
@@ -140,30 +156,13 @@ impl App {
             auth,
             blobs,
             runtime,
-            catalog,
+            invocations,
             compiles,
             compile_wait,
             uploads,
-            policies,
-            meter,
             rate_limits,
             client_addresses,
         }))
-    }
-}
-
-/// The runtime's upper bound of every invocation: the configured platform maximum, so an
-/// operator's raised maximum is the one in force (the runtime's built-in default would clamp
-/// it silently). Concurrency per tenant is bounded by the policies' own maximum.
-fn platform_limits(config: &Config) -> InvocationLimits {
-    let max = &config.skills.platform_max;
-    InvocationLimits {
-        fuel: Some(max.fuel),
-        memory_bytes: max.memory_mb << 20,
-        timeout: Duration::from_millis(max.timeout_ms),
-        output_bytes: max.output_bytes,
-        tenant_concurrency: PolicyMaxima::CONCURRENCY,
-        ..InvocationLimits::platform_default()
     }
 }
 
@@ -171,9 +170,10 @@ fn build_runtime(
     config: &Config,
     db: &Database,
     policies: &Arc<Policies>,
+    nested: Arc<NestedCalls>,
     compiler: Option<Arc<dyn Compiler>>,
 ) -> Result<Runtime, String> {
-    let platform = platform_limits(config);
+    let platform = config.skills.platform_max.runtime_limits();
     let mut allocator = RuntimeConfig::default().allocator;
     if let AllocatorConfig::Pooling(pool) = &mut allocator {
         // One linear memory may be as large as the whole allowance.
@@ -200,11 +200,13 @@ fn build_runtime(
         ),
         ..RuntimeConfig::default()
     };
-    let mut builder = Runtime::builder(runtime_config).kv_store(Arc::new(DbKvStore::new(
-        db.clone(),
-        Arc::clone(policies),
-        config.skills.kv_quota_bytes,
-    )));
+    let mut builder = Runtime::builder(runtime_config)
+        .kv_store(Arc::new(DbKvStore::new(
+            db.clone(),
+            Arc::clone(policies),
+            config.skills.kv_quota_bytes,
+        )))
+        .skill_caller(nested);
     if let Some(compiler) = compiler {
         builder = builder.compiler(compiler);
     }
@@ -230,9 +232,12 @@ mod tests {
         let platform = app.runtime.config().platform_limits;
         assert_eq!(platform.memory_bytes, 2048 << 20);
         assert_eq!(platform.timeout, Duration::from_secs(120));
-        assert_eq!(platform.tenant_concurrency, PolicyMaxima::CONCURRENCY);
+        assert_eq!(
+            platform.tenant_concurrency,
+            omniforge_control::policy::PolicyMaxima::CONCURRENCY
+        );
         // A policy and manifest asking for that much get it, past the runtime's own clamp.
-        let policy = crate::skills::policy::TenantPolicy {
+        let policy = omniforge_control::policy::TenantPolicy {
             max_memory_mb: 2048,
             max_timeout_ms: 120_000,
             ..Default::default()

@@ -21,7 +21,6 @@ pub mod error;
 pub mod middleware;
 pub mod ratelimit;
 pub mod router;
-pub mod skills;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -101,8 +100,11 @@ impl Server {
     ) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.app.config.http.shutdown_grace_ms);
         let db = self.app.db.clone();
-        let meter = Arc::clone(&self.app.meter);
-        meter.spawn_flusher(Duration::from_millis(self.app.config.skills.usage_flush_ms));
+        let ledger = Arc::clone(self.app.invocations.ledger());
+        omniforge_control::meter::spawn_flusher(
+            &ledger,
+            Duration::from_millis(self.app.config.skills.usage_flush_ms),
+        );
         spawn_rate_limit_cleanup(&self.app);
         let stopping = Arc::new(Notify::new());
         let notify = Arc::clone(&stopping);
@@ -125,7 +127,7 @@ impl Server {
                 Ok(())
             }
         };
-        if let Err(e) = meter.flush().await {
+        if let Err(e) = ledger.flush().await {
             tracing::error!("cannot write the last usage counters: {e}");
         }
         db.close().await;

@@ -30,6 +30,7 @@ async fn run(component: &[u8], input: &str, grants: Grants) -> serde_json::Value
             ..Default::default()
         },
         grants,
+        callers: Vec::new(),
     };
     let report = runtime.invoke(&skill, request).await;
     serde_json::from_str(

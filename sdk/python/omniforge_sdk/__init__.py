@@ -14,9 +14,9 @@ JSON-serializable result. Decorate it with :func:`skill`::
         return {"greeting": f"Hello, {name}!"}
 
 ``omniforge skill build`` turns the module into a WebAssembly component with
-componentize-py. Raise :class:`SkillError` (or let a :mod:`kv` or :mod:`http` error
-propagate) for the skill's own errors; any other exception is reported as ``failed`` with
-its type and message, and its traceback goes to the host's log.
+componentize-py. Raise :class:`SkillError` (or let a :mod:`kv`, :mod:`http` or
+:mod:`skills` error propagate) for the skill's own errors; any other exception is reported
+as ``failed`` with its type and message, and its traceback goes to the host's log.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import http, kv, log
+from . import http, kv, log, skills
 from .errors import SkillError
 
-__all__ = ["Context", "SkillError", "http", "kv", "log", "skill"]
+__all__ = ["Context", "SkillError", "http", "kv", "log", "skill", "skills"]
 
 
 def _preload_bindings() -> None:
@@ -47,6 +47,7 @@ def _preload_bindings() -> None:
         "wit_world.imports.omniforge_skill_types",
         "wit_world.imports.log",
         "wit_world.imports.kv",
+        "wit_world.imports.skills",
         "wit_world.imports.outgoing_handler",
         "wit_world.imports.wasi_http_types",
         "wit_world.imports.streams",

@@ -33,7 +33,8 @@
 //! Build with `omniforge skill build` (or `cargo build --release --target wasm32-wasip2`):
 //! the crate must be a `cdylib`. What the skill may use beyond logging is declared in its
 //! `omniforge.toml` and granted by the host: [`kv`] needs `[permissions] kv = true`, [`http`]
-//! needs the hosts under `[permissions] http`, and both need `world = "skill"`. A component
+//! needs the hosts under `[permissions] http`, [`skills`] the skills it calls under
+//! `[permissions] skills`, and all need `world = "skill"`. A component
 //! imports only what its code calls, so a skill that only logs stays a `tool`.
 
 use std::fmt;
@@ -42,6 +43,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod skills;
 
 /// The bindings generated from the OmniForge WIT; used by [`skill!`], not meant to be
 /// called directly.

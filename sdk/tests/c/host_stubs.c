@@ -1,6 +1,6 @@
 /* The host's side of the C SDK's imports, for running the SDK natively in unit tests: the
- * key-value store answers from a fixed table the way the bindings do (an empty list's pointer
- * is its alignment, not an allocation), logging prints. */
+ * key-value store and skill calls answer from a fixed table the way the bindings do (an empty
+ * list's pointer is its alignment, not an allocation), logging prints. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +77,46 @@ bool omniforge_skill_kv_increment(skill_string_t *key, int64_t delta, int64_t *r
     (void)delta;
     (void)ret;
     err->tag = OMNIFORGE_SKILL_KV_KV_ERROR_NOT_A_COUNTER;
+    return false;
+}
+
+/* A string the bindings allocated for the guest, copied from `len` bytes of `text`. */
+static skill_string_t host_string(const char *text, size_t len) {
+    skill_string_t s = {host_alloc(len, 1), len};
+    if (len)
+        memcpy(s.ptr, text, len);
+    return s;
+}
+
+/* "acme/echo" answers its input; "acme/version" the version requirement, as a JSON string;
+ * "acme/empty" an empty output; "acme/denied" denied without a message; anything else is
+ * not found. */
+bool omniforge_skill_skills_invoke(skill_string_t *name, skill_string_t *version_requirement,
+                                   skill_string_t *input, skill_string_t *ret,
+                                   omniforge_skill_skills_skill_error_t *err) {
+    if (key_is(name, "acme/echo")) {
+        *ret = host_string((const char *)input->ptr, input->len);
+        return true;
+    }
+    if (key_is(name, "acme/version")) {
+        char quoted[64];
+        int n = snprintf(quoted, sizeof quoted, "\"%.*s\"", (int)version_requirement->len,
+                         (const char *)version_requirement->ptr);
+        *ret = host_string(quoted, (size_t)n);
+        return true;
+    }
+    if (key_is(name, "acme/empty")) {
+        *ret = host_string("", 0);
+        return true;
+    }
+    if (key_is(name, "acme/denied")) {
+        err->tag = OMNIFORGE_SKILL_TYPES_SKILL_ERROR_DENIED;
+        err->val.denied = host_string("", 0);
+        return false;
+    }
+    static const char why[] = "no skill named that";
+    err->tag = OMNIFORGE_SKILL_TYPES_SKILL_ERROR_NOT_FOUND;
+    err->val.not_found = host_string(why, sizeof why - 1);
     return false;
 }
 

@@ -1,6 +1,6 @@
 /* Unit tests of the C SDK's insides, run natively under AddressSanitizer and UBSan by
  * `cargo test -p omniforge` (host/cli/src/author/c.rs): the JSON parser and writer, exact
- * integers, UTF-8, the key-value wrappers' ownership and the handler export. */
+ * integers, UTF-8, the key-value and skill-call wrappers' ownership and the handler export. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +255,33 @@ static void key_value(void) {
     CHECK(of_kv_increment("k", 1, &n) == OF_KV_NOT_A_COUNTER);
 }
 
+static void skill_calls(void) {
+    of_result r = of_skills_invoke("acme/echo", NULL, "{\"a\":[1]}");
+    CHECK(r.ok && r.len == 9 && strcmp(r.text, "{\"a\":[1]}") == 0);
+    free(r.text);
+    r = of_skills_invoke("acme/version", "^1.2", "null");
+    CHECK(r.ok && strcmp(r.text, "\"^1.2\"") == 0);
+    free(r.text);
+    r = of_skills_invoke("acme/version", NULL, "null");
+    CHECK(r.ok && strcmp(r.text, "\"\"") == 0);
+    free(r.text);
+    r = of_skills_invoke("acme/empty", "", "{}"); /* the host's pointer is not freed */
+    CHECK(r.ok && r.len == 0 && strcmp(r.text, "") == 0);
+    free(r.text);
+    r = of_skills_invoke("acme/missing", "", "{}");
+    CHECK(!r.ok && r.kind == OF_NOT_FOUND && strcmp(r.text, "no skill named that") == 0);
+    free(r.text);
+    r = of_skills_invoke("acme/denied", "", "{}");
+    CHECK(!r.ok && r.kind == OF_DENIED && r.len == 0 && strcmp(r.text, "") == 0);
+    free(r.text);
+    r = of_skills_invoke("acme/echo", "", NULL);
+    CHECK(!r.ok && r.kind == OF_FAILED && strstr(r.text, "no input") != NULL);
+    free(r.text);
+    r = of_skills_invoke("acme/echo", "", "\"\xff\"");
+    CHECK(!r.ok && r.kind == OF_FAILED && strstr(r.text, "not UTF-8") != NULL);
+    free(r.text);
+}
+
 /* The handler behind the export: echoes its input, or fails on request. */
 static of_result echo(const of_context *ctx, const of_value *input) {
     if (of_get_string(input, "fail"))
@@ -322,6 +349,7 @@ int main(void) {
     reading();
     writing();
     key_value();
+    skill_calls();
     handler_export();
     printf("%s (%d failed)\n", failures ? "FAILED" : "ok", failures);
     return failures ? 1 : 0;

@@ -229,6 +229,9 @@ fn write_world(to: &Path, manifest: &Manifest) -> Result<WorldImports> {
     if skill && manifest.permissions.kv {
         imports.push("kv");
     }
+    if skill && !manifest.permissions.skills.is_empty() {
+        imports.push("skills");
+    }
     if http {
         // `import wasi:http/outgoing-handler@…;`, at the contract's WASI version.
         let line = contract_line("import wasi:http/outgoing-handler@")?;

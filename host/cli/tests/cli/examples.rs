@@ -44,14 +44,14 @@ pub(crate) fn toolchain(program: &str, install: &str) -> bool {
 
 /// The CLI pointed at a fresh `omniforge serve` in `dir`, with the owner's API key of a
 /// bootstrapped tenant `acme`.
-struct ServerCli {
-    dir: PathBuf,
-    url: String,
-    key: String,
+pub(crate) struct ServerCli {
+    pub(crate) dir: PathBuf,
+    pub(crate) url: String,
+    pub(crate) key: String,
 }
 
 impl ServerCli {
-    fn start(dir: &Path) -> (Running, Self) {
+    pub(crate) fn start(dir: &Path) -> (Running, Self) {
         let key = crate::bootstrap(dir);
         // Defaults: however long a compile takes on a loaded machine, `skill publish` waits
         // for it and `skill invoke` retries what answers 503 skill-compiling.
@@ -65,7 +65,7 @@ impl ServerCli {
         (server, cli)
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let mut all = args.to_vec();
         all.extend_from_slice(&["--server", &self.url]);
         omniforge_env(&self.dir, &all, &[("OMNIFORGE_API_KEY", self.key.as_str())])
@@ -145,41 +145,47 @@ fn examples_round_trip(language: &str, examples: &[&str]) {
         ok(&published, &format!("publish {}", project.display()));
     }
     for project in &projects {
-        let manifest = std::fs::read_to_string(project.join("omniforge.toml")).unwrap();
-        let name = manifest
-            .lines()
-            .find_map(|l| l.strip_prefix("name = \""))
-            .and_then(|l| l.strip_suffix('"'))
-            .unwrap()
-            .to_owned();
-        // Inputs as written: the skills may depend on their key order (data-cleaner does).
-        #[derive(serde::Deserialize)]
-        struct Case {
-            name: String,
-            input: Box<serde_json::value::RawValue>,
-            output: Option<Value>,
-            error: Option<String>,
-        }
-        let cases: Vec<Case> =
-            serde_json::from_str(&std::fs::read_to_string(project.join("tests.json")).unwrap())
-                .unwrap();
-        for case in cases {
-            let answer = cli(&["skill", "invoke", &name, "--input", case.input.get()]);
-            let what = format!("{name}: {}", case.name);
-            match (case.output, case.error) {
-                (Some(expected), _) => {
-                    assert_eq!(stdout(&answer), expected, "{what}: {}", stderr(&answer));
-                }
-                (None, Some(kind)) => {
-                    assert_eq!(answer.status.code(), Some(1), "{what}");
-                    assert!(
-                        stderr(&answer).contains(&kind),
-                        "{what}: {}",
-                        stderr(&answer)
-                    );
-                }
-                (None, None) => panic!("{what}: the case expects nothing"),
+        answers_its_cases(&cli, project);
+    }
+}
+
+/// Invokes the published skill of `project` with every case of its tests.json through `cli`
+/// (`skill invoke`): outputs equal, errors by exit code and kind.
+pub(crate) fn answers_its_cases(cli: &dyn Fn(&[&str]) -> Output, project: &Path) {
+    let manifest = std::fs::read_to_string(project.join("omniforge.toml")).unwrap();
+    let name = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_owned();
+    // Inputs as written: the skills may depend on their key order (data-cleaner does).
+    #[derive(serde::Deserialize)]
+    struct Case {
+        name: String,
+        input: Box<serde_json::value::RawValue>,
+        output: Option<Value>,
+        error: Option<String>,
+    }
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(project.join("tests.json")).unwrap())
+            .unwrap();
+    for case in cases {
+        let answer = cli(&["skill", "invoke", &name, "--input", case.input.get()]);
+        let what = format!("{name}: {}", case.name);
+        match (case.output, case.error) {
+            (Some(expected), _) => {
+                assert_eq!(stdout(&answer), expected, "{what}: {}", stderr(&answer));
             }
+            (None, Some(kind)) => {
+                assert_eq!(answer.status.code(), Some(1), "{what}");
+                assert!(
+                    stderr(&answer).contains(&kind),
+                    "{what}: {}",
+                    stderr(&answer)
+                );
+            }
+            (None, None) => panic!("{what}: the case expects nothing"),
         }
     }
 }

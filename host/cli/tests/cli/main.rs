@@ -2,6 +2,7 @@
 //! packages, real files. One test binary with a module per command.
 
 mod author;
+mod compose;
 mod examples;
 mod memory;
 mod migrate;

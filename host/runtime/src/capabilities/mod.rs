@@ -7,7 +7,9 @@ pub mod http;
 pub mod kv;
 pub mod log;
 mod outbound;
+pub mod skills;
 
 pub use http::{HostPattern, HttpLimits, HttpPolicy, InvalidHostPattern};
 pub use kv::{KvLimits, KvScope, KvStore, KvStoreError, MemoryKvStore};
 pub use log::LogLimits;
+pub use skills::{CallAnswer, CallError, SkillCall, SkillCaller};

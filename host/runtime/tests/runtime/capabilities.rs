@@ -1,7 +1,13 @@
-//! Outbound HTTP through the allow-list, with a real loopback server.
+//! Outbound HTTP through the allow-list, with a real loopback server; and calls of other
+//! skills through the `skills` capability, with the platform played by the test.
 
-use omniforge_runtime::capabilities::{HostPattern, HttpLimits, HttpPolicy};
-use omniforge_runtime::{GuestErrorKind, Outcome, Runtime, RuntimeConfig};
+use std::sync::Arc;
+use std::time::Instant;
+
+use omniforge_runtime::capabilities::{
+    CallAnswer, CallError, HostPattern, HttpLimits, HttpPolicy, SkillCall, SkillCaller,
+};
+use omniforge_runtime::{GuestErrorKind, LoadedSkill, Outcome, Runtime, RuntimeConfig};
 use omniforge_test_programs as programs;
 
 use crate::common::{TestServer, load, ok_output, request, runtime};
@@ -150,4 +156,104 @@ async fn a_skill_cannot_reach_a_private_address_by_naming_it() {
         ok_output(&get(runtime(), &url, operator).await)["body"],
         "metadata"
     );
+}
+
+/// The platform of a test: runs every call with the spin-loop guest on the same runtime,
+/// with the budget the runtime handed over, and records the calls.
+struct SpinPlatform {
+    runtime: Arc<Runtime>,
+    spin: Arc<LoadedSkill>,
+    calls: std::sync::Mutex<Vec<SkillCall>>,
+}
+
+#[async_trait::async_trait]
+impl SkillCaller for SpinPlatform {
+    async fn call(&self, call: SkillCall) -> CallAnswer {
+        self.calls.lock().unwrap().push(call.clone());
+        let mut request = request("acme", &call.input);
+        request.limits.fuel = call.fuel;
+        request.limits.timeout = call.deadline.saturating_duration_since(Instant::now());
+        request.callers = call.callers.clone();
+        let report = self.runtime.invoke(&self.spin, request).await;
+        CallAnswer {
+            result: match report.outcome {
+                Outcome::Ok { output } => Ok(output),
+                other => Err(CallError::Failed(other.code().into())),
+            },
+            fuel_consumed: report.usage.fuel_consumed,
+            invocations: 1,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_called_skill_burns_the_callers_fuel_and_leaves_it_a_reserve() {
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+    let platform = Arc::new(SpinPlatform {
+        spin: load(&runtime, programs::SPIN_LOOP).await,
+        runtime: Arc::clone(&runtime),
+        calls: Default::default(),
+    });
+    let runtime = Arc::new(
+        Runtime::builder(RuntimeConfig::default())
+            .skill_caller(platform.clone())
+            .build()
+            .unwrap(),
+    );
+    let relay = load(&runtime, programs::RELAY).await;
+    let call = |input: &str, granted: bool| {
+        let mut request = request("acme", input);
+        request.context.skill = "t/relay".into();
+        request.limits.fuel = Some(50_000_000);
+        if granted {
+            request.grants.skills.insert("t/spin".into(), "^1".into());
+        }
+        request
+    };
+
+    // Not granted: denied, and nothing reaches the platform.
+    let denied = runtime
+        .invoke(
+            &relay,
+            call(r#"{"chain": ["t/spin"], "catch": true}"#, false),
+        )
+        .await;
+    let output = ok_output(&denied);
+    assert_eq!(output["error"]["kind"], "denied", "{output}");
+    assert!(platform.calls.lock().unwrap().is_empty());
+
+    // A bounded callee: its fuel is counted in the caller's usage.
+    let bounded = runtime
+        .invoke(
+            &relay,
+            call(
+                r#"{"chain": ["t/spin"], "tail": {"iterations": 100000}}"#,
+                true,
+            ),
+        )
+        .await;
+    let output = ok_output(&bounded);
+    assert_eq!(output["answer"]["iterations"], 100000, "{output}");
+    assert_eq!(bounded.usage.skill_calls, 1);
+    {
+        let calls = platform.calls.lock().unwrap();
+        assert_eq!(calls[0].callers, ["t/relay"]);
+        assert_eq!(calls[0].granted, "^1");
+        assert!(calls[0].fuel.unwrap() < 50_000_000);
+    }
+    assert!(bounded.usage.fuel_consumed > 100_000, "{:?}", bounded.usage);
+
+    // A callee that never stops burns what it may; the caller keeps its reserve and answers.
+    let endless = runtime
+        .invoke(
+            &relay,
+            call(r#"{"chain": ["t/spin"], "tail": {}, "catch": true}"#, true),
+        )
+        .await;
+    let output = ok_output(&endless);
+    assert_eq!(output["error"]["kind"], "failed", "{output}");
+    assert_eq!(output["error"]["message"], "fuel_exhausted");
+    let given = platform.calls.lock().unwrap()[1].fuel.unwrap();
+    assert!(endless.usage.fuel_consumed > given, "{:?}", endless.usage);
+    assert!(endless.usage.fuel_consumed <= 50_000_000);
 }

@@ -36,6 +36,7 @@ pub fn request(tenant: &str, input: &str) -> InvocationRequest {
         input: input.into(),
         limits: InvocationLimits::default(),
         grants: Grants::default(),
+        callers: Vec::new(),
     }
 }
 

@@ -31,7 +31,10 @@ pub struct CreateApiKey {
     #[schema(value_type = Option<Vec<crate::api::schemas::ScopeName>>, min_items = 1)]
     pub scopes: Option<Vec<String>>,
     /// Expiry, unix ms (must be in the future).
-    #[serde(default, deserialize_with = "crate::api::integers::optional_integer")]
+    #[serde(
+        default,
+        deserialize_with = "omniforge_control::integers::optional_integer"
+    )]
     pub expires_at_ms: Option<i64>,
     /// The user it acts as (default: the caller; another user needs `user:manage`).
     pub user_id: Option<String>,

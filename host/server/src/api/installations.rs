@@ -5,6 +5,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use omniforge_control::Change;
 use omniforge_registry::{PublishedVersion, parse_requirement, resolve};
 use omniforge_store::Installation;
 use serde::{Deserialize, Serialize};
@@ -84,6 +85,10 @@ pub struct Installed {
     pub installation: InstallationView,
     /// The version invocations use now.
     pub version: String,
+    /// Skills this version calls (its `[permissions] skills`) that the tenant cannot invoke
+    /// yet: neither its own nor installed. Install them too, or those calls answer `denied`
+    /// or `not-found`.
+    pub missing_dependencies: Vec<String>,
 }
 
 fn split_name(full: &str) -> Result<(&str, &str), ApiError> {
@@ -112,7 +117,8 @@ pub async fn install(
     let req = parse_requirement(&requirement)
         .map_err(|e| ApiError::invalid(format!("version: {e}")).with("field", "version"))?;
     let listing = app
-        .catalog
+        .invocations
+        .catalog()
         .listing(&principal.tenant, ns, name)
         .await?
         .ok_or_else(|| ApiError::not_found("skill"))?;
@@ -153,10 +159,23 @@ pub async fn install(
             &accepted,
         )
         .await?;
-    app.catalog.forget(&skill.full_name());
+    app.invocations.changed(Change::Skill(skill.full_name()));
+    let mut missing_dependencies = Vec::new();
+    for callee in manifest.permissions.skills.keys() {
+        let usable = app
+            .invocations
+            .catalog()
+            .listing(&principal.tenant, callee.namespace(), callee.name())
+            .await?
+            .is_some_and(|l| l.skill.tenant_id == principal.tenant || l.installation.is_some());
+        if !usable {
+            missing_dependencies.push(callee.to_string());
+        }
+    }
     Ok(ApiJson(Installed {
         installation: installation.try_into()?,
         version: chosen.to_string(),
+        missing_dependencies,
     }))
 }
 
@@ -203,6 +222,7 @@ pub async fn uninstall(
     if !removed {
         return Err(ApiError::not_found("installation"));
     }
-    app.catalog.forget(&format!("{ns}/{name}"));
+    app.invocations
+        .changed(Change::Skill(format!("{ns}/{name}")));
     Ok(StatusCode::NO_CONTENT)
 }

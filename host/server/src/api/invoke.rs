@@ -4,23 +4,23 @@
 //! Outcomes map to statuses by one table ([`outcome_error`], docs/api/errors.md), which every
 //! entry point that runs skills uses.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
-use omniforge_runtime::capabilities::HttpPolicy;
-use omniforge_runtime::{Grants, InvocationContext, InvocationRequest, Outcome, Usage};
+use axum::http::StatusCode;
+use omniforge_control::catalog::{PendingUpdate, ResolveError};
+use omniforge_control::input::InputError;
+use omniforge_control::{Call, InvokeError};
+use omniforge_runtime::{Outcome, Usage};
+use omniforge_types::SkillName;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::sync::Arc;
-use std::time::Duration;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::middleware::{RequestId, RequestStart};
-use crate::skills::catalog::{PendingUpdate, ResolveError};
-use crate::skills::input::{self, InputError};
-use crate::skills::meter::Spent;
-use axum::http::StatusCode;
 
 /// An invocation.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,6 +52,9 @@ pub struct UsageView {
     pub log_messages: u32,
     /// Outbound HTTP requests made.
     pub http_requests: u32,
+    /// Skills it called (`omniforge:skill/skills`), with every call beneath them; its fuel
+    /// and time include theirs.
+    pub skill_calls: u32,
 }
 
 impl From<&Usage> for UsageView {
@@ -62,6 +65,7 @@ impl From<&Usage> for UsageView {
             peak_memory_bytes: u.peak_memory_bytes,
             log_messages: u.log_messages,
             http_requests: u.http_requests,
+            skill_calls: u.skill_calls,
         }
     }
 }
@@ -129,10 +133,7 @@ pub fn outcome_error(outcome: &Outcome, usage: &Usage) -> Option<ApiError> {
             ApiError::new(StatusCode::BAD_GATEWAY, "skill-trapped", message.clone())
         }
     };
-    Some(error.with(
-        "usage",
-        serde_json::to_value(UsageView::from(usage)).unwrap_or_default(),
-    ))
+    Some(error.with("usage", usage_value(usage)))
 }
 
 /// What `Retry-After` says while a skill compiles: a large component takes seconds to tens
@@ -184,33 +185,34 @@ fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
     }
 }
 
-/// The first place where `input` breaks the skill's input schema, if any. Valid input (the
-/// common case) is checked without building errors.
-fn schema_error(
-    validator: &jsonschema::Validator,
-    input: &serde_json::Value,
-) -> Option<jsonschema::ValidationError<'static>> {
-    if validator.is_valid(input) {
-        return None;
+/// Time kept at the end of a request's timeout for answering after the skill stops.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// The problem answering an invocation that did not succeed (the table in
+/// docs/api/errors.md).
+pub fn invoke_error(error: InvokeError, skill: &SkillName) -> ApiError {
+    match error {
+        InvokeError::InvalidInput(error) => input_error(error),
+        InvokeError::Resolve(error) => resolve_error(error, skill.as_str()),
+        InvokeError::Quota(quota) => ApiError::too_many_requests(
+            quota.to_string(),
+            quota.quota,
+            Duration::from_secs(quota.retry_after_secs),
+        )
+        .with("quota", quota.quota),
+        InvokeError::Ended { outcome, usage } => outcome_error(&outcome, &usage)
+            .unwrap_or_else(|| ApiError::internal("an ok outcome reported as a failure")),
+        InvokeError::InvalidOutput { violation, usage } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "invalid-output", violation.message)
+                .with("pointer", violation.pointer)
+                .with("usage", usage_value(&usage))
+        }
+        InvokeError::Internal(cause) => ApiError::internal(cause),
     }
-    validator.iter_errors(input).next().map(|e| e.to_owned())
 }
 
-/// Where an output breaks the skill's output schema, if it does (the first place).
-fn output_violation(validator: &jsonschema::Validator, output: &str) -> Option<InputError> {
-    let value: serde_json::Value = match serde_json::from_str(output) {
-        Ok(value) => value,
-        Err(e) => {
-            return Some(InputError {
-                message: format!("the output cannot be read as a tree: {e}"),
-                pointer: String::new(),
-            });
-        }
-    };
-    schema_error(validator, &value).map(|error| InputError {
-        pointer: error.instance_path().to_string(),
-        message: error.to_string(),
-    })
+fn usage_value(usage: &Usage) -> serde_json::Value {
+    serde_json::to_value(UsageView::from(usage)).unwrap_or_default()
 }
 
 fn input_error(error: InputError) -> ApiError {
@@ -241,147 +243,37 @@ pub async fn invoke(
     Path((ns, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<InvokeRequest>,
 ) -> Result<ApiJson<InvokeResponse>, ApiError> {
-    let full_name = format!("{ns}/{name}");
-    input::check_depth(&body.input).map_err(input_error)?;
     if let Some(version) = &body.version {
         crate::api::rules::REQUIREMENT.check(version)?;
     }
-    let resolved = app
-        .catalog
-        .resolve(&principal.tenant, &ns, &name, body.version.as_deref())
-        .await
-        .map_err(|e| resolve_error(e, &full_name))?;
-    let prepared = &resolved.prepared;
-    if let Some(validator) = &prepared.validator
-        && let Some(error) =
-            schema_error(validator, &input::parse(&body.input).map_err(input_error)?)
-    {
-        let pointer = error.instance_path().to_string();
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-input",
-            format!(
-                "the input does not match the skill's schema at {:?}: {error}",
-                if pointer.is_empty() { "/" } else { &pointer }
-            ),
-        )
-        .with("pointer", pointer));
-    }
-    let policy = app.policies.get(&principal.tenant).await?;
-    let version = resolved.version.to_string();
-    let manifest = &prepared.manifest;
-    let mut limits = policy.limits(&manifest.limits, &app.config.skills.platform_max);
-    let asked_fuel = limits.fuel.unwrap_or(app.config.skills.platform_max.fuel);
-    let (reservation, fuel) = match app
-        .meter
-        .reserve(&principal.tenant, &policy, asked_fuel)
-        .await?
-    {
-        Ok(admitted) => admitted,
-        Err(quota) => {
-            return Err(ApiError::too_many_requests(
-                format!(
-                    "the tenant's {} quota ({}) for this period is used up",
-                    quota.quota, quota.limit
-                ),
-                quota.quota,
-                Duration::from_secs(quota.retry_after_secs),
-            )
-            .with("quota", quota.quota));
-        }
-    };
-    limits.fuel = Some(fuel);
+    // A name that cannot be a skill's names no skill the caller can see.
+    let skill: SkillName = format!("{ns}/{name}")
+        .parse()
+        .map_err(|_| ApiError::not_found("skill"))?;
     // The answer must come before the server's request timeout turns it into a 503: the
-    // invocation gets what is left of the request's time (resolving may have waited for a
-    // compile), less a margin for answering.
-    let request_timeout = Duration::from_millis(app.config.http.request_timeout_ms);
-    limits.timeout = limits.timeout.min(
-        request_timeout
-            .saturating_sub(started.elapsed())
-            .saturating_sub(Duration::from_millis(500))
-            .max(Duration::from_millis(100)),
-    );
-    let request = InvocationRequest {
-        context: InvocationContext {
-            tenant: principal.tenant.clone(),
-            skill: full_name.clone(),
-            version: version.clone(),
-            request_id,
-        },
-        // The caller's text as sent (already checked to be JSON), not a re-serialization.
-        input: String::from(body.input.get()),
-        limits,
-        grants: Grants {
-            kv: manifest.permissions.kv,
-            http: HttpPolicy {
-                allowed: manifest.permissions.http.clone(),
-                tenant_allowed: policy.http_allow.clone(),
-                ..HttpPolicy::default()
-            },
-        },
+    // invocation ends what is left of the request's time (resolving may wait for a compile)
+    // before it, less a margin for answering.
+    let deadline =
+        started + Duration::from_millis(app.config.http.request_timeout_ms) - ANSWER_MARGIN;
+    let call = Call {
+        tenant: principal.tenant,
+        skill: skill.clone(),
+        requirement: body.version,
+        input: body.input,
+        request_id,
+        deadline: Some(deadline),
+        nesting: None,
     };
-    // Runs in its own task: if the caller goes away the invocation still finishes (bounded by
-    // its limits) and is charged what it really used. Under load this is also faster than
-    // running it in the request's task (28k against 20k requests/s, docs/performance.md):
-    // the idle worker steals invocations while the other serves connections. Boxed, so the
-    // task holds a pointer, not the invocation's whole future, which tokio would copy in,
-    // out as the output, and again when it is read.
-    let runtime = Arc::clone(&app.runtime);
-    let prepared = Arc::clone(prepared);
-    let (report, broken) = tokio::spawn(Box::pin(async move {
-        let report = runtime.invoke(&prepared.loaded, request).await;
-        // The output schema is the skill's promise (wit/handler.wit): an output that breaks
-        // it is the skill's failure, answered and charged as one.
-        let broken = match (&report.outcome, &prepared.output_validator) {
-            (Outcome::Ok { output }, Some(validator)) => output_violation(validator, output),
-            _ => None,
-        };
-        if report.outcome.refused_before_running() {
-            reservation.release();
-        } else {
-            reservation.settle(Spent {
-                fuel: report.usage.fuel_consumed,
-                wall_us: report.usage.wall_time_us,
-                failed: broken.is_some() || !matches!(report.outcome, Outcome::Ok { .. }),
-            });
-        }
-        (report, broken)
-    }))
-    .await
-    .map_err(|e| ApiError::internal(format!("the invocation task failed: {e}")))?;
-    if let Some(error) = outcome_error(&report.outcome, &report.usage) {
-        return Err(error);
-    }
-    if let Some(violation) = broken {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "invalid-output",
-            format!(
-                "the skill's output does not match its output schema at {:?}: {}",
-                if violation.pointer.is_empty() {
-                    "/"
-                } else {
-                    &violation.pointer
-                },
-                violation.message
-            ),
-        )
-        .with("pointer", violation.pointer)
-        .with(
-            "usage",
-            serde_json::to_value(UsageView::from(&report.usage)).unwrap_or_default(),
-        ));
-    }
-    let Outcome::Ok { output } = report.outcome else {
-        unreachable!("every other outcome is an error");
-    };
-    let output = RawValue::from_string(output)
-        .map_err(|e| ApiError::internal(format!("the runtime passed on non-JSON output: {e}")))?;
+    let invoked = app
+        .invocations
+        .invoke(call)
+        .await
+        .map_err(|e| invoke_error(e, &skill))?;
     Ok(ApiJson(InvokeResponse {
-        skill: full_name,
-        version,
-        output,
-        usage: UsageView::from(&report.usage),
-        pending_update: resolved.pending,
+        skill: skill.to_string(),
+        version: invoked.version.to_string(),
+        output: invoked.output,
+        usage: UsageView::from(&invoked.usage),
+        pending_update: invoked.pending_update,
     }))
 }

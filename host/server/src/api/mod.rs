@@ -5,7 +5,7 @@ pub mod audit;
 pub mod docs;
 pub mod health;
 pub mod installations;
-pub mod integers;
+
 pub mod invoke;
 pub mod me;
 pub mod publish;

@@ -9,6 +9,7 @@
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
+use omniforge_control::Change;
 use omniforge_registry::{Manifest, PackageSummary};
 use omniforge_runtime::ComponentDigest;
 use omniforge_store::{AuditContext, NewVersion, Skill, SkillVersion, Visibility};
@@ -21,8 +22,8 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::middleware::RequestId;
-use crate::skills::compiles::Source;
-use crate::skills::packages::ValidationError;
+use omniforge_control::compiles::Source;
+use omniforge_control::packages::ValidationError;
 
 /// The answer to a publish.
 #[derive(Debug, Serialize, ToSchema)]
@@ -176,7 +177,7 @@ pub async fn publish(
         .map_err(ApiError::internal)?;
     let audit = principal.audit(&request_id);
     let (skill, version) = record(&app, &principal, &audit, &summary).await?;
-    app.catalog.forget(&skill.full_name());
+    app.invocations.changed(Change::Skill(skill.full_name()));
     let digest = ComponentDigest::from_bytes(*summary.component_sha256.as_bytes());
     let compiled = app
         .compiles

@@ -166,11 +166,9 @@ pub const REQUIREMENT: Rule = Rule {
 /// are accepted beyond it.
 pub const HOST: Rule = Rule {
     field: "http_allow",
-    pattern: Some(
-        "^((https?|\\*)://)?(\\*|(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?)(:(\\*|[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$",
-    ),
+    pattern: Some(omniforge_control::policy::HOST_PATTERN),
     min_chars: 1,
-    max_chars: 253,
+    max_chars: omniforge_control::policy::HOST_MAX_CHARS,
     says: "[scheme://]host[:port], the host a name, *.name, * or an IP address",
 };
 

@@ -58,14 +58,3 @@ impl PartialSchema for CategoryName {
 }
 
 impl ToSchema for CategoryName {}
-
-/// An outbound HTTP destination: `[scheme://]host[:port]`.
-pub struct HostPatternText;
-
-impl PartialSchema for HostPatternText {
-    fn schema() -> RefOr<Schema> {
-        text(&rules::HOST)
-    }
-}
-
-impl ToSchema for HostPatternText {}

@@ -6,6 +6,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use omniforge_control::Change;
 use omniforge_store::{Skill, SkillQuery, SkillSort, SkillUpdate, Visibility};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -353,7 +354,7 @@ pub async fn update(
         .update_skill(&principal.audit(&request_id), &skill.id, &update)
         .await?
         .ok_or_else(|| ApiError::not_found("skill"))?;
-    app.catalog.forget(&updated.full_name());
+    app.invocations.changed(Change::Skill(updated.full_name()));
     Ok(ApiJson(SkillView::new(updated, &principal)))
 }
 
@@ -375,6 +376,6 @@ pub async fn delete(
         .tenant(&principal.tenant)
         .delete_skill(&principal.audit(&request_id), &skill.id)
         .await?;
-    app.catalog.forget(&skill.full_name());
+    app.invocations.changed(Change::Skill(skill.full_name()));
     Ok(StatusCode::NO_CONTENT)
 }

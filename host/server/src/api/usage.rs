@@ -2,6 +2,7 @@
 //! endpoints (`/api/v1/tenants/{id}/policy`: read by the tenant, set by platform admins).
 
 use axum::extract::{Path, State};
+use omniforge_control::Change;
 use omniforge_store::UsageCounters;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -12,8 +13,8 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
 use crate::middleware::RequestId;
-use crate::skills::meter::period_of;
-use crate::skills::policy::TenantPolicy;
+use omniforge_control::meter::period_of;
+use omniforge_control::policy::TenantPolicy;
 
 /// Usage of the current quota period against the tenant's quotas.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,14 +50,18 @@ pub async fn get(
     State(app): State<AppState>,
     principal: Principal,
 ) -> Result<ApiJson<UsageReport>, ApiError> {
-    let policy = app.policies.get(&principal.tenant).await?;
+    let policy = app.invocations.policies().get(&principal.tenant).await?;
     let (period, left) = period_of(policy.quota_period, OffsetDateTime::now_utc());
     let UsageCounters {
         invocations,
         fuel,
         wall_ms,
         failures,
-    } = app.meter.usage(&principal.tenant, &period).await?;
+    } = app
+        .invocations
+        .ledger()
+        .usage(&principal.tenant, &period)
+        .await?;
     let (kv_bytes, kv_entries) = app.db.tenant(&principal.tenant).kv_tenant_usage().await?;
     Ok(ApiJson(UsageReport {
         period,
@@ -84,7 +89,7 @@ pub async fn get_policy(
     Path(id): Path<String>,
 ) -> Result<ApiJson<TenantPolicy>, ApiError> {
     let tenant = visible(&app, &principal, &id).await?.id;
-    let policy = app.policies.get(&tenant).await?;
+    let policy = app.invocations.policies().get(&tenant).await?;
     Ok(ApiJson(TenantPolicy::clone(&policy)))
 }
 
@@ -110,6 +115,6 @@ pub async fn set_policy(
         .tenant(&tenant)
         .set_policy(&principal.audit(&request_id), &text)
         .await?;
-    app.policies.forget(&tenant);
+    app.invocations.changed(Change::Policy(tenant.clone()));
     Ok(ApiJson(policy))
 }

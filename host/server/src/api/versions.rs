@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use omniforge_control::Change;
 use omniforge_registry::Sha256Digest;
 use omniforge_store::{Skill, SkillVersion};
 use serde::Serialize;
@@ -49,7 +50,7 @@ impl VersionView {
         let compiled = v
             .component_sha256
             .parse::<Sha256Digest>()
-            .is_ok_and(|digest| app.catalog.is_compiled(&digest));
+            .is_ok_and(|digest| app.invocations.catalog().is_compiled(&digest));
         Self {
             compiled,
             version: v.version.clone(),
@@ -210,7 +211,7 @@ async fn set_yanked(
         .set_yanked(&principal.audit(&request_id), &skill.id, &version, yanked)
         .await?
         .ok_or_else(|| ApiError::not_found("version"))?;
-    app.catalog.forget(&skill.full_name());
+    app.invocations.changed(Change::Skill(skill.full_name()));
     Ok(ApiJson(VersionView::new(&app, &changed, true)))
 }
 

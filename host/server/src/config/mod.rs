@@ -15,7 +15,8 @@ use thiserror::Error;
 mod env;
 mod skills;
 
-pub use skills::{PlatformLimits, RateLimitConfig, SkillsConfig};
+pub use omniforge_control::PlatformLimits;
+pub use skills::{RateLimitConfig, SkillsConfig};
 
 /// A value that must not be printed: `Debug` shows `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]

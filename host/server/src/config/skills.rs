@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use omniforge_control::PlatformLimits;
 use serde::Deserialize;
 
 /// Skills: packages, platform limits, the default tenant policy, usage accounting.
@@ -14,7 +15,7 @@ pub struct SkillsConfig {
     /// Per-invocation upper bounds no tenant policy or manifest can lift.
     pub platform_max: PlatformLimits,
     /// The policy of tenants that have none of their own.
-    pub default_policy: crate::skills::policy::TenantPolicy,
+    pub default_policy: omniforge_control::policy::TenantPolicy,
     /// Storage of the `kv` capability per (tenant, skill): every entry's key, value and 256
     /// bytes of overhead. The tenant's total over all skills is its policy's `max_kv_bytes`.
     pub kv_quota_bytes: u64,
@@ -48,21 +49,9 @@ pub struct SkillsConfig {
     /// the server. Honoured by `omniforge serve` (the library's `Server::start` works
     /// in-process).
     pub compile_in_subprocess: bool,
-}
-
-/// Per-invocation upper bounds of the platform: the runtime enforces exactly these (no other
-/// built-in maximum applies), whatever a policy or manifest asks for.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PlatformLimits {
-    /// Fuel units.
-    pub fuel: u64,
-    /// Memory over all linear memories, MiB.
-    pub memory_mb: u64,
-    /// Wall time, ms.
-    pub timeout_ms: u64,
-    /// Output, bytes.
-    pub output_bytes: u64,
+    /// The longest chain of skills calling skills (`omniforge:skill/skills`), the top-level
+    /// invocation counting as 1; a call that would go deeper is refused with `denied`.
+    pub max_depth: u32,
 }
 
 /// Request rates per API key (or token user) and per tenant; 0 turns a limit off.
@@ -91,7 +80,7 @@ impl Default for SkillsConfig {
         Self {
             max_package_bytes: 64 << 20,
             platform_max: PlatformLimits::default(),
-            default_policy: crate::skills::policy::TenantPolicy::default(),
+            default_policy: omniforge_control::policy::TenantPolicy::default(),
             kv_quota_bytes: 16 << 20,
             usage_flush_ms: 1_000,
             metadata_recheck_ms: 2_000,
@@ -102,17 +91,7 @@ impl Default for SkillsConfig {
             concurrent_publishes: 2,
             memory_budget_wait_ms: 1_000,
             compile_in_subprocess: true,
-        }
-    }
-}
-
-impl Default for PlatformLimits {
-    fn default() -> Self {
-        Self {
-            fuel: 100_000_000_000,
-            memory_mb: 512,
-            timeout_ms: 60_000,
-            output_bytes: 16 << 20,
+            max_depth: 8,
         }
     }
 }
@@ -148,7 +127,7 @@ impl SkillsConfig {
         }
         // The same ceilings as a tenant policy's: a platform maximum above them could never
         // be used.
-        type M = crate::skills::policy::PolicyMaxima;
+        type M = omniforge_control::policy::PolicyMaxima;
         if max.fuel > M::FUEL || max.memory_mb > M::MEMORY_MB || max.timeout_ms > M::TIMEOUT_MS {
             problems.push(format!(
                 "skills.platform_max: fuel at most {}, memory_mb at most {}, timeout_ms at most {}",
@@ -164,6 +143,9 @@ impl SkillsConfig {
             problems.push(
                 "skills.concurrent_compiles, skills.concurrent_publishes: must be positive".into(),
             );
+        }
+        if !(1..=64).contains(&self.max_depth) {
+            problems.push("skills.max_depth: must be 1 to 64".into());
         }
         if self.memory_budget_mb == Some(0) {
             problems.push("skills.memory_budget_mb: must be positive".into());

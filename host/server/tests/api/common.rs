@@ -317,6 +317,14 @@ pub fn example_package(example: &str, wasm: &str, edit: impl Fn(String) -> Strin
     if let Ok(readme) = std::fs::read(dir.join("README.md")) {
         files.insert("README.md".to_owned(), readme);
     }
+    // Schemas the manifest names by file.
+    if let Ok(schemas) = std::fs::read_dir(dir.join("schemas")) {
+        for schema in schemas {
+            let schema = schema.unwrap();
+            let name = format!("schemas/{}", schema.file_name().to_string_lossy());
+            files.insert(name, std::fs::read(schema.path()).unwrap());
+        }
+    }
     omniforge_registry::write_archive(&files)
 }
 

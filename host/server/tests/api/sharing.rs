@@ -212,3 +212,68 @@ async fn tenants_see_use_and_change_only_what_they_may() {
             .expect(403, "uninstalled");
     }
 }
+
+/// Installing a skill that calls others names the callees the tenant cannot invoke yet.
+#[tokio::test]
+async fn installing_a_composing_skill_names_its_missing_dependencies() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        let (acme, globex) = (app.acme.key.clone(), app.globex.key.clone());
+        for (example, wasm) in [
+            ("text-stats", programs::TEXT_STATS),
+            ("text-report", programs::TEXT_REPORT),
+        ] {
+            app.publish(&acme, &example_package(example, wasm, |m| m))
+                .await
+                .expect(201, example);
+            app.call(
+                Method::PUT,
+                &format!("/api/v1/skills/examples/{example}"),
+                Some(&acme),
+                Some(json!({"visibility": "public"})),
+            )
+            .await
+            .expect(200, "make public");
+        }
+        let install = |skill: &'static str| {
+            app.call(
+                Method::POST,
+                "/api/v1/installations",
+                Some(&globex),
+                Some(json!({ "skill": skill })),
+            )
+        };
+        let installed = install("examples/text-report").await;
+        let installed = installed.expect(200, "install text-report");
+        // markdown-to-text is not published at all; text-stats is public, not installed.
+        assert_eq!(
+            installed["missing_dependencies"],
+            json!(["examples/markdown-to-text", "examples/text-stats"])
+        );
+        assert_eq!(
+            installed["accepted_permissions"]["skills"]["examples/text-stats"],
+            "^0.1"
+        );
+        let stats = install("examples/text-stats").await;
+        assert_eq!(
+            stats.expect(200, "install text-stats")["missing_dependencies"],
+            json!([])
+        );
+        let again = install("examples/text-report").await;
+        assert_eq!(
+            again.expect(200, "install again")["missing_dependencies"],
+            json!(["examples/markdown-to-text"])
+        );
+        // Invoked anyway, its first call reaches nothing, and that error passes through.
+        let refused = app
+            .invoke(
+                &globex,
+                "examples/text-report",
+                json!({"markdown": "# Hi"}),
+                None,
+            )
+            .await;
+        let refused = refused.expect(422, "a callee the tenant cannot reach");
+        assert_eq!(refused["kind"], "not-found", "{refused}");
+    }
+}

@@ -12,8 +12,8 @@ use omniforge_store::{Database, StoreError, TenantId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::integers::{integer, optional_integer};
-use crate::config::PlatformLimits;
+use crate::integers::{integer, optional_integer};
+use crate::limits::PlatformLimits;
 
 /// How long a quota period lasts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -66,10 +66,35 @@ pub struct TenantPolicy {
     /// Outbound HTTP destinations skills may reach on this tenant's behalf: a destination a
     /// skill declares is allowed only if it also matches one of these. None = whatever
     /// the skill declares.
-    #[schema(value_type = Option<Vec<crate::api::schemas::HostPatternText>>, max_items = 100)]
+    #[schema(value_type = Option<Vec<HostPatternText>>, max_items = 100)]
     #[serde(serialize_with = "compact_hosts")]
     pub http_allow: Option<Vec<HostPattern>>,
 }
+
+/// The text of an outbound HTTP destination, `[scheme://]host[:port]`, as the API states it:
+/// [`HOST_PATTERN`] within 1 to 253 characters. (The parser, `HostPattern`, is the rule; the
+/// pattern says the same for clients.)
+pub struct HostPatternText;
+
+/// The regular expression of a destination's text.
+pub const HOST_PATTERN: &str = "^((https?|\\*)://)?(\\*|(\\*\\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\\.?)(:(\\*|[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$";
+
+/// The most characters of a destination's text.
+pub const HOST_MAX_CHARS: usize = 253;
+
+impl utoipa::PartialSchema for HostPatternText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(HOST_PATTERN))
+            .min_length(Some(1))
+            .max_length(Some(HOST_MAX_CHARS))
+            .into()
+    }
+}
+
+impl ToSchema for HostPatternText {}
 
 /// Writes host patterns in their shortest form, so an answer never holds a longer entry than
 /// the request did (the document bounds their length).

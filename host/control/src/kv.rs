@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use omniforge_runtime::capabilities::{KvScope, KvStore, KvStoreError};
 use omniforge_store::{Database, KvIncrement, KvQuota, KvWrite, StoreError};
 
-use crate::skills::policy::Policies;
+use crate::policy::Policies;
 
 /// [`KvStore`] over the server's database, with storage quotas per skill and per tenant.
 pub struct DbKvStore {

@@ -18,7 +18,7 @@ use omniforge_runtime::{ComponentDigest, LoadedSkill, Runtime};
 use omniforge_store::{Database, Installation, Skill, SkillVersion, StoreError, TenantId};
 use semver::{Version, VersionReq};
 
-use crate::skills::compiles::{Compiles, Source};
+use crate::compiles::{Compiles, Source};
 
 /// A skill as one tenant sees it, with every version's manifest parsed.
 pub struct Listing {
@@ -64,24 +64,31 @@ pub struct Resolved {
 }
 
 /// Why a skill cannot be invoked.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// No such skill visible to the tenant.
+    #[error("no such skill")]
     NotFound,
     /// The requirement is not semver.
+    #[error("the version requirement is malformed: {0}")]
     BadRequirement(String),
     /// No version matches.
+    #[error("{0}")]
     NoMatch(String),
     /// Another tenant's public skill the tenant has not installed.
+    #[error("another tenant's public skill, not installed")]
     NotInstalled,
     /// Every matching version asks for permissions the installation has not accepted.
+    #[error("version {} asks for permissions not accepted: {}", .0.version, .0.new_permissions.join(", "))]
     PermissionsNotAccepted(PendingUpdate),
     /// The chosen version's component is still compiling after the wait allowed for it.
+    #[error("version {version} is still compiling")]
     Compiling {
         /// The version.
         version: Version,
     },
     /// Loading failed (storage, database, a component the runtime refuses).
+    #[error("{0}")]
     Internal(String),
 }
 

@@ -3,20 +3,23 @@
 //! lock, so concurrent invocations never overshoot a quota. A background task adds what was
 //! settled to the database at least every `usage_flush_ms` (a crash loses at most that much).
 //!
-//! One server holds a tenant's counters; several replicas would each enforce the quota on
-//! their own view (a shared counter in Redis is the multi-replica design: DESIGN.md, step 12).
+//! Callers hold a [`QuotaLedger`]: [`Meter`] keeps one server's counters; several replicas
+//! would each enforce the quota on their own view, so step 12 puts a shared ledger (Redis)
+//! behind the same trait without touching its callers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use omniforge_store::{Database, StoreError, TenantId, UsageCounters, UsageDelta};
 use time::{Date, Month, OffsetDateTime, Time};
 
-use crate::skills::policy::{QuotaPeriod, TenantPolicy};
+use crate::policy::{QuotaPeriod, TenantPolicy};
 
 /// Which quota refused an invocation, and when the period ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the tenant's {quota} quota ({limit}) for this period is used up")]
 pub struct QuotaExceeded {
     /// `invocations` or `fuel`.
     pub quota: &'static str,
@@ -56,13 +59,59 @@ pub struct Meter {
     state: Mutex<State>,
 }
 
+/// Where quota counters live and how invocations are admitted against them. Reservations
+/// are exact under concurrency: an admitted invocation holds its share until it settles.
+#[async_trait]
+pub trait QuotaLedger: Send + Sync + 'static {
+    /// Admits one invocation of `tenant` that may burn up to `fuel`, or says which quota
+    /// refuses it. The hold's fuel may be less than asked when the fuel quota has less left.
+    async fn reserve(
+        &self,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        fuel: u64,
+    ) -> Result<Result<Hold, QuotaExceeded>, StoreError>;
+
+    /// Ends a hold: counts what was `spent`, or nothing when the invocation never ran.
+    fn settle(&self, hold: &Hold, spent: Option<Spent>);
+
+    /// The tenant's usage in `period` as the ledger counts it (stored plus unflushed).
+    async fn usage(&self, tenant: &TenantId, period: &str) -> Result<UsageCounters, StoreError>;
+
+    /// Writes what was settled since the last flush to the database.
+    async fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// One admitted invocation's share of its tenant's quotas, as the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    tenant: TenantId,
+    period: String,
+    fuel: u64,
+}
+
+impl Hold {
+    /// A hold of `fuel` in `tenant`'s `period`.
+    pub fn new(tenant: TenantId, period: String, fuel: u64) -> Self {
+        Self {
+            tenant,
+            period,
+            fuel,
+        }
+    }
+
+    /// The fuel the invocation may burn.
+    pub fn fuel(&self) -> u64 {
+        self.fuel
+    }
+}
+
 /// An admitted invocation's hold on the quota: [`Reservation::settle`] records what it used,
 /// [`Reservation::release`] gives it back when nothing ran. Dropped unsettled, it is charged
 /// the invocation and all the fuel it held.
 pub struct Reservation {
-    meter: Arc<Meter>,
-    key: Key,
-    fuel: u64,
+    ledger: Arc<dyn QuotaLedger>,
+    hold: Hold,
     settled: bool,
 }
 
@@ -130,16 +179,32 @@ impl Meter {
             &state.flushing.get(key).cloned().unwrap_or_default(),
         )
     }
+}
 
-    /// Admits one invocation of `tenant` that may burn up to `fuel`, or refuses it. Returns
-    /// the reservation and the fuel the invocation may use (less than asked when the fuel
-    /// quota has less left).
-    pub async fn reserve(
-        self: &Arc<Self>,
+/// Flushes `ledger` every `every` for as long as it is in use.
+pub fn spawn_flusher(ledger: &Arc<dyn QuotaLedger>, every: Duration) {
+    let weak = Arc::downgrade(ledger);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(ledger) = weak.upgrade() else { break };
+            if let Err(e) = ledger.flush().await {
+                tracing::warn!("cannot write usage counters (kept for the next try): {e}");
+            }
+        }
+    });
+}
+
+#[async_trait]
+impl QuotaLedger for Meter {
+    async fn reserve(
+        &self,
         tenant: &TenantId,
         policy: &TenantPolicy,
         fuel: u64,
-    ) -> Result<Result<(Reservation, u64), QuotaExceeded>, StoreError> {
+    ) -> Result<Result<Hold, QuotaExceeded>, StoreError> {
         let (period, period_left) = period_of(policy.quota_period, OffsetDateTime::now_utc());
         let key = (tenant.clone(), period);
         if !self.lock().meters.contains_key(&key) {
@@ -185,23 +250,10 @@ impl Meter {
         }
         meter.reserved_invocations += 1;
         meter.reserved_fuel += granted;
-        Ok(Ok((
-            Reservation {
-                meter: Arc::clone(self),
-                key,
-                fuel: granted,
-                settled: false,
-            },
-            granted,
-        )))
+        Ok(Ok(Hold::new(key.0, key.1, granted)))
     }
 
-    /// The tenant's usage in `period` as this server counts it (stored plus unflushed).
-    pub async fn usage(
-        &self,
-        tenant: &TenantId,
-        period: &str,
-    ) -> Result<UsageCounters, StoreError> {
+    async fn usage(&self, tenant: &TenantId, period: &str) -> Result<UsageCounters, StoreError> {
         let key = (tenant.clone(), period.to_owned());
         if let Some(meter) = self.lock().meters.get(&key) {
             return Ok(meter.used.clone());
@@ -210,9 +262,9 @@ impl Meter {
         Ok(add(&stored, &Self::pending(&self.lock(), &key)))
     }
 
-    /// Writes what was settled since the last flush; on failure it is kept for the next.
-    /// Meters of past periods with nothing in flight are dropped here.
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    /// On failure what was taken is kept for the next flush. Meters of past periods with
+    /// nothing in flight are dropped here.
+    async fn flush(&self) -> Result<(), StoreError> {
         let batch = {
             let mut state = self.lock();
             let batch = std::mem::take(&mut state.unflushed);
@@ -261,23 +313,9 @@ impl Meter {
         written
     }
 
-    /// Flushes every `every` for as long as the meter is in use.
-    pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(meter) = weak.upgrade() else { break };
-                if let Err(e) = meter.flush().await {
-                    tracing::warn!("cannot write usage counters (kept for the next try): {e}");
-                }
-            }
-        });
-    }
-
-    fn settle(&self, key: &Key, reserved_fuel: u64, spent: Option<Spent>) {
+    fn settle(&self, hold: &Hold, spent: Option<Spent>) {
+        let key = &(hold.tenant.clone(), hold.period.clone());
+        let reserved_fuel = hold.fuel;
         let mut state = self.lock();
         if let Some(meter) = state.meters.get_mut(key) {
             meter.reserved_invocations = meter.reserved_invocations.saturating_sub(1);
@@ -320,16 +358,40 @@ fn sub(a: &UsageCounters, b: &UsageCounters) -> UsageCounters {
 }
 
 impl Reservation {
+    /// Admits one invocation of `tenant` that may burn up to `fuel` through `ledger`, or
+    /// says which quota refuses it. The reservation's [`fuel`](Self::fuel) is what the
+    /// invocation may use (less than asked when the fuel quota has less left).
+    pub async fn reserve(
+        ledger: &Arc<dyn QuotaLedger>,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        fuel: u64,
+    ) -> Result<Result<Self, QuotaExceeded>, StoreError> {
+        Ok(ledger
+            .reserve(tenant, policy, fuel)
+            .await?
+            .map(|hold| Self {
+                ledger: Arc::clone(ledger),
+                hold,
+                settled: false,
+            }))
+    }
+
+    /// The fuel the invocation may burn.
+    pub fn fuel(&self) -> u64 {
+        self.hold.fuel
+    }
+
     /// Records what the invocation used and releases the hold.
     pub fn settle(mut self, spent: Spent) {
         self.settled = true;
-        self.meter.settle(&self.key, self.fuel, Some(spent));
+        self.ledger.settle(&self.hold, Some(spent));
     }
 
     /// Gives the hold back without counting anything (the invocation never ran).
     pub fn release(mut self) {
         self.settled = true;
-        self.meter.settle(&self.key, self.fuel, None);
+        self.ledger.settle(&self.hold, None);
     }
 }
 
@@ -337,11 +399,11 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
             let spent = Spent {
-                fuel: self.fuel,
+                fuel: self.hold.fuel,
                 wall_us: 0,
                 failed: true,
             };
-            self.meter.settle(&self.key, self.fuel, Some(spent));
+            self.ledger.settle(&self.hold, Some(spent));
         }
     }
 }

@@ -1,0 +1,37 @@
+//! The OmniForge invocation service: everything between "this tenant wants to run this
+//! skill with this input" and "here is its output, and this is what it used", whichever
+//! transport asked.
+//!
+//! [`Invocations`] owns the pipeline (resolution, installation and permission rules, input
+//! and output schemas, limits, grants, quotas, settlement); the server's handlers parse a
+//! request, call it and map its [`InvokeError`] to a problem. State that several replicas
+//! will share sits behind small traits with in-process implementations: quota counters
+//! ([`QuotaLedger`], today [`meter::Meter`]) and cache invalidation ([`ChangeFeed`], today
+//! [`changes::LocalChanges`]).
+//!
+//! Skills calling skills (`omniforge:skill/skills`) re-enter the same pipeline through
+//! [`nested::NestedCalls`], the runtime's `SkillCaller`, sharing the caller's budget.
+//!
+//! The other modules are the service's parts, also used directly by the registry's routes:
+//! the [`catalog`] of skills as tenants see them, [`compiles`] of published components,
+//! [`packages`] validation, tenant [`policy`], the database-backed [`kv`] capability, and the
+//! one manifest → [`limits`] and grants mapping that `omniforge run` and `skill test` use
+//! too.
+
+pub mod catalog;
+pub mod changes;
+pub mod compiles;
+pub mod input;
+pub mod integers;
+pub mod invocations;
+pub mod kv;
+pub mod limits;
+pub mod meter;
+pub mod nested;
+pub mod packages;
+pub mod policy;
+
+pub use changes::{Change, ChangeFeed};
+pub use invocations::{Call, Invocations, InvokeError, Invoked};
+pub use limits::PlatformLimits;
+pub use meter::QuotaLedger;
