@@ -7,6 +7,8 @@
 # instance per request. Driven by wrk from another process on loopback; targets take turns
 # run after run, so drifting machine load spreads over all of them. Prints every run and the
 # median per target and concurrency. Not part of CI. Results go to docs/performance.md.
+# With OMNIFORGE_BASELINE=/path/to/an/older/omniforge, that binary runs as one more target
+# ("baseline") beside this tree's, so a change is measured before and after in one run.
 #
 #   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
 #                           [runs, default 1]
@@ -46,45 +48,59 @@ port_of() { # waits for "listening on http://ADDR" (or wasmtime's "Serving HTTP 
   echo "the server did not start" >&2; exit 1
 }
 
-key=$("$bin" admin bootstrap --tenant bench --email bench@example.com)
-# Rate limits stay on, set far above the offered load so they are checked but never bind.
-OMNIFORGE_LOG=warn OMNIFORGE_RATE_PER_KEY_PER_SECOND=10000000 OMNIFORGE_RATE_PER_KEY_BURST=10000000 \
-OMNIFORGE_RATE_PER_TENANT_PER_SECOND=10000000 OMNIFORGE_RATE_PER_TENANT_BURST=10000000 \
-  "$bin" serve --listen 127.0.0.1:0 > serve.out 2> serve.log &
-pids+=($!)
-addr=$(port_of serve.out)
-export OMNIFORGE_API_KEY=$key
-"$bin" skill pack "$root/example-skills/rust/hello" --component "$guest_target/wasm32-wasip2/release/hello.wasm" -o hello.zip > /dev/null
-"$bin" skill publish hello.zip --server "http://$addr"
-tenant=$(curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/me" | sed -n 's/.*"tenant":{"id":"\([^"]*\)".*/\1/p')
-curl -sf -X PUT -H "Authorization: Bearer $key" -H 'content-type: application/json' \
-  -d '{"max_invocations": 1000000000, "max_total_fuel": 100000000000000}' \
-  "http://$addr/api/v1/tenants/$tenant/policy" > /dev/null
-"$bin" skill invoke examples/hello --input '{"name": "Ada"}' --server "http://$addr"
-
-"$bare" > bare.out &
-pids+=($!)
-bare_addr=$(port_of bare.out)
-targets=("omniforge|http://$addr/api/v1/skills/examples/hello/invoke" "bare axum|http://$bare_addr/invoke")
-if [ -n "$peer" ]; then
-  "$peer" serve -Scli --addr 127.0.0.1:0 "$guest_target/wasm32-wasip2/release/http_hello.wasm" 2> peer.out &
+targets=()
+start_omniforge() { # label binary: a fresh server in its own data directory, hello published
+  local label=$1 binary=$2 dir="$work/$1" key addr tenant
+  mkdir -p "$dir"
+  key=$(OMNIFORGE_DATA_DIR="$dir" "$binary" admin bootstrap --tenant bench --email bench@example.com)
+  # Rate limits stay on, set far above the offered load so they are checked but never bind.
+  OMNIFORGE_DATA_DIR="$dir" OMNIFORGE_LOG=warn OMNIFORGE_RATE_PER_KEY_PER_SECOND=10000000 \
+  OMNIFORGE_RATE_PER_KEY_BURST=10000000 OMNIFORGE_RATE_PER_TENANT_PER_SECOND=10000000 \
+  OMNIFORGE_RATE_PER_TENANT_BURST=10000000 \
+    "$binary" serve --listen 127.0.0.1:0 > "$dir/serve.out" 2> "$dir/serve.log" &
   pids+=($!)
-  peer_addr=$(port_of peer.out)
-  curl -sf -d '{"input": {"name": "Ada"}}' "http://$peer_addr/" > /dev/null
-  targets+=("wasmtime serve|http://$peer_addr/")
-fi
-
-cat > invoke.lua <<LUA
+  addr=$(port_of "$dir/serve.out")
+  "$binary" skill pack "$root/example-skills/rust/hello" --component "$guest_target/wasm32-wasip2/release/hello.wasm" -o "$dir/hello.zip" > /dev/null
+  OMNIFORGE_API_KEY=$key "$binary" skill publish "$dir/hello.zip" --server "http://$addr"
+  tenant=$(curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/me" | sed -n 's/.*"tenant":{"id":"\([^"]*\)".*/\1/p')
+  curl -sf -X PUT -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+    -d '{"max_invocations": 1000000000, "max_total_fuel": 100000000000000}' \
+    "http://$addr/api/v1/tenants/$tenant/policy" > /dev/null
+  OMNIFORGE_API_KEY=$key "$binary" skill invoke examples/hello --input '{"name": "Ada"}' --server "http://$addr"
+  cat > "$dir/invoke.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"input": {"name": "Ada"}}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $key"
 LUA
+  targets+=("$label|http://$addr/api/v1/skills/examples/hello/invoke|$dir/invoke.lua")
+}
+start_omniforge omniforge "$bin"
+if [ -n "${OMNIFORGE_BASELINE:-}" ]; then
+  start_omniforge baseline "$OMNIFORGE_BASELINE"
+fi
+cat > plain.lua <<LUA
+wrk.method = "POST"
+wrk.body = '{"input": {"name": "Ada"}}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
 
-run() { # label url connections: one wrk run, appended to results.txt
+"$bare" > bare.out &
+pids+=($!)
+bare_addr=$(port_of bare.out)
+targets+=("bare axum|http://$bare_addr/invoke|$work/plain.lua")
+if [ -n "$peer" ]; then
+  "$peer" serve -Scli --addr 127.0.0.1:0 "$guest_target/wasm32-wasip2/release/http_hello.wasm" 2> peer.out &
+  pids+=($!)
+  peer_addr=$(port_of peer.out)
+  curl -sf -d '{"input": {"name": "Ada"}}' "http://$peer_addr/" > /dev/null
+  targets+=("wasmtime serve|http://$peer_addr/|$work/plain.lua")
+fi
+
+run() { # label url connections script: one wrk run, appended to results.txt
   local out
   local threads=$(( $3 < 2 ? $3 : 2 ))
-  out=$(wrk -t"$threads" -c"$3" -d"${duration}s" --latency -s invoke.lua "$2")
+  out=$(wrk -t"$threads" -c"$3" -d"${duration}s" --latency -s "$4" "$2")
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -99,11 +115,11 @@ echo "| ---            | --- |        --- |      --- |      --- | ---     |"
 for c in $concurrencies; do
   for _ in $(seq "$runs"); do
     for target in "${targets[@]}"; do
-      run "${target%%|*}" "${target#*|}" "$c"
+      IFS='|' read -r label url script <<< "$target"
+      run "$label" "$url" "$c" "$script"
     done
   done
 done
-curl -sf -H "Authorization: Bearer $key" "http://$addr/api/v1/usage"; echo
 
 if [ "$runs" -gt 1 ]; then
   echo

@@ -43,6 +43,11 @@ pub struct RuntimeConfig {
     pub memory_budget_bytes: Option<u64>,
     /// How long an invocation waits for room in the memory budget before it is refused.
     pub memory_budget_wait: Duration,
+    /// Guests executing at once (the rest wait for a slot, taking turns at every yield, the
+    /// tenant holding the fewest slots first): the number of cores by default, so that one
+    /// tenant's CPU-bound guests share the machine with other tenants' instead of queueing
+    /// ahead of them.
+    pub cpu_slots: usize,
 }
 
 /// Half of the memory this process may use: the machine's, or its cgroup's limit when that
@@ -85,6 +90,7 @@ impl Default for RuntimeConfig {
             stderr_capture_bytes: 8 * 1024,
             memory_budget_bytes: Some(default_memory_budget()),
             memory_budget_wait: Duration::from_secs(1),
+            cpu_slots: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 }

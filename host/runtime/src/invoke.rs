@@ -108,6 +108,7 @@ impl Runtime {
             request_id: context.request_id.clone(),
             deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
         };
+        let runs_for = context.tenant.clone();
         let mut store = self.new_store(
             Arc::new(context),
             grants,
@@ -125,7 +126,8 @@ impl Runtime {
                 .call_invoke(&mut store, &guest_context, &input)
                 .await
         };
-        let result = run_until(deadline, call).await;
+        // Executes only while holding a CPU slot, shared fairly between tenants.
+        let result = run_until(deadline, self.cpu.run(runs_for, call)).await;
 
         report.outcome = match result {
             None => timeout(&limits),

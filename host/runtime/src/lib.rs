@@ -51,6 +51,7 @@ pub mod capabilities;
 mod compile;
 mod concurrency;
 mod config;
+mod cpu;
 mod digest;
 mod engine;
 mod error;

@@ -17,6 +17,7 @@ use crate::capabilities::{KvStore, MemoryKvStore, SkillCaller, kv, log, skills};
 use crate::compile::{Compiler, InProcessCompiler, read_component};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
+use crate::cpu::CpuSlots;
 use crate::digest::ComponentDigest;
 use crate::engine::{build_engine, start_epoch_ticker};
 use crate::error::{LoadError, RuntimeError};
@@ -32,6 +33,7 @@ pub struct Runtime {
     loaded: Mutex<LruCache<ComponentDigest, Arc<LoadedSkill>>>,
     pub(crate) concurrency: Arc<TenantConcurrency>,
     pub(crate) memory_budget: Option<MemoryBudget>,
+    pub(crate) cpu: Arc<CpuSlots>,
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) skill_caller: Option<Arc<dyn SkillCaller>>,
     pub(crate) log_rate: Arc<TenantLogRate>,
@@ -92,6 +94,7 @@ impl RuntimeBuilder {
             artifacts,
             loaded: Mutex::new(LruCache::new(capacity)),
             concurrency: Arc::default(),
+            cpu: CpuSlots::new(self.config.cpu_slots),
             memory_budget: self
                 .config
                 .memory_budget_bytes

@@ -13,7 +13,7 @@ use crate::auth::Authenticator;
 use crate::auth::client::ClientAddressRule;
 use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
-use crate::ratelimit::RateLimits;
+use crate::ratelimit::{RateLimits, RequestLimiter};
 use omniforge_control::catalog::Catalog;
 use omniforge_control::changes::{Caches, LocalChanges};
 use omniforge_control::compiles::Compiles;
@@ -62,7 +62,7 @@ pub struct App {
     /// Where uploads are spooled while they are validated.
     pub uploads: PathBuf,
     /// Request rate limits.
-    pub rate_limits: RateLimits,
+    pub rate_limits: Arc<dyn RequestLimiter>,
     /// How a request's client address is found (behind trusted proxies, from a header).
     pub client_addresses: ClientAddressRule,
 }
@@ -145,7 +145,7 @@ impl App {
             max_depth: config.skills.max_depth,
         }));
         nested.attach(&invocations);
-        let rate_limits = RateLimits::new(&config.rate_limits);
+        let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
             validator: workers
                 .validator
@@ -191,6 +191,10 @@ fn build_runtime(
                 .map_or_else(omniforge_runtime::default_memory_budget, |mb| mb << 20),
         ),
         memory_budget_wait: Duration::from_millis(config.skills.memory_budget_wait_ms),
+        cpu_slots: config
+            .skills
+            .cpu_slots
+            .unwrap_or(RuntimeConfig::default().cpu_slots),
         cache_dir: Some(
             config
                 .skills

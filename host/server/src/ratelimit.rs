@@ -1,7 +1,9 @@
 //! Request rate limits per credential and per tenant (GCRA through `governor`), checked
 //! right after authentication. `tower-governor` keys its limits on the raw request (peer
 //! address, headers) before any handler runs; ours key on the authenticated principal, so
-//! the `governor` limiters are used directly.
+//! the `governor` limiters are used directly. Callers hold a [`RequestLimiter`]: today's
+//! [`RateLimits`] counts in this process; a limiter shared by replicas (Redis, step 12) goes
+//! behind the same trait.
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -9,6 +11,15 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Counts requests against the rate limits and says which one refuses.
+pub trait RequestLimiter: Send + Sync + 'static {
+    /// Counts one request of `credential` in `tenant`.
+    fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), RateLimited>;
+
+    /// Drops state no longer needed (called periodically).
+    fn shrink(&self);
+}
 use omniforge_store::{ApiKeyId, TenantId, UserId};
 
 use crate::config::RateLimitConfig;
@@ -56,9 +67,10 @@ impl RateLimits {
             clock: DefaultClock::default(),
         }
     }
+}
 
-    /// Counts one request of `credential` in `tenant`.
-    pub fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), RateLimited> {
+impl RequestLimiter for RateLimits {
+    fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), RateLimited> {
         if let Some(limiter) = &self.per_credential
             && let Err(not_until) = limiter.check_key(credential)
         {
@@ -78,8 +90,8 @@ impl RateLimits {
         Ok(())
     }
 
-    /// Drops the state of keys that are back to full capacity (called periodically).
-    pub fn shrink(&self) {
+    /// Drops the state of keys that are back to full capacity.
+    fn shrink(&self) {
         if let Some(limiter) = &self.per_credential {
             limiter.retain_recent();
         }

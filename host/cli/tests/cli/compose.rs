@@ -51,11 +51,8 @@ impl World {
         } else {
             "tool"
         };
-        let project = self
-            .cli
-            .dir
-            .join("packages")
-            .join(format!("{}-{version}", name.replace('/', "-")));
+        let stem = format!("{}-{version}", name.replace('/', "-"));
+        let project = self.cli.dir.join("packages").join(&stem);
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(
             project.join("omniforge.toml"),
@@ -66,7 +63,7 @@ impl World {
             ),
         )
         .unwrap();
-        let package = project.with_extension("zip");
+        let package = self.cli.dir.join("packages").join(format!("{stem}.zip"));
         let packed = omniforge_in(
             &self.cli.dir,
             &[

@@ -49,6 +49,9 @@ pub struct SkillsConfig {
     /// the server. Honoured by `omniforge serve` (the library's `Server::start` works
     /// in-process).
     pub compile_in_subprocess: bool,
+    /// Guests executing guest code at once; more wait for a slot, taking turns at every fuel
+    /// yield with the tenant holding the fewest slots first. Default: the number of cores.
+    pub cpu_slots: Option<usize>,
     /// The longest chain of skills calling skills (`omniforge:skill/skills`), the top-level
     /// invocation counting as 1; a call that would go deeper is refused with `denied`.
     pub max_depth: u32,
@@ -92,6 +95,7 @@ impl Default for SkillsConfig {
             memory_budget_wait_ms: 1_000,
             compile_in_subprocess: true,
             max_depth: 8,
+            cpu_slots: None,
         }
     }
 }
@@ -143,6 +147,9 @@ impl SkillsConfig {
             problems.push(
                 "skills.concurrent_compiles, skills.concurrent_publishes: must be positive".into(),
             );
+        }
+        if self.cpu_slots == Some(0) {
+            problems.push("skills.cpu_slots: must be positive".into());
         }
         if !(1..=64).contains(&self.max_depth) {
             problems.push("skills.max_depth: must be 1 to 64".into());
