@@ -10,16 +10,13 @@ use serde::de::IgnoredAny;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
-use crate::capabilities::http::OutboundHttp;
-use crate::capabilities::kv::{KvScope, KvState};
-use crate::capabilities::log::LogState;
-use crate::capabilities::skills::SkillsState;
+use crate::capabilities::Setup;
 use crate::config::DeadlineEnforcement;
 use crate::invocation::{Grants, InvocationContext, InvocationRequest};
 use crate::limits::{InvocationLimits, SandboxLimiter};
 use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
 use crate::runtime::{LoadedSkill, Runtime};
-use crate::state::{InvocationState, StderrCapture};
+use crate::state::{Capabilities, InvocationState, StderrCapture};
 
 /// Raised from the epoch callback when the invocation's deadline has passed.
 #[derive(Debug)]
@@ -144,11 +141,9 @@ impl Runtime {
             },
             wall_time_us: micros(started.elapsed()),
             peak_memory_bytes: state.limiter.peak_memory(),
-            log_messages: state.log.written(),
-            log_dropped: state.log.dropped(),
-            http_requests: state.http.requests(),
-            skill_calls: state.skills.invocations(),
+            ..Usage::default()
         };
+        state.caps.report(&mut report.usage);
         report.stderr = stderr.contents();
         report
     }
@@ -162,27 +157,14 @@ impl Runtime {
         deadline: Instant,
         stderr: StderrCapture,
     ) -> Store<InvocationState> {
-        let scope = KvScope {
-            tenant: context.tenant.clone(),
-            skill: context.skill.clone(),
-        };
-        let kv_store = grants.kv.then(|| Arc::clone(&self.kv));
-        let skills = SkillsState::new(
-            self.skill_caller.clone(),
-            grants.skills,
-            Arc::clone(&context),
-            callers,
+        let caps = Capabilities::new(&Setup {
+            runtime: self,
+            context: &context,
+            grants: &grants,
+            callers: &callers,
             deadline,
-            self.config.fuel_metering,
-        );
-        let state = InvocationState::new(
-            stderr,
-            OutboundHttp::new(grants.http, self.config.http),
-            LogState::new(context, self.config.log, Arc::clone(&self.log_rate)),
-            KvState::new(kv_store, scope, self.config.kv),
-            skills,
-            SandboxLimiter::new(limits),
-        );
+        });
+        let state = InvocationState::new(stderr, caps, SandboxLimiter::new(limits));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         if self.config.fuel_metering {

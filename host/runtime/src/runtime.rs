@@ -11,9 +11,8 @@ use wasmtime::component::{Component, Linker};
 
 use crate::bindings::SkillPre;
 use crate::cache::ArtifactCache;
-use crate::capabilities::kv::GuestKv;
-use crate::capabilities::log::{GuestLog, TenantLogRate};
-use crate::capabilities::{KvStore, MemoryKvStore, SkillCaller, kv, log, skills};
+use crate::capabilities::log::TenantLogRate;
+use crate::capabilities::{KvStore, MemoryKvStore, SkillCaller};
 use crate::compile::{Compiler, InProcessCompiler, read_component};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
@@ -21,7 +20,7 @@ use crate::cpu::CpuSlots;
 use crate::digest::ComponentDigest;
 use crate::engine::{build_engine, start_epoch_ticker};
 use crate::error::{LoadError, RuntimeError};
-use crate::state::InvocationState;
+use crate::state::{Capabilities, InvocationState};
 
 /// Runs skills. Build one per process and share it (`Arc<Runtime>`): it owns the engine, the
 /// linker with every capability, and the caches of compiled skills.
@@ -114,11 +113,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<InvocationState>, RuntimeError
     let mut linker = Linker::new(engine);
     let link = |e: wasmtime::Error| RuntimeError::Engine(format!("cannot link the host: {e:#}"));
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link)?;
-    log::add_to_linker(&mut linker, |s: &mut InvocationState| GuestLog(&mut s.log))
-        .map_err(link)?;
-    kv::add_to_linker(&mut linker, |s: &mut InvocationState| GuestKv(&mut s.kv)).map_err(link)?;
-    skills::add_to_linker(&mut linker).map_err(link)?;
+    Capabilities::add_to_linker(&mut linker).map_err(link)?;
     Ok(linker)
 }
 

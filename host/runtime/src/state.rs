@@ -12,33 +12,74 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use wasmtime::component::Linker;
+
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
 use crate::capabilities::skills::SkillsState;
+use crate::capabilities::{Capability, HasCapability, Setup};
 use crate::limits::SandboxLimiter;
+use crate::outcome::Usage;
+
+/// Declares the host capabilities once: each `field: State` becomes a field of
+/// [`Capabilities`], is linked, built per invocation and asked for its usage through
+/// [`Capability`], and is reachable from the store's data through [`HasCapability`].
+macro_rules! capabilities {
+    ($($field:ident: $state:ty),* $(,)?) => {
+        /// The per-invocation state of every host capability.
+        pub(crate) struct Capabilities {
+            $(pub(crate) $field: $state,)*
+        }
+
+        impl Capabilities {
+            /// Links every capability.
+            pub(crate) fn add_to_linker(
+                linker: &mut Linker<InvocationState>,
+            ) -> wasmtime::Result<()> {
+                $(<$state as Capability>::add_to_linker(linker)?;)*
+                Ok(())
+            }
+
+            /// Every capability's state for one invocation.
+            pub(crate) fn new(setup: &Setup<'_>) -> Self {
+                Self { $($field: <$state as Capability>::new(setup),)* }
+            }
+
+            /// What the invocation used of each.
+            pub(crate) fn report(&self, usage: &mut Usage) {
+                $(self.$field.report(usage);)*
+            }
+        }
+
+        $(
+            impl HasCapability<$state> for InvocationState {
+                fn capability(&mut self) -> &mut $state {
+                    &mut self.caps.$field
+                }
+            }
+        )*
+    };
+}
+
+capabilities! {
+    log: LogState,
+    kv: KvState,
+    http: OutboundHttp,
+    skills: SkillsState,
+}
 
 /// Everything one invocation's store holds. Built fresh per invocation and dropped with it.
 pub(crate) struct InvocationState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) http_ctx: WasiHttpCtx,
-    pub(crate) http: OutboundHttp,
-    pub(crate) log: LogState,
-    pub(crate) kv: KvState,
-    pub(crate) skills: SkillsState,
+    pub(crate) caps: Capabilities,
     pub(crate) limiter: SandboxLimiter,
 }
 
 impl InvocationState {
-    pub(crate) fn new(
-        stderr: StderrCapture,
-        http: OutboundHttp,
-        log: LogState,
-        kv: KvState,
-        skills: SkillsState,
-        limiter: SandboxLimiter,
-    ) -> Self {
+    pub(crate) fn new(stderr: StderrCapture, caps: Capabilities, limiter: SandboxLimiter) -> Self {
         // The WASI base is linked because every toolchain's standard library imports it, but
         // it grants nothing: no preopened directories, no environment, no arguments, no
         // sockets, no name lookups; stdin is empty and stdout is discarded.
@@ -52,10 +93,7 @@ impl InvocationState {
             wasi,
             table: ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
-            http,
-            log,
-            kv,
-            skills,
+            caps,
             limiter,
         }
     }
@@ -75,7 +113,7 @@ impl WasiHttpView for InvocationState {
         WasiHttpCtxView {
             ctx: &mut self.http_ctx,
             table: &mut self.table,
-            hooks: &mut self.http,
+            hooks: &mut self.caps.http,
         }
     }
 }

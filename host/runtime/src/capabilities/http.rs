@@ -18,6 +18,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 pub use omniforge_types::{HostPattern, InvalidHostPattern};
 
 use super::outbound::{self, Target};
+use crate::outcome::Usage;
+use crate::state::InvocationState;
+use wasmtime::component::Linker;
 
 /// What outbound HTTP one invocation may do.
 ///
@@ -109,6 +112,20 @@ pub(crate) struct OutboundHttp {
     requests: u32,
 }
 
+impl super::Capability for OutboundHttp {
+    fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+    }
+
+    fn new(setup: &super::Setup<'_>) -> Self {
+        Self::new(setup.grants.http.clone(), setup.runtime.config.http)
+    }
+
+    fn report(&self, usage: &mut Usage) {
+        usage.http_requests = self.requests;
+    }
+}
+
 impl OutboundHttp {
     pub(crate) fn new(policy: HttpPolicy, limits: HttpLimits) -> Self {
         Self {
@@ -116,10 +133,6 @@ impl OutboundHttp {
             limits,
             requests: 0,
         }
-    }
-
-    pub(crate) fn requests(&self) -> u32 {
-        self.requests
     }
 
     /// Decides whether the request may go out and where to.

@@ -11,7 +11,9 @@ use thiserror::Error;
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::omniforge::skill::kv::{self, KvError};
+use crate::capabilities::HasCapability;
 use crate::invocation::TenantId;
+use crate::state::InvocationState;
 
 /// Whose keys an operation touches: one tenant's view of one skill's store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,7 +223,7 @@ impl KvState {
 }
 
 /// Borrowed view of [`KvState`] that implements the generated `kv::Host`.
-pub(crate) struct GuestKv<'a>(pub(crate) &'a mut KvState);
+struct GuestKv<'a>(&'a mut KvState);
 
 struct KvCapability;
 
@@ -229,12 +231,21 @@ impl HasData for KvCapability {
     type Data<'a> = GuestKv<'a>;
 }
 
-/// Adds `omniforge:skill/kv` to the linker.
-pub(crate) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> GuestKv<'_>,
-) -> wasmtime::Result<()> {
-    kv::add_to_linker::<T, KvCapability>(linker, get)
+impl super::Capability for KvState {
+    fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+        kv::add_to_linker::<InvocationState, KvCapability>(linker, |s| {
+            GuestKv(HasCapability::<KvState>::capability(s))
+        })
+    }
+
+    fn new(setup: &super::Setup<'_>) -> Self {
+        let scope = KvScope {
+            tenant: setup.context.tenant.clone(),
+            skill: setup.context.skill.clone(),
+        };
+        let store = setup.grants.kv.then(|| Arc::clone(&setup.runtime.kv));
+        Self::new(store, scope, setup.runtime.config.kv)
+    }
 }
 
 impl From<KvStoreError> for KvError {

@@ -9,7 +9,10 @@ use std::time::Instant;
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::omniforge::skill::log::{self, Level};
+use crate::capabilities::HasCapability;
 use crate::invocation::{InvocationContext, TenantId};
+use crate::outcome::Usage;
+use crate::state::InvocationState;
 
 /// Bounds on what skills may log. Messages over a bound are dropped and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,31 +109,36 @@ impl LogState {
             bytes: 0,
         }
     }
+}
 
-    pub(crate) fn written(&self) -> u32 {
-        self.written
+impl super::Capability for LogState {
+    fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+        log::add_to_linker::<InvocationState, LogCapability>(linker, |s| {
+            GuestLog(HasCapability::<LogState>::capability(s))
+        })
     }
 
-    pub(crate) fn dropped(&self) -> u32 {
-        self.dropped
+    fn new(setup: &super::Setup<'_>) -> Self {
+        Self::new(
+            Arc::clone(setup.context),
+            setup.runtime.config.log,
+            Arc::clone(&setup.runtime.log_rate),
+        )
+    }
+
+    fn report(&self, usage: &mut Usage) {
+        usage.log_messages = self.written;
+        usage.log_dropped = self.dropped;
     }
 }
 
 /// Borrowed view of [`LogState`] that implements the generated `log::Host`.
-pub(crate) struct GuestLog<'a>(pub(crate) &'a mut LogState);
+struct GuestLog<'a>(&'a mut LogState);
 
 struct LogCapability;
 
 impl HasData for LogCapability {
     type Data<'a> = GuestLog<'a>;
-}
-
-/// Adds `omniforge:skill/log` to the linker.
-pub(crate) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> GuestLog<'_>,
-) -> wasmtime::Result<()> {
-    log::add_to_linker::<T, LogCapability>(linker, get)
 }
 
 impl log::Host for GuestLog<'_> {

@@ -21,7 +21,7 @@ use wasmtime::component::Linker;
 
 use crate::bindings::omniforge::skill::types::SkillError;
 use crate::invocation::{InvocationContext, TenantId};
-use crate::outcome::GuestErrorKind;
+use crate::outcome::{GuestErrorKind, Usage};
 use crate::state::InvocationState;
 
 /// The interface as the host exports it; components built against any 0.1.x import it
@@ -143,11 +143,6 @@ impl SkillsState {
         }
     }
 
-    /// Invocations this invocation's calls ran (its whole tree below it).
-    pub(crate) fn invocations(&self) -> u32 {
-        self.invocations
-    }
-
     /// The call to make, or why it is refused here.
     fn call(
         &self,
@@ -211,7 +206,7 @@ async fn invoke(
     requirement: String,
     input: String,
 ) -> Result<String, SkillError> {
-    let remaining = if store.data().skills.fuel_metered {
+    let remaining = if store.data().caps.skills.fuel_metered {
         Some(store.get_fuel().unwrap_or(0))
     } else {
         None
@@ -219,10 +214,11 @@ async fn invoke(
     let (caller, call) =
         store
             .data()
+            .caps
             .skills
             .call(skill, requirement, input, remaining.map(callee_fuel))?;
     let answer = caller.call(call).await;
-    store.data_mut().skills.invocations += answer.invocations;
+    store.data_mut().caps.skills.invocations += answer.invocations;
     if let Some(remaining) = remaining {
         // Setting fuel cannot fail while metering is on; the callee's burn is the caller's.
         let _ = store.set_fuel(remaining.saturating_sub(answer.fuel_consumed));
@@ -230,15 +226,31 @@ async fn invoke(
     answer.result.map_err(SkillError::from)
 }
 
-/// Adds `omniforge:skill/skills` to the linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
-    linker.instance(INTERFACE)?.func_wrap_async(
-        "invoke",
-        |store: StoreContextMut<'_, InvocationState>,
-         (skill, requirement, input): (String, String, String)| {
-            Box::new(async move { Ok((invoke(store, skill, requirement, input).await,)) })
-        },
-    )
+impl super::Capability for SkillsState {
+    fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+        linker.instance(INTERFACE)?.func_wrap_async(
+            "invoke",
+            |store: StoreContextMut<'_, InvocationState>,
+             (skill, requirement, input): (String, String, String)| {
+                Box::new(async move { Ok((invoke(store, skill, requirement, input).await,)) })
+            },
+        )
+    }
+
+    fn new(setup: &super::Setup<'_>) -> Self {
+        Self::new(
+            setup.runtime.skill_caller.clone(),
+            setup.grants.skills.clone(),
+            Arc::clone(setup.context),
+            setup.callers.to_vec(),
+            setup.deadline,
+            setup.runtime.config.fuel_metering,
+        )
+    }
+
+    fn report(&self, usage: &mut Usage) {
+        usage.skill_calls = self.invocations;
+    }
 }
 
 #[cfg(test)]
