@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::digest::Sha256Digest;
+use omniforge_types::Sha256Digest;
 
 /// Why a blob operation failed.
 #[derive(Debug, Error)]

@@ -22,7 +22,6 @@
 mod archive;
 mod blob;
 mod component;
-mod digest;
 mod error;
 mod limits;
 mod manifest;
@@ -36,13 +35,13 @@ pub use archive::{
 };
 pub use blob::{BlobError, BlobReader, BlobStore, FsBlobStore, sweep_dir};
 pub use component::{ComponentInfo, prepare_component};
-pub use digest::{InvalidDigest, Sha256Digest};
 pub use error::PackageError;
 pub use limits::PackageLimits;
 pub use manifest::{
     Manifest, PackageMetadata, Permissions, RequestedLimits, SchemaSource, SkillSection, World,
 };
 pub use omniforge_types::{HostPattern, SkillName};
+pub use omniforge_types::{InvalidDigest, Sha256Digest};
 pub use package::{
     IngestError, PackError, PackageFileError, PackageSummary, ValidatedPackage, ingest, pack_dir,
     sign_package, validate_package, validate_package_file,

@@ -12,11 +12,11 @@ use crate::archive::{
 };
 use crate::blob::{BlobError, BlobStore};
 use crate::component::{ComponentInfo, prepare_component};
-use crate::digest::Sha256Digest;
 use crate::error::PackageError;
 use crate::limits::PackageLimits;
 use crate::manifest::{Manifest, SchemaSource};
 use crate::signature::{PackageSignature, SignatureError, SignedDigests, SigningKey, VerifyingKey};
+use omniforge_types::Sha256Digest;
 
 /// A package that passed every check.
 #[derive(Debug, Clone)]

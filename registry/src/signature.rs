@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::archive::{COMPONENT_FILE, MANIFEST_FILE, SIGNATURE_FILE};
-use crate::digest::Sha256Digest;
+use omniforge_types::Sha256Digest;
 
 const SECRET_PREFIX: &str = "omniforge-ed25519-secret-key:";
 const PUBLIC_PREFIX: &str = "omniforge-ed25519-public-key:";

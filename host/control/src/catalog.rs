@@ -375,7 +375,7 @@ impl Catalog {
             .component_sha256
             .parse()
             .map_err(|_| ResolveError::Internal("a stored component digest is malformed".into()))?;
-        let digest = ComponentDigest::from_bytes(*blob.as_bytes());
+        let digest = blob;
         let loaded = match self.load(&digest)? {
             Some(loaded) => loaded,
             None => {
@@ -409,8 +409,7 @@ impl Catalog {
 
     /// Whether the component `blob` is compiled on this server (an invocation will not wait).
     pub fn is_compiled(&self, blob: &Sha256Digest) -> bool {
-        self.runtime
-            .is_compiled(&ComponentDigest::from_bytes(*blob.as_bytes()))
+        self.runtime.is_compiled(blob)
     }
 }
 

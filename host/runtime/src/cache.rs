@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::digest::ComponentDigest;
+use crate::ComponentDigest;
 use crate::error::RuntimeError;
 
 /// Compiled artifacts under `<root>/<engine-compat>/<sha256>.cwasm`. An engine with other

@@ -52,7 +52,6 @@ mod compile;
 mod concurrency;
 mod config;
 mod cpu;
-mod digest;
 mod engine;
 mod error;
 mod invocation;
@@ -66,7 +65,9 @@ pub use compile::{Compiler, InProcessCompiler};
 pub use config::{
     AllocatorConfig, DeadlineEnforcement, PoolConfig, RuntimeConfig, default_memory_budget,
 };
-pub use digest::ComponentDigest;
+/// A component's SHA-256, its identity in the caches: the same type as the registry's
+/// digests (`omniforge_types::Sha256Digest`), so no conversion sits between them.
+pub type ComponentDigest = omniforge_types::Sha256Digest;
 pub use error::{LoadError, RuntimeError};
 pub use invocation::{Grants, InvocationContext, InvocationRequest, TenantId};
 pub use limits::InvocationLimits;

@@ -9,6 +9,7 @@ use lru::LruCache;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+use crate::ComponentDigest;
 use crate::bindings::SkillPre;
 use crate::cache::ArtifactCache;
 use crate::capabilities::log::TenantLogRate;
@@ -17,7 +18,6 @@ use crate::compile::{Compiler, InProcessCompiler, read_component};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
 use crate::cpu::CpuSlots;
-use crate::digest::ComponentDigest;
 use crate::engine::{build_engine, start_epoch_ticker};
 use crate::error::{LoadError, RuntimeError};
 use crate::state::{Capabilities, InvocationState};

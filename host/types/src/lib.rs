@@ -1,5 +1,5 @@
 //! Vocabulary shared by the OmniForge runtime, registry and clients, so each rule is written
-//! once.
+//! once: skill names, ids, HTTP host patterns, SHA-256 digests.
 //!
 //! ```
 //! use omniforge_types::{HostPattern, SkillName};
@@ -10,10 +10,12 @@
 //! assert!(pattern.matches("https", "api.example.com", 443));
 //! ```
 
+mod digest;
 mod hosts;
 mod ids;
 mod name;
 
+pub use digest::{InvalidDigest, Sha256Digest};
 pub use hosts::{HostPattern, InvalidHostPattern, parse_ip};
 pub use ids::{ApiKeyId, TenantId, UserId};
 pub use name::{InvalidSkillName, SkillName};

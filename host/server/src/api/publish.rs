@@ -11,7 +11,6 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use omniforge_control::Change;
 use omniforge_registry::{Manifest, PackageSummary};
-use omniforge_runtime::ComponentDigest;
 use omniforge_store::{AuditContext, NewVersion, Skill, SkillVersion, Visibility};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -178,7 +177,7 @@ pub async fn publish(
     let audit = principal.audit(&request_id);
     let (skill, version) = record(&app, &principal, &audit, &summary).await?;
     app.invocations.changed(Change::Skill(skill.full_name()));
-    let digest = ComponentDigest::from_bytes(*summary.component_sha256.as_bytes());
+    let digest = summary.component_sha256;
     let compiled = app
         .compiles
         .start(digest, Source::File(component))

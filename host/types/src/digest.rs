@@ -6,8 +6,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
-/// A SHA-256 digest, written `sha256:<64 hex digits>`: the identity of packages, components
-/// and blobs.
+/// A SHA-256 digest, written `sha256:<64 hex digits>`: the identity of packages, components,
+/// blobs and compiled artifacts — one type for the registry, the runtime's caches and the
+/// server.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha256Digest([u8; 32]);
 
