@@ -44,9 +44,9 @@ pub struct RuntimeConfig {
     /// How long an invocation waits for room in the memory budget before it is refused.
     pub memory_budget_wait: Duration,
     /// Guests executing at once (the rest wait for a slot, taking turns at every yield, the
-    /// tenant holding the fewest slots first): the number of cores by default, so that one
-    /// tenant's CPU-bound guests share the machine with other tenants' instead of queueing
-    /// ahead of them.
+    /// tenant holding the fewest slots first), so that one tenant's CPU-bound guests take
+    /// turns among themselves instead of queueing ahead of other tenants' guests. Default:
+    /// the cores ([`default_cpu_slots`]).
     pub cpu_slots: usize,
 }
 
@@ -71,6 +71,14 @@ pub fn default_memory_budget() -> u64 {
     available / 2
 }
 
+/// The cores this process may use. One less would keep a core free for serving requests,
+/// which helps another tenant's latency under a flood but costs 40 % of the REST throughput
+/// on two cores (docs/performance.md, "Noisy neighbour"); operators choose it with
+/// `skills.cpu_slots`.
+pub fn default_cpu_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
@@ -90,7 +98,7 @@ impl Default for RuntimeConfig {
             stderr_capture_bytes: 8 * 1024,
             memory_budget_bytes: Some(default_memory_budget()),
             memory_budget_wait: Duration::from_secs(1),
-            cpu_slots: std::thread::available_parallelism().map_or(2, usize::from),
+            cpu_slots: default_cpu_slots(),
         }
     }
 }

@@ -33,11 +33,20 @@ impl std::error::Error for DeadlineExceeded {}
 impl Runtime {
     /// Runs `skill` once in a fresh instance. Never fails and never panics because of the
     /// guest: every ending is an [`Outcome`], with the [`Usage`] it cost.
+    ///
+    /// The whole invocation executes only while holding a CPU slot, shared fairly between
+    /// tenants (`cpu.rs`): an invocation waiting for a slot has not started, so it holds no
+    /// concurrency permit or memory reservation meanwhile.
     pub async fn invoke(
         &self,
         skill: &LoadedSkill,
         request: InvocationRequest,
     ) -> InvocationReport {
+        let tenant = request.context.tenant.clone();
+        self.cpu.run(tenant, self.run(skill, request)).await
+    }
+
+    async fn run(&self, skill: &LoadedSkill, request: InvocationRequest) -> InvocationReport {
         let started = Instant::now();
         let InvocationRequest {
             context,
@@ -105,7 +114,6 @@ impl Runtime {
             request_id: context.request_id.clone(),
             deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
         };
-        let runs_for = context.tenant.clone();
         let mut store = self.new_store(
             Arc::new(context),
             grants,
@@ -123,8 +131,7 @@ impl Runtime {
                 .call_invoke(&mut store, &guest_context, &input)
                 .await
         };
-        // Executes only while holding a CPU slot, shared fairly between tenants.
-        let result = run_until(deadline, self.cpu.run(runs_for, call)).await;
+        let result = run_until(deadline, call).await;
 
         report.outcome = match result {
             None => timeout(&limits),

@@ -63,7 +63,8 @@ mod state;
 
 pub use compile::{Compiler, InProcessCompiler};
 pub use config::{
-    AllocatorConfig, DeadlineEnforcement, PoolConfig, RuntimeConfig, default_memory_budget,
+    AllocatorConfig, DeadlineEnforcement, PoolConfig, RuntimeConfig, default_cpu_slots,
+    default_memory_budget,
 };
 /// A component's SHA-256, its identity in the caches: the same type as the registry's
 /// digests (`omniforge_types::Sha256Digest`), so no conversion sits between them.

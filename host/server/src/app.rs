@@ -194,7 +194,7 @@ fn build_runtime(
         cpu_slots: config
             .skills
             .cpu_slots
-            .unwrap_or(RuntimeConfig::default().cpu_slots),
+            .unwrap_or_else(omniforge_runtime::default_cpu_slots),
         cache_dir: Some(
             config
                 .skills

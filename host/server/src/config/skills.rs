@@ -50,7 +50,8 @@ pub struct SkillsConfig {
     /// in-process).
     pub compile_in_subprocess: bool,
     /// Guests executing guest code at once; more wait for a slot, taking turns at every fuel
-    /// yield with the tenant holding the fewest slots first. Default: the number of cores.
+    /// yield with the tenant holding the fewest slots first. Default: the cores; one less
+    /// keeps a core for serving requests (docs/performance.md, "Noisy neighbour").
     pub cpu_slots: Option<usize>,
     /// The longest chain of skills calling skills (`omniforge:skill/skills`), the top-level
     /// invocation counting as 1; a call that would go deeper is refused with `denied`.
