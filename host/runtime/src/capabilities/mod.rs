@@ -1,5 +1,5 @@
 //! Host capabilities a skill may import. Each is one module whose per-invocation state
-//! implements [`Capability`]: how it links, how its state is built from what the invocation
+//! implements `Capability`: how it links, how its state is built from what the invocation
 //! was granted, and the usage it reports. `state.rs` lists them once (`capabilities!`), which
 //! makes them fields of the store's data and runs the trait for each. A capability the
 //! invocation was not granted still links (so one linker serves every skill) but answers
