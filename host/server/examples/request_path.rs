@@ -52,17 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let router = router(Arc::clone(&app));
 
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../example-skills/rust/hello");
-    let (package, _) = pack_dir(&example, Some(&wasm), &PackageLimits::default())?;
-    let published = router
-        .clone()
-        .oneshot(
-            Request::post("/api/v1/skills")
-                .header(header::AUTHORIZATION, format!("Bearer {key}"))
-                .header(header::CONTENT_TYPE, "application/zip")
-                .body(Body::from(package))?,
-        )
-        .await?;
-    assert_eq!(published.status(), StatusCode::CREATED, "publishing hello");
+    publish(&router, &key, &example, &wasm).await?;
     // The relay guest as `bench/relay`, granted `examples/hello`: A → B for the nested call.
     let relay_dir = data.path().join("relay");
     std::fs::create_dir_all(&relay_dir)?;
@@ -72,22 +62,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          license = \"MIT\"\n[skill]\nworld = \"skill\"\ncomponent = \"skill.wasm\"\n\
          [permissions]\nskills = { \"examples/hello\" = \"^0.1\" }\n",
     )?;
-    let relay_wasm = PathBuf::from(omniforge_test_programs::RELAY);
-    let (package, _) = pack_dir(&relay_dir, Some(&relay_wasm), &PackageLimits::default())?;
-    let published = router
-        .clone()
-        .oneshot(
-            Request::post("/api/v1/skills")
-                .header(header::AUTHORIZATION, format!("Bearer {key}"))
-                .header(header::CONTENT_TYPE, "application/zip")
-                .body(Body::from(package))?,
-        )
-        .await?;
-    assert_eq!(
-        published.status(),
-        StatusCode::CREATED,
-        "publishing the relay"
-    );
+    publish(
+        &router,
+        &key,
+        &relay_dir,
+        &PathBuf::from(omniforge_test_programs::RELAY),
+    )
+    .await?;
 
     let bearer = format!("Bearer {key}");
     let (tenant, _) = app_tenant(&router, &bearer).await;
@@ -237,6 +218,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "32 tasks:  {total} requests, {:.0} requests/s",
         total as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Packs the project `dir` with the component `wasm` and publishes it as `key`'s tenant.
+async fn publish(
+    router: &Router,
+    key: &str,
+    dir: &std::path::Path,
+    wasm: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (package, _) = pack_dir(dir, Some(wasm), &PackageLimits::default())?;
+    let published = router
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/skills")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .header(header::CONTENT_TYPE, "application/zip")
+                .body(Body::from(package))?,
+        )
+        .await?;
+    assert_eq!(
+        published.status(),
+        StatusCode::CREATED,
+        "publishing {}",
+        dir.display()
     );
     Ok(())
 }
