@@ -111,13 +111,7 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The invocation service of one server.
 pub struct Invocations {
-    runtime: Arc<Runtime>,
-    catalog: Arc<Catalog>,
-    policies: Arc<Policies>,
-    ledger: Arc<dyn QuotaLedger>,
-    changes: Arc<dyn ChangeFeed>,
-    platform_max: PlatformLimits,
-    max_depth: u32,
+    parts: Parts,
 }
 
 /// What [`Invocations`] is built from.
@@ -141,56 +135,39 @@ pub struct Parts {
 impl Invocations {
     /// The service over its parts.
     pub fn new(parts: Parts) -> Self {
-        let Parts {
-            runtime,
-            catalog,
-            policies,
-            ledger,
-            changes,
-            platform_max,
-            max_depth,
-        } = parts;
-        Self {
-            runtime,
-            catalog,
-            policies,
-            ledger,
-            changes,
-            platform_max,
-            max_depth,
-        }
+        Self { parts }
     }
 
     /// Resolution and preparation of skills.
     pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
+        &self.parts.catalog
     }
 
     /// Tenant policies.
     pub fn policies(&self) -> &Arc<Policies> {
-        &self.policies
+        &self.parts.policies
     }
 
     /// Quota counters.
     pub fn ledger(&self) -> &Arc<dyn QuotaLedger> {
-        &self.ledger
+        &self.parts.ledger
     }
 
     /// Announces a change to skills or policies so that no cache keeps serving the old view.
     pub fn changed(&self, change: Change) {
-        self.changes.publish(change);
+        self.parts.changes.publish(change);
     }
 
     /// The longest chain of skills calling skills.
     pub fn max_depth(&self) -> u32 {
-        self.max_depth
+        self.parts.max_depth
     }
 
     /// Runs one invocation through the whole pipeline.
     pub async fn invoke(&self, call: Call) -> Result<Invoked, InvokeError> {
         input::check_depth(&call.input).map_err(InvokeError::InvalidInput)?;
         let resolved = self
-            .catalog
+            .catalog()
             .resolve(
                 &call.tenant,
                 call.skill.namespace(),
@@ -202,18 +179,19 @@ impl Invocations {
         if let Some(schema) = &prepared.validator {
             input::check_input(schema, &call.input).map_err(InvokeError::InvalidInput)?;
         }
-        let policy = self.policies.get(&call.tenant).await?;
+        let policy = self.parts.policies.get(&call.tenant).await?;
         let manifest = &prepared.manifest;
-        let mut limits = policy.limits(&manifest.limits, &self.platform_max);
+        let mut limits = policy.limits(&manifest.limits, &self.parts.platform_max);
         // A nested call counts as an invocation of the tenant but holds no fuel of its own:
         // it burns its caller's, which the top-level invocation holds and settles.
         let asked_fuel = match &call.nesting {
-            None => limits.fuel.unwrap_or(self.platform_max.fuel),
+            None => limits.fuel.unwrap_or(self.parts.platform_max.fuel),
             Some(_) => 0,
         };
-        let reservation = Reservation::reserve(&self.ledger, &call.tenant, &policy, asked_fuel)
-            .await?
-            .map_err(InvokeError::Quota)?;
+        let reservation =
+            Reservation::reserve(&self.parts.ledger, &call.tenant, &policy, asked_fuel)
+                .await?
+                .map_err(InvokeError::Quota)?;
         let (callers, nested) = match call.nesting {
             None => {
                 limits.fuel = Some(reservation.fuel());
@@ -248,7 +226,7 @@ impl Invocations {
         // docs/performance.md): an idle worker steals invocations while the other serves
         // connections. Boxed, so the task holds a pointer, not the invocation's whole future,
         // which tokio would copy in, out as the output, and again when it is read.
-        let runtime = Arc::clone(&self.runtime);
+        let runtime = Arc::clone(&self.parts.runtime);
         let (report, checked) = tokio::spawn(Box::pin(async move {
             let report = runtime.invoke(&prepared.loaded, request).await;
             let checked = match (&report.outcome, &prepared.output_validator) {

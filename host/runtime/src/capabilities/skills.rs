@@ -124,25 +124,6 @@ pub(crate) struct SkillsState {
 }
 
 impl SkillsState {
-    pub(crate) fn new(
-        caller: Option<Arc<dyn SkillCaller>>,
-        granted: BTreeMap<String, String>,
-        context: Arc<InvocationContext>,
-        callers: Vec<String>,
-        deadline: Instant,
-        fuel_metered: bool,
-    ) -> Self {
-        Self {
-            caller,
-            granted,
-            context,
-            callers,
-            deadline,
-            fuel_metered,
-            invocations: 0,
-        }
-    }
-
     /// The call to make, or why it is refused here.
     fn call(
         &self,
@@ -238,14 +219,15 @@ impl super::Capability for SkillsState {
     }
 
     fn new(setup: &super::Setup<'_>) -> Self {
-        Self::new(
-            setup.runtime.skill_caller.clone(),
-            setup.grants.skills.clone(),
-            Arc::clone(setup.context),
-            setup.callers.to_vec(),
-            setup.deadline,
-            setup.runtime.config.fuel_metering,
-        )
+        Self {
+            caller: setup.runtime.skill_caller.clone(),
+            granted: setup.grants.skills.clone(),
+            context: Arc::clone(setup.context),
+            callers: setup.callers.to_vec(),
+            deadline: setup.deadline,
+            fuel_metered: setup.runtime.config.fuel_metering,
+            invocations: 0,
+        }
     }
 
     fn report(&self, usage: &mut Usage) {
