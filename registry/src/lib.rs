@@ -26,6 +26,7 @@ mod error;
 mod limits;
 mod manifest;
 mod package;
+mod permission;
 mod resolve;
 mod signature;
 
@@ -40,11 +41,12 @@ pub use limits::PackageLimits;
 pub use manifest::{
     Manifest, PackageMetadata, Permissions, RequestedLimits, SchemaSource, SkillSection, World,
 };
-pub use omniforge_types::{HostPattern, SkillName};
+pub use omniforge_types::{HostPattern, PermissionKind, SkillName};
 pub use omniforge_types::{InvalidDigest, Sha256Digest};
 pub use package::{
     IngestError, PackError, PackageFileError, PackageSummary, ValidatedPackage, ingest, pack_dir,
     sign_package, validate_package, validate_package_file,
 };
+pub use permission::{Permission, describe as describe_permissions};
 pub use resolve::{PublishedVersion, find_exact, parse_requirement, resolve};
 pub use signature::{PackageSignature, SignatureError, SignedDigests, SigningKey, VerifyingKey};

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use omniforge_registry::{
-    PackageLimits, Permissions, RequestedLimits, ValidatedPackage, validate_package,
+    PackageLimits, Permissions, RequestedLimits, SkillName, ValidatedPackage, validate_package,
 };
 use omniforge_runtime::capabilities::HostPattern;
 use omniforge_runtime::{
@@ -128,9 +128,27 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
     Ok(runtime.invoke(&loaded, request).await)
 }
 
+/// The name a bare component runs under: `local/` and its file name, spelt as a skill name
+/// (`My_Skill.wasm` runs as `local/my-skill`).
+fn local_name(stem: &str) -> SkillName {
+    let part: String = stem
+        .chars()
+        .take(64)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    let part = part.trim_matches('-');
+    let part = if part.is_empty() { "skill" } else { part };
+    format!("local/{part}")
+        .parse()
+        .expect("lowercase letters, digits and inner '-' make a valid name")
+}
+
 /// A skill to run locally: a bare component, or a validated package and its manifest.
 pub struct LocalSkill {
-    name: String,
+    name: SkillName,
     version: String,
     /// The component's bytes.
     pub component: Vec<u8>,
@@ -149,7 +167,7 @@ impl LocalSkill {
                 .file_stem()
                 .map_or("skill".into(), |s| s.to_string_lossy());
             return Ok(Self {
-                name: format!("local/{stem}"),
+                name: local_name(&stem),
                 version: "0.0.0".into(),
                 component: bytes,
                 limits: RequestedLimits::default(),
@@ -166,7 +184,7 @@ impl LocalSkill {
     pub fn from_package(package: ValidatedPackage) -> Self {
         let manifest = package.manifest;
         Self {
-            name: manifest.package.name.to_string(),
+            name: manifest.package.name,
             version: manifest.package.version.to_string(),
             component: package.component,
             limits: manifest.limits,

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use omniforge_registry::{
-    Manifest, Permissions, PublishedVersion, Sha256Digest, parse_requirement, resolve,
+    Manifest, Permission, Permissions, PublishedVersion, Sha256Digest, describe_permissions,
+    parse_requirement, resolve,
 };
 use omniforge_runtime::{ComponentDigest, LoadedSkill, Runtime};
 use omniforge_store::{Database, Installation, Skill, SkillVersion, StoreError, TenantId};
+use omniforge_types::SkillName;
 use semver::{Version, VersionReq};
 
 use crate::compiles::{Compiles, Source};
@@ -48,7 +50,8 @@ pub struct PendingUpdate {
     /// The newer version.
     pub version: String,
     /// What it asks for beyond the accepted permissions.
-    pub new_permissions: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub new_permissions: Vec<Permission>,
 }
 
 /// What an invocation runs.
@@ -79,7 +82,7 @@ pub enum ResolveError {
     #[error("another tenant's public skill, not installed")]
     NotInstalled,
     /// Every matching version asks for permissions the installation has not accepted.
-    #[error("version {} asks for permissions not accepted: {}", .0.version, .0.new_permissions.join(", "))]
+    #[error("version {} asks for permissions not accepted: {}", .0.version, describe_permissions(&.0.new_permissions))]
     PermissionsNotAccepted(PendingUpdate),
     /// The chosen version's component is still compiling after the wait allowed for it.
     #[error("version {version} is still compiling")]
@@ -98,7 +101,7 @@ impl From<StoreError> for ResolveError {
     }
 }
 
-type ListingCache = LruCache<(TenantId, String), (Instant, Option<Arc<Listing>>)>;
+type ListingCache = LruCache<(TenantId, SkillName), (Instant, Option<Arc<Listing>>)>;
 
 /// Listings kept in memory (misses included, so repeated invocations of a missing name do
 /// not each query the database); least recently used evicted.
@@ -135,34 +138,6 @@ fn compile_schema(
     .transpose()
 }
 
-/// The permissions of `requested` that `accepted` does not cover, named like `kv`,
-/// `http:api.example.com`, `secret:TOKEN`, `llm`, `skill:ns/name`.
-pub fn new_permissions(accepted: &Permissions, requested: &Permissions) -> Vec<String> {
-    let mut new = Vec::new();
-    for host in &requested.http {
-        if !accepted.http.contains(host) {
-            new.push(format!("http:{host}"));
-        }
-    }
-    if requested.kv && !accepted.kv {
-        new.push("kv".into());
-    }
-    for secret in &requested.secrets {
-        if !accepted.secrets.contains(secret) {
-            new.push(format!("secret:{secret}"));
-        }
-    }
-    if requested.llm && !accepted.llm {
-        new.push("llm".into());
-    }
-    for (skill, req) in &requested.skills {
-        if accepted.skills.get(skill) != Some(req) {
-            new.push(format!("skill:{skill}"));
-        }
-    }
-    new
-}
-
 impl Catalog {
     /// A catalog over the database, the blob store and the runtime.
     pub fn new(
@@ -190,13 +165,13 @@ impl Catalog {
         self.listings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets every tenant's cached view of `namespace/name` (after a change).
-    pub fn forget(&self, full_name: &str) {
+    /// Forgets every tenant's cached view of `skill` (after a change).
+    pub fn forget(&self, skill: &SkillName) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let mut listings = self.listings();
         let stale: Vec<_> = listings
             .iter()
-            .filter(|((_, name), _)| name == full_name)
+            .filter(|((_, name), _)| name == skill)
             .map(|(key, _)| key.clone())
             .collect();
         for key in stale {
@@ -208,10 +183,9 @@ impl Catalog {
     pub async fn listing(
         &self,
         tenant: &TenantId,
-        namespace: &str,
-        name: &str,
+        skill: &SkillName,
     ) -> Result<Option<Arc<Listing>>, StoreError> {
-        let key = (tenant.clone(), format!("{namespace}/{name}"));
+        let key = (tenant.clone(), skill.clone());
         if let Some((at, listing)) = self.listings().get(&key)
             && at.elapsed() < self.recheck
         {
@@ -220,7 +194,7 @@ impl Catalog {
         let generation = self.generation.load(Ordering::SeqCst);
         // Boxed: the database read is the rare path, and inline it would make every
         // invocation's future (moved and copied on each request) as large as sqlx's.
-        let listing = Box::pin(self.load_listing(tenant, namespace, name)).await?;
+        let listing = Box::pin(self.load_listing(tenant, skill)).await?;
         let mut listings = self.listings();
         if self.generation.load(Ordering::SeqCst) == generation {
             listings.put(key, (Instant::now(), listing.clone()));
@@ -231,17 +205,15 @@ impl Catalog {
     async fn load_listing(
         &self,
         tenant: &TenantId,
-        namespace: &str,
-        name: &str,
+        skill: &SkillName,
     ) -> Result<Option<Arc<Listing>>, StoreError> {
         let store = self.db.tenant(tenant);
-        Ok(match store.skill(namespace, name).await? {
+        Ok(match store.skill(skill.namespace(), skill.name()).await? {
             None => None,
             Some(skill) => {
                 let mut versions = Vec::new();
                 for v in store.versions(&skill.id).await? {
-                    let parsed = Version::parse(&v.version)
-                        .map_err(|e| StoreError::Corrupt(format!("version {}: {e}", v.version)))?;
+                    let parsed = v.version.clone();
                     let manifest: Manifest = serde_json::from_str(&v.manifest).map_err(|e| {
                         StoreError::Corrupt(format!("manifest of {}: {e}", v.version))
                     })?;
@@ -261,17 +233,16 @@ impl Catalog {
         })
     }
 
-    /// Chooses and prepares the version of `namespace/name` that `tenant` runs for
-    /// `requirement` (default: the newest that is not yanked).
+    /// Chooses and prepares the version of `skill` that `tenant` runs for `requirement`
+    /// (default: the newest that is not yanked).
     pub async fn resolve(
         &self,
         tenant: &TenantId,
-        namespace: &str,
-        name: &str,
+        skill: &SkillName,
         requirement: Option<&str>,
     ) -> Result<Resolved, ResolveError> {
         let listing = self
-            .listing(tenant, namespace, name)
+            .listing(tenant, skill)
             .await?
             .ok_or(ResolveError::NotFound)?;
         let requirement = requirement.unwrap_or("*");
@@ -312,7 +283,7 @@ impl Catalog {
                 if !matches(&wanted) || !matches(&installed) {
                     continue;
                 }
-                let new = new_permissions(&accepted, &manifest.permissions);
+                let new = manifest.permissions.beyond(&accepted);
                 if new.is_empty() {
                     chosen = Some(version.clone());
                     break;
@@ -371,20 +342,17 @@ impl Catalog {
         stored: &SkillVersion,
         manifest: Manifest,
     ) -> Result<Prepared, ResolveError> {
-        let blob: Sha256Digest = stored
-            .component_sha256
-            .parse()
-            .map_err(|_| ResolveError::Internal("a stored component digest is malformed".into()))?;
-        let digest = blob;
+        let digest = stored.component_sha256;
+        let blob = digest;
         let loaded = match self.load(&digest)? {
             Some(loaded) => loaded,
             None => {
                 let compiling = self.compiles.start(digest, Source::Blob(blob));
                 match compiling.wait(self.compile_wait).await {
                     None => {
-                        let version = Version::parse(&stored.version)
-                            .map_err(|e| ResolveError::Internal(format!("stored version: {e}")))?;
-                        return Err(ResolveError::Compiling { version });
+                        return Err(ResolveError::Compiling {
+                            version: stored.version.clone(),
+                        });
                     }
                     Some(Err(e)) => return Err(ResolveError::Internal(e)),
                     Some(Ok(())) => self.load(&digest)?.ok_or_else(|| {
@@ -410,28 +378,5 @@ impl Catalog {
     /// Whether the component `blob` is compiled on this server (an invocation will not wait).
     pub fn is_compiled(&self, blob: &Sha256Digest) -> bool {
         self.runtime.is_compiled(blob)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn perms(toml_text: &str) -> Permissions {
-        toml::from_str(toml_text).unwrap()
-    }
-
-    #[test]
-    fn new_permissions_names_what_was_not_accepted() {
-        let accepted = perms("kv = true\nhttp = [\"api.example.com\"]");
-        assert!(new_permissions(&accepted, &accepted).is_empty());
-        let more = perms(
-            "kv = true\nllm = true\nhttp = [\"api.example.com\", \"x.example.org\"]\nsecrets = [\"TOKEN\"]",
-        );
-        assert_eq!(
-            new_permissions(&accepted, &more),
-            ["http:https://x.example.org", "secret:TOKEN", "llm"]
-        );
-        assert!(new_permissions(&more, &accepted).is_empty());
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use omniforge_store::TenantId;
+use omniforge_types::SkillName;
 
 use crate::catalog::Catalog;
 use crate::policy::Policies;
@@ -14,8 +15,8 @@ use crate::policy::Policies;
 /// Something cached views of skills and policies must not keep serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A skill (`namespace/name`) changed for every tenant that sees it.
-    Skill(String),
+    /// A skill changed for every tenant that sees it.
+    Skill(SkillName),
     /// A tenant's policy changed.
     Policy(TenantId),
 }

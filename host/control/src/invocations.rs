@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omniforge_runtime::{InvocationContext, InvocationRequest, Outcome, Runtime, Usage};
+use omniforge_runtime::{
+    InvocationContext, InvocationReport, InvocationRequest, Outcome, Runtime, Usage,
+};
 use omniforge_store::{StoreError, TenantId};
 use omniforge_types::SkillName;
 use semver::Version;
@@ -48,7 +50,7 @@ pub struct Call {
 #[derive(Debug, Clone)]
 pub struct Nesting {
     /// The skills on the call stack, outermost first, ending with the caller.
-    pub callers: Vec<String>,
+    pub callers: Vec<SkillName>,
     /// The most fuel the callee may burn, out of the caller's (`None`: not metered).
     pub fuel: Option<u64>,
 }
@@ -168,12 +170,7 @@ impl Invocations {
         input::check_depth(&call.input).map_err(InvokeError::InvalidInput)?;
         let resolved = self
             .catalog()
-            .resolve(
-                &call.tenant,
-                call.skill.namespace(),
-                call.skill.name(),
-                call.requirement.as_deref(),
-            )
+            .resolve(&call.tenant, &call.skill, call.requirement.as_deref())
             .await?;
         let prepared = Arc::clone(&resolved.prepared);
         if let Some(schema) = &prepared.validator {
@@ -211,7 +208,7 @@ impl Invocations {
         let request = InvocationRequest {
             context: InvocationContext {
                 tenant: call.tenant,
-                skill: call.skill.to_string(),
+                skill: call.skill,
                 version: resolved.version.to_string(),
                 request_id: call.request_id,
             },
@@ -220,40 +217,31 @@ impl Invocations {
             grants: grants(&manifest.permissions, policy.http_allow.as_deref()),
             callers,
         };
-        // Runs in its own task: if the caller goes away the invocation still finishes (bounded
-        // by its limits) and is charged what it really used. Under load this is also faster
-        // than running it in the caller's task (28k against 20k requests/s,
-        // docs/performance.md): an idle worker steals invocations while the other serves
-        // connections. Boxed, so the task holds a pointer, not the invocation's whole future,
-        // which tokio would copy in, out as the output, and again when it is read.
         let runtime = Arc::clone(&self.parts.runtime);
-        let (report, checked) = tokio::spawn(Box::pin(async move {
+        let run = async move {
             let report = runtime.invoke(&prepared.loaded, request).await;
             let checked = match (&report.outcome, &prepared.output_validator) {
                 (Outcome::Ok { output }, Some(schema)) => input::check_output(schema, output),
                 _ => Ok(()),
             };
-            let failed = checked.is_err() || !matches!(report.outcome, Outcome::Ok { .. });
-            if report.outcome.refused_before_running() {
-                reservation.release();
-            } else if nested {
-                // Its fuel and time are in its caller's usage, settled with the top level.
-                reservation.settle(Spent {
-                    fuel: 0,
-                    wall_us: 0,
-                    failed,
-                });
-            } else {
-                reservation.settle(Spent {
-                    fuel: report.usage.fuel_consumed,
-                    wall_us: report.usage.wall_time_us,
-                    failed,
-                });
-            }
+            settle(reservation, &report, checked.is_err(), nested);
             (report, checked)
-        }))
-        .await
-        .map_err(|e| InvokeError::Internal(format!("the invocation task failed: {e}")))?;
+        };
+        let (report, checked) = if nested {
+            // Inside the caller's host call, under its CPU slot (`Runtime::invoke`); a task of
+            // its own would cost a hand-over to another task and back for every call.
+            Box::pin(run).await
+        } else {
+            // Runs in its own task: if the caller goes away the invocation still finishes
+            // (bounded by its limits) and is charged what it really used. Under load this is
+            // also faster than running it in the caller's task (28k against 20k requests/s,
+            // docs/performance.md): an idle worker steals invocations while the other serves
+            // connections. Boxed, so the task holds a pointer, not the invocation's whole
+            // future, which tokio would copy in, out as the output, and again when it is read.
+            tokio::spawn(Box::pin(run))
+                .await
+                .map_err(|e| InvokeError::Internal(format!("the invocation task failed: {e}")))?
+        };
         let usage = report.usage;
         let output = match report.outcome {
             Outcome::Ok { output } => output,
@@ -271,5 +259,26 @@ impl Invocations {
             usage,
             pending_update: resolved.pending,
         })
+    }
+}
+
+/// Gives back or settles what `reservation` held, once the invocation has ended.
+fn settle(reservation: Reservation, report: &InvocationReport, failed_output: bool, nested: bool) {
+    let failed = failed_output || !matches!(report.outcome, Outcome::Ok { .. });
+    if report.outcome.refused_before_running() {
+        reservation.release();
+    } else if nested {
+        // Its fuel and time are in its caller's usage, settled with the top level.
+        reservation.settle(Spent {
+            fuel: 0,
+            wall_us: 0,
+            failed,
+        });
+    } else {
+        reservation.settle(Spent {
+            fuel: report.usage.fuel_consumed,
+            wall_us: report.usage.wall_time_us,
+            failed,
+        });
     }
 }

@@ -66,11 +66,7 @@ pub fn grants(permissions: &Permissions, tenant_http_allow: Option<&[HostPattern
             tenant_allowed: tenant_http_allow.map(<[HostPattern]>::to_vec),
             ..HttpPolicy::default()
         },
-        skills: permissions
-            .skills
-            .iter()
-            .map(|(name, requirement)| (name.to_string(), requirement.to_string()))
-            .collect(),
+        skills: permissions.skills.clone(),
     }
 }
 
@@ -96,7 +92,7 @@ mod tests {
         assert_eq!(open.http.tenant_allowed, None);
         assert_eq!(
             open.skills.into_iter().collect::<Vec<_>>(),
-            [("acme/text-stats".to_string(), "^1.2".to_string())]
+            [("acme/text-stats".parse().unwrap(), "^1.2".parse().unwrap())]
         );
         assert!(!open.http.allow_private_networks);
         let narrowed = grants(&permissions, Some(&[]));

@@ -11,7 +11,7 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
-use omniforge_registry::parse_requirement;
+use omniforge_registry::{describe_permissions, parse_requirement};
 use omniforge_runtime::Outcome;
 use omniforge_runtime::capabilities::{CallAnswer, CallError, SkillCall, SkillCaller};
 use omniforge_types::SkillName;
@@ -48,12 +48,10 @@ impl SkillCaller for NestedCalls {
 }
 
 /// Both requirements at once: a version must match the manifest's and the call's.
-fn both(granted: &str, requirement: &str) -> Result<String, String> {
-    let parse = |text: &str| {
-        parse_requirement(text).map_err(|e| format!("version requirement {text:?}: {e}"))
-    };
-    let (granted, asked) = (parse(granted)?, parse(requirement)?);
-    let mut comparators = granted.comparators;
+fn both(granted: &VersionReq, requirement: &str) -> Result<String, String> {
+    let asked = parse_requirement(requirement)
+        .map_err(|e| format!("version requirement {requirement:?}: {e}"))?;
+    let mut comparators = granted.comparators.clone();
     comparators.extend(asked.comparators);
     Ok(VersionReq { comparators }.to_string())
 }
@@ -62,28 +60,21 @@ impl Invocations {
     /// Runs a call a skill made, under the platform's rules for nested calls.
     pub async fn call_skill(&self, call: SkillCall) -> CallAnswer {
         let denied = |why: String| CallAnswer::refused(CallError::Denied(why));
-        if call.callers.contains(&call.skill) {
+        let skill = call.skill;
+        if call.callers.contains(&skill) {
+            let stack: Vec<&str> = call.callers.iter().map(SkillName::as_str).collect();
             return denied(format!(
-                "calling {} would be a cycle: {} → {}",
-                call.skill,
-                call.callers.join(" → "),
-                call.skill
+                "calling {skill} would be a cycle: {} → {skill}",
+                stack.join(" → "),
             ));
         }
         let depth = call.callers.len() + 1;
         if depth > self.max_depth() as usize {
             return denied(format!(
-                "calling {} would make the chain {depth} skills deep; skills.max_depth is {}",
-                call.skill,
+                "calling {skill} would make the chain {depth} skills deep; skills.max_depth is {}",
                 self.max_depth()
             ));
         }
-        let Ok(skill) = call.skill.parse::<SkillName>() else {
-            return CallAnswer::refused(CallError::NotFound(format!(
-                "{:?} is not a skill name (namespace/name)",
-                call.skill
-            )));
-        };
         let requirement = match both(&call.granted, &call.requirement) {
             Ok(requirement) => requirement,
             Err(why) => return CallAnswer::refused(CallError::InvalidInput(why)),
@@ -93,7 +84,7 @@ impl Invocations {
                 "the input for {skill} is not JSON"
             )));
         };
-        let name = skill.to_string();
+        let name = skill.clone();
         let answer = Box::pin(self.invoke(Call {
             tenant: call.tenant,
             skill,
@@ -119,7 +110,7 @@ impl Invocations {
 }
 
 /// What the calling guest sees of a callee's failure.
-fn answer_of(name: &str, error: InvokeError) -> CallAnswer {
+fn answer_of(name: &SkillName, error: InvokeError) -> CallAnswer {
     let (error, usage) = match error {
         InvokeError::InvalidInput(e) => (CallError::InvalidInput(e.message), None),
         InvokeError::Resolve(e) => (resolve_error(name, e), None),
@@ -155,7 +146,7 @@ fn answer_of(name: &str, error: InvokeError) -> CallAnswer {
     }
 }
 
-fn resolve_error(name: &str, error: ResolveError) -> CallError {
+fn resolve_error(name: &SkillName, error: ResolveError) -> CallError {
     match error {
         ResolveError::NotFound => {
             CallError::NotFound(format!("no skill {name} is visible to the tenant"))
@@ -168,7 +159,7 @@ fn resolve_error(name: &str, error: ResolveError) -> CallError {
         ResolveError::PermissionsNotAccepted(pending) => CallError::Denied(format!(
             "{name} {} asks for permissions the installation has not accepted: {}",
             pending.version,
-            pending.new_permissions.join(", ")
+            describe_permissions(&pending.new_permissions)
         )),
         ResolveError::Compiling { version } => CallError::Unavailable(format!(
             "{name} {version} is still being compiled; try again shortly"
@@ -185,12 +176,13 @@ mod tests {
 
     #[test]
     fn a_call_narrows_the_manifests_requirement() {
-        assert_eq!(both("^1.2", "").unwrap(), "^1.2");
-        assert_eq!(both("*", "=1.3.0").unwrap(), "=1.3.0");
-        assert_eq!(both("^1.2", "<1.5").unwrap(), "^1.2, <1.5");
-        let req = VersionReq::parse(&both("^1.2", "<1.5").unwrap()).unwrap();
-        assert!(req.matches(&"1.4.0".parse().unwrap()));
-        assert!(!req.matches(&"1.5.0".parse().unwrap()));
-        assert!(both("^1", "not a version").is_err());
+        let req = |text: &str| VersionReq::parse(text).unwrap();
+        assert_eq!(both(&req("^1.2"), "").unwrap(), "^1.2");
+        assert_eq!(both(&req("*"), "=1.3.0").unwrap(), "=1.3.0");
+        assert_eq!(both(&req("^1.2"), "<1.5").unwrap(), "^1.2, <1.5");
+        let narrowed = req(&both(&req("^1.2"), "<1.5").unwrap());
+        assert!(narrowed.matches(&"1.4.0".parse().unwrap()));
+        assert!(!narrowed.matches(&"1.5.0".parse().unwrap()));
+        assert!(both(&req("^1"), "not a version").is_err());
     }
 }

@@ -90,7 +90,7 @@ fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
     InvocationRequest {
         context: InvocationContext {
             tenant: TenantId::new("bench"),
-            skill: "bench/skill".into(),
+            skill: "bench/skill".parse().unwrap(),
             version: "1.0.0".into(),
             request_id: "bench".into(),
         },

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-pub use omniforge_types::TenantId;
+pub use omniforge_types::{SkillName, TenantId};
+use semver::VersionReq;
 
 use crate::capabilities::HttpPolicy;
 use crate::limits::InvocationLimits;
@@ -12,8 +13,8 @@ use crate::limits::InvocationLimits;
 pub struct InvocationContext {
     /// The tenant the invocation runs for.
     pub tenant: TenantId,
-    /// Full skill name, `namespace/name`.
-    pub skill: String,
+    /// The skill.
+    pub skill: SkillName,
     /// Exact version of the skill.
     pub version: String,
     /// Request id for correlating logs.
@@ -29,9 +30,9 @@ pub struct Grants {
     pub kv: bool,
     /// Outbound HTTP destinations.
     pub http: HttpPolicy,
-    /// Skills it may call (`namespace/name`), each with the version requirement its
-    /// manifest names; calls go to the runtime's [`SkillCaller`](crate::capabilities::SkillCaller).
-    pub skills: BTreeMap<String, String>,
+    /// Skills it may call, each with the version requirement its manifest names; calls go
+    /// to the runtime's [`SkillCaller`](crate::capabilities::SkillCaller).
+    pub skills: BTreeMap<SkillName, VersionReq>,
 }
 
 /// One invocation to run.
@@ -48,5 +49,5 @@ pub struct InvocationRequest {
     /// The skills on the call stack above this invocation, outermost first: empty for a
     /// top-level invocation. A nested invocation runs under its caller's concurrency permit
     /// (taking a second one could deadlock a tenant at its limit).
-    pub callers: Vec<String>,
+    pub callers: Vec<SkillName>,
 }

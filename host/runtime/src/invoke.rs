@@ -12,7 +12,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
 use crate::capabilities::Setup;
 use crate::config::DeadlineEnforcement;
-use crate::invocation::{Grants, InvocationContext, InvocationRequest};
+use crate::invocation::{Grants, InvocationContext, InvocationRequest, SkillName};
 use crate::limits::{InvocationLimits, SandboxLimiter};
 use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
 use crate::runtime::{LoadedSkill, Runtime};
@@ -36,12 +36,17 @@ impl Runtime {
     ///
     /// The whole invocation executes only while holding a CPU slot, shared fairly between
     /// tenants (`cpu.rs`): an invocation waiting for a slot has not started, so it holds no
-    /// concurrency permit or memory reservation meanwhile.
+    /// concurrency permit or memory reservation meanwhile. A nested invocation (`callers`
+    /// not empty) is polled inside its caller's host call, so it runs under the caller's
+    /// slot: taking a second one could wait for the slot its own caller holds.
     pub async fn invoke(
         &self,
         skill: &LoadedSkill,
         request: InvocationRequest,
     ) -> InvocationReport {
+        if !request.callers.is_empty() {
+            return self.run(skill, request).await;
+        }
         let tenant = request.context.tenant.clone();
         self.cpu.run(tenant, self.run(skill, request)).await
     }
@@ -109,7 +114,7 @@ impl Runtime {
         let stderr = StderrCapture::new(self.config.stderr_capture_bytes);
         let guest_context = Invocation {
             tenant: tenant.to_string(),
-            skill: context.skill.clone(),
+            skill: context.skill.to_string(),
             version: context.version.clone(),
             request_id: context.request_id.clone(),
             deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
@@ -159,7 +164,7 @@ impl Runtime {
         &self,
         context: Arc<InvocationContext>,
         grants: Grants,
-        callers: Vec<String>,
+        callers: Vec<SkillName>,
         limits: &InvocationLimits,
         deadline: Instant,
         stderr: StderrCapture,
@@ -185,6 +190,10 @@ impl Runtime {
                 store
                     .fuel_async_yield_interval(Some(interval.max(1)))
                     .expect("fuel metering is enabled");
+                // The epoch only moves when another tenant's guest waits for a CPU slot
+                // (`cpu.rs`): then this guest yields at once instead of at its next fuel yield.
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_async_yield_and_update(1);
             }
             DeadlineEnforcement::Epochs { .. } => {
                 // At every epoch tick: past the deadline the guest is stopped; before it, the

@@ -19,7 +19,7 @@
 //!         InvocationRequest {
 //!             context: InvocationContext {
 //!                 tenant: TenantId::new("acme"),
-//!                 skill: "examples/hello".into(),
+//!                 skill: "examples/hello".parse().unwrap(),
 //!                 version: "0.1.0".into(),
 //!                 request_id: "req-1".into(),
 //!             },
@@ -70,7 +70,7 @@ pub use config::{
 /// digests (`omniforge_types::Sha256Digest`), so no conversion sits between them.
 pub type ComponentDigest = omniforge_types::Sha256Digest;
 pub use error::{LoadError, RuntimeError};
-pub use invocation::{Grants, InvocationContext, InvocationRequest, TenantId};
+pub use invocation::{Grants, InvocationContext, InvocationRequest, SkillName, TenantId};
 pub use limits::InvocationLimits;
 pub use outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
 pub use runtime::{CacheStats, LoadedSkill, Runtime, RuntimeBuilder};

@@ -86,6 +86,7 @@ impl RuntimeBuilder {
             .map(|dir| ArtifactCache::open(dir, &engine))
             .transpose()?;
         let capacity = NonZeroUsize::new(self.config.loaded_skill_capacity.max(1)).unwrap();
+        let cpu = CpuSlots::new(self.config.cpu_slots, preempt(&engine, &self.config));
         Ok(Runtime {
             engine,
             linker,
@@ -93,7 +94,7 @@ impl RuntimeBuilder {
             artifacts,
             loaded: Mutex::new(LruCache::new(capacity)),
             concurrency: Arc::default(),
-            cpu: CpuSlots::new(self.config.cpu_slots),
+            cpu,
             memory_budget: self
                 .config
                 .memory_budget_bytes
@@ -107,6 +108,20 @@ impl RuntimeBuilder {
             stats: Counters::default(),
         })
     }
+}
+
+/// How waiting guests make running ones yield: by advancing the epoch, when guest code
+/// checks it (every mode but `HostCallsOnly`).
+fn preempt(engine: &Engine, config: &RuntimeConfig) -> Option<crate::cpu::Preempt> {
+    if config.deadlines == DeadlineEnforcement::HostCallsOnly {
+        return None;
+    }
+    let engine = engine.weak();
+    Some(Box::new(move || {
+        if let Some(engine) = engine.upgrade() {
+            engine.increment_epoch();
+        }
+    }))
 }
 
 fn build_linker(engine: &Engine) -> Result<Linker<InvocationState>, RuntimeError> {

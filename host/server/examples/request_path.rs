@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resolved = app
         .invocations
         .catalog()
-        .resolve(&tenant, "examples", "hello", None)
+        .resolve(&tenant, &"examples/hello".parse().unwrap(), None)
         .await
         .map_err(|e| format!("{e:?}"))?;
     let loaded = Arc::clone(&resolved.prepared.loaded);
@@ -119,7 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         InvocationRequest {
                             context: InvocationContext {
                                 tenant,
-                                skill: "examples/hello".into(),
+                                skill: "examples/hello".parse().unwrap(),
                                 version: "0.1.0".into(),
                                 request_id: "bench".into(),
                             },

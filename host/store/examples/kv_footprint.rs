@@ -57,7 +57,12 @@ async fn footprint(db: &Database, what: &str) -> Result<(), Box<dyn std::error::
         let value = n.to_le_bytes();
         payload += key.len() + value.len();
         store
-            .kv_set("bench/skill-with-a-typical-name", &key, &value, quota)
+            .kv_set(
+                &"bench/skill-with-a-typical-name".parse().unwrap(),
+                &key,
+                &value,
+                quota,
+            )
             .await?;
     }
     if let Database::Sqlite(pool) = db {

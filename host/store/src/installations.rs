@@ -1,7 +1,7 @@
 //! A tenant's installations of other tenants' public skills: the version requirement it
 //! follows and the permissions it accepted.
 
-use omniforge_types::TenantId;
+use omniforge_types::{SkillName, TenantId};
 use serde::Serialize;
 use serde_json::json;
 
@@ -20,8 +20,8 @@ pub struct Installation {
     pub tenant_id: TenantId,
     /// The installed skill.
     pub skill_id: String,
-    /// `namespace/name` of the skill.
-    pub skill: String,
+    /// The skill's name.
+    pub skill: SkillName,
     /// The version requirement invocations follow.
     pub version_req: String,
     /// The permissions accepted (JSON of a manifest's `[permissions]`).
@@ -48,18 +48,22 @@ pub(crate) struct InstallationRow {
     updated_at_ms: i64,
 }
 
-impl From<InstallationRow> for Installation {
-    fn from(row: InstallationRow) -> Self {
-        Installation {
+impl TryFrom<InstallationRow> for Installation {
+    type Error = StoreError;
+
+    fn try_from(row: InstallationRow) -> Result<Self, StoreError> {
+        Ok(Installation {
+            skill: row.skill.parse().map_err(|e| {
+                StoreError::Corrupt(format!("installation {}: skill name: {e}", row.id))
+            })?,
             id: row.id,
             tenant_id: TenantId::from(row.tenant_id),
             skill_id: row.skill_id,
-            skill: row.skill,
             version_req: row.version_req,
             accepted_permissions: row.accepted_permissions,
             created_at_ms: row.created_at_ms,
             updated_at_ms: row.updated_at_ms,
-        }
+        })
     }
 }
 
@@ -123,7 +127,7 @@ impl TenantStore<'_> {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(Installation::from))
+        row.map(Installation::try_from).transpose()
     }
 
     /// One page of this tenant's installations, by id.
@@ -144,7 +148,7 @@ impl TenantStore<'_> {
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows.into_iter().map(Installation::from).collect())
+        rows.into_iter().map(Installation::try_from).collect()
     }
 
     /// Removes this tenant's installation of a skill; false if there was none.

@@ -5,6 +5,8 @@
 //! value and a fixed overhead) and kept as running totals per skill and per tenant, so a
 //! write checks its quotas in constant time, whatever the store holds.
 
+use omniforge_types::SkillName;
+
 use crate::database::{BeginExclusive, with_pool};
 use crate::error::StoreError;
 use crate::records::now_ms;
@@ -86,8 +88,8 @@ pub struct KvUsage {
 /// One kv entry in a tenant export.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KvExportEntry {
-    /// The skill whose store holds it (`namespace/name`).
-    pub skill: String,
+    /// The skill whose store holds it.
+    pub skill: SkillName,
     /// The key.
     pub key: String,
     /// The value, base64 (standard alphabet, padded): values are arbitrary bytes.
@@ -122,7 +124,9 @@ impl TenantStore<'_> {
         rows.into_iter()
             .map(|(skill, key, value, updated_at_ms)| {
                 Ok(KvExportEntry {
-                    skill,
+                    skill: skill.parse().map_err(|e| {
+                        StoreError::Corrupt(format!("a kv entry's skill name: {e}"))
+                    })?,
                     key: key_from_bytes(key)?,
                     value_base64: base64::engine::general_purpose::STANDARD.encode(value),
                     updated_at_ms,
@@ -132,7 +136,12 @@ impl TenantStore<'_> {
     }
 
     /// The value under `key` in `skill`'s store.
-    pub async fn kv_get(&self, skill: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn kv_get(
+        &self,
+        skill: &SkillName,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let skill = skill.as_str();
         Ok(with_pool!(self.db(), |pool| {
             sqlx::query_scalar(
                 "SELECT value FROM kv_entries WHERE tenant_id = $1 AND skill = $2 AND key = $3",
@@ -149,11 +158,12 @@ impl TenantStore<'_> {
     /// exceed its quota.
     pub async fn kv_set(
         &self,
-        skill: &str,
+        skill: &SkillName,
         key: &str,
         value: &[u8],
         quota: KvQuota,
     ) -> Result<KvWrite, StoreError> {
+        let skill = skill.as_str();
         let written = self.kv_write(skill, key, value, quota, true).await?;
         Ok(written.unwrap_or(KvWrite::Written))
     }
@@ -253,7 +263,8 @@ impl TenantStore<'_> {
     }
 
     /// Removes `key`; removing a missing key succeeds.
-    pub async fn kv_delete(&self, skill: &str, key: &str) -> Result<(), StoreError> {
+    pub async fn kv_delete(&self, skill: &SkillName, key: &str) -> Result<(), StoreError> {
+        let skill = skill.as_str();
         let t = self.tenant_id().as_str();
         let scope = lock_scope(t, skill, key);
         with_pool!(self.db(), |pool| {
@@ -293,13 +304,18 @@ impl TenantStore<'_> {
 
     /// The kv storage the whole tenant is charged for: bytes and entries.
     pub async fn kv_tenant_usage(&self) -> Result<(i64, i64), StoreError> {
-        self.kv_usage("")
+        self.usage_of("")
             .await
             .map(|u| (u.tenant_bytes, u.tenant_entries))
     }
 
     /// The kv storage `skill` and the whole tenant are charged for.
-    pub async fn kv_usage(&self, skill: &str) -> Result<KvUsage, StoreError> {
+    pub async fn kv_usage(&self, skill: &SkillName) -> Result<KvUsage, StoreError> {
+        self.usage_of(skill.as_str()).await
+    }
+
+    /// [`Self::kv_usage`] by the name as stored (empty: no skill's row, the tenant's only).
+    async fn usage_of(&self, skill: &str) -> Result<KvUsage, StoreError> {
         let t = self.tenant_id().as_str();
         /// Bytes and entries of one total, if it has a row yet.
         type Total = Option<(i64, i64)>;
@@ -331,10 +347,11 @@ impl TenantStore<'_> {
     /// Up to `limit` keys starting with `prefix`, in byte order.
     pub async fn kv_list_keys(
         &self,
-        skill: &str,
+        skill: &SkillName,
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
+        let skill = skill.as_str();
         // A range scan from the prefix, stopping at the first key past it: no LIKE, so `%`
         // and `_` in keys are plain characters.
         let keys: Vec<Vec<u8>> = with_pool!(self.db(), |pool| {
@@ -358,14 +375,16 @@ impl TenantStore<'_> {
     /// Adds `delta` to the little-endian i64 counter under `key` (missing = 0).
     pub async fn kv_increment(
         &self,
-        skill: &str,
+        skill: &SkillName,
         key: &str,
         delta: i64,
         quota: KvQuota,
     ) -> Result<KvIncrement, StoreError> {
+        let name = skill;
+        let skill = skill.as_str();
         let t = self.tenant_id().as_str();
         for _ in 0..CAS_ATTEMPTS {
-            let Some(old) = self.kv_get(skill, key).await? else {
+            let Some(old) = self.kv_get(name, key).await? else {
                 let value = delta.to_le_bytes();
                 match self.kv_write(skill, key, &value, quota, false).await? {
                     Some(KvWrite::Written) => return Ok(KvIncrement::Value(delta)),

@@ -1,5 +1,5 @@
 //! Vocabulary shared by the OmniForge runtime, registry and clients, so each rule is written
-//! once: skill names, ids, HTTP host patterns, SHA-256 digests.
+//! once: skill names, ids, HTTP host patterns, SHA-256 digests, permission kinds.
 //!
 //! ```
 //! use omniforge_types::{HostPattern, SkillName};
@@ -14,8 +14,10 @@ mod digest;
 mod hosts;
 mod ids;
 mod name;
+mod permission;
 
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use hosts::{HostPattern, InvalidHostPattern, parse_ip};
 pub use ids::{ApiKeyId, TenantId, UserId};
 pub use name::{InvalidSkillName, SkillName};
+pub use permission::{InvalidPermissionKind, PermissionKind};

@@ -20,7 +20,7 @@ async fn run(component: &[u8], input: &str, grants: Grants) -> serde_json::Value
     let request = InvocationRequest {
         context: InvocationContext {
             tenant: TenantId::new("registry-tests"),
-            skill: "examples/x".into(),
+            skill: "examples/x".parse().unwrap(),
             version: "0.1.0".into(),
             request_id: "r".into(),
         },

@@ -12,7 +12,7 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::omniforge::skill::kv::{self, KvError};
 use crate::capabilities::HasCapability;
-use crate::invocation::TenantId;
+use crate::invocation::{SkillName, TenantId};
 use crate::state::InvocationState;
 
 /// Whose keys an operation touches: one tenant's view of one skill's store.
@@ -20,8 +20,8 @@ use crate::state::InvocationState;
 pub struct KvScope {
     /// The tenant the skill runs for.
     pub tenant: TenantId,
-    /// The skill's full name (`namespace/name`); shared by all its versions.
-    pub skill: String,
+    /// The skill; its entries are shared by all its versions.
+    pub skill: SkillName,
 }
 
 /// Why a [`KvStore`] operation failed.
@@ -317,7 +317,7 @@ mod tests {
     fn scope(tenant: &str, skill: &str) -> KvScope {
         KvScope {
             tenant: TenantId::new(tenant),
-            skill: skill.into(),
+            skill: skill.parse().unwrap(),
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use wasmtime::component::Linker;
 
-use crate::invocation::{Grants, InvocationContext};
+use crate::invocation::{Grants, InvocationContext, SkillName};
 use crate::outcome::Usage;
 use crate::runtime::Runtime;
 use crate::state::InvocationState;
@@ -35,7 +35,7 @@ pub(crate) struct Setup<'a> {
     /// What the invocation was granted.
     pub(crate) grants: &'a Grants,
     /// The skills on the call stack above it.
-    pub(crate) callers: &'a [String],
+    pub(crate) callers: &'a [SkillName],
     /// When it must have ended.
     pub(crate) deadline: Instant,
 }

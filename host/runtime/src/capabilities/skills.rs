@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use semver::VersionReq;
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 
 use crate::bindings::omniforge::skill::types::SkillError;
-use crate::invocation::{InvocationContext, TenantId};
+use crate::invocation::{InvocationContext, SkillName, TenantId};
 use crate::outcome::{GuestErrorKind, Usage};
 use crate::state::InvocationState;
 
@@ -36,12 +37,12 @@ pub struct SkillCall {
     /// The caller's request id, for the callee's logs.
     pub request_id: String,
     /// The skills on the call stack, outermost first, ending with the caller.
-    pub callers: Vec<String>,
-    /// The callee, as the guest named it (granted, so a `namespace/name` the manifest lists).
-    pub skill: String,
+    pub callers: Vec<SkillName>,
+    /// The callee: one the caller's manifest lists.
+    pub skill: SkillName,
     /// The version requirement the caller's manifest grants for it.
-    pub granted: String,
-    /// The requirement the call adds (empty: none).
+    pub granted: VersionReq,
+    /// The requirement the call adds, as the guest wrote it (empty: none).
     pub requirement: String,
     /// The input, as the guest wrote it.
     pub input: String,
@@ -99,7 +100,11 @@ impl CallAnswer {
 /// The platform that runs the skills a skill calls.
 #[async_trait]
 pub trait SkillCaller: Send + Sync + 'static {
-    /// Runs `call` to its end.
+    /// Runs `call` to its end. The returned future is polled inside the caller's host call,
+    /// which holds the caller's CPU slot; the callee's [`Runtime::invoke`] runs under that
+    /// slot, so it must be awaited here, not moved to a task of its own.
+    ///
+    /// [`Runtime::invoke`]: crate::Runtime::invoke
     async fn call(&self, call: SkillCall) -> CallAnswer;
 }
 
@@ -115,9 +120,9 @@ fn callee_fuel(remaining: u64) -> u64 {
 /// One invocation's view of the capability.
 pub(crate) struct SkillsState {
     caller: Option<Arc<dyn SkillCaller>>,
-    granted: BTreeMap<String, String>,
+    granted: BTreeMap<SkillName, VersionReq>,
     context: Arc<InvocationContext>,
-    callers: Vec<String>,
+    callers: Vec<SkillName>,
     deadline: Instant,
     fuel_metered: bool,
     invocations: u32,
@@ -132,10 +137,14 @@ impl SkillsState {
         input: String,
         fuel: Option<u64>,
     ) -> Result<(Arc<dyn SkillCaller>, SkillCall), CallError> {
-        let Some(granted) = self.granted.get(&skill) else {
-            return Err(CallError::Denied(format!(
+        let not_granted = || {
+            CallError::Denied(format!(
                 "{skill} is not granted: add it to [permissions] skills in omniforge.toml"
-            )));
+            ))
+        };
+        let name: SkillName = skill.parse().map_err(|_| not_granted())?;
+        let Some(granted) = self.granted.get(&name) else {
+            return Err(not_granted());
         };
         let Some(caller) = &self.caller else {
             return Err(CallError::Denied(
@@ -150,7 +159,7 @@ impl SkillsState {
                 tenant: self.context.tenant.clone(),
                 request_id: self.context.request_id.clone(),
                 callers,
-                skill,
+                skill: name,
                 granted: granted.clone(),
                 requirement,
                 input,

@@ -203,10 +203,13 @@ async fn a_called_skill_burns_the_callers_fuel_and_leaves_it_a_reserve() {
     let relay = load(&runtime, programs::RELAY).await;
     let call = |input: &str, granted: bool| {
         let mut request = request("acme", input);
-        request.context.skill = "t/relay".into();
+        request.context.skill = "t/relay".parse().unwrap();
         request.limits.fuel = Some(50_000_000);
         if granted {
-            request.grants.skills.insert("t/spin".into(), "^1".into());
+            request
+                .grants
+                .skills
+                .insert("t/spin".parse().unwrap(), "^1".parse().unwrap());
         }
         request
     };
@@ -237,8 +240,8 @@ async fn a_called_skill_burns_the_callers_fuel_and_leaves_it_a_reserve() {
     assert_eq!(bounded.usage.skill_calls, 1);
     {
         let calls = platform.calls.lock().unwrap();
-        assert_eq!(calls[0].callers, ["t/relay"]);
-        assert_eq!(calls[0].granted, "^1");
+        assert_eq!(calls[0].callers, ["t/relay".parse().unwrap()]);
+        assert_eq!(calls[0].granted.to_string(), "^1");
         assert!(calls[0].fuel.unwrap() < 50_000_000);
     }
     assert!(bounded.usage.fuel_consumed > 100_000, "{:?}", bounded.usage);

@@ -29,7 +29,7 @@ pub fn request(tenant: &str, input: &str) -> InvocationRequest {
     InvocationRequest {
         context: InvocationContext {
             tenant: TenantId::new(tenant),
-            skill: "tests/guest".into(),
+            skill: "tests/guest".parse().unwrap(),
             version: "0.1.0".into(),
             request_id: format!("req-{tenant}"),
         },

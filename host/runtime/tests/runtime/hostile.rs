@@ -364,3 +364,46 @@ async fn a_busy_guest_does_not_starve_other_invocations_on_its_thread() {
         "hello waited {greeted_after:?}"
     );
 }
+
+/// One CPU slot, held by a guest that reaches no fuel yield before its fuel runs out: another
+/// tenant's guest still runs at once, because waiting for the slot makes the running guest
+/// yield at its next epoch check. Without that, hello would wait for all of the spinner's
+/// fuel (about a second) and the spinner would have ended first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_waiting_guest_preempts_a_guest_between_fuel_yields() {
+    let runtime = std::sync::Arc::new(
+        Runtime::new(RuntimeConfig {
+            cpu_slots: 1,
+            deadlines: DeadlineEnforcement::FuelYields { interval: 1 << 62 },
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let spin = load(&runtime, programs::SPIN_LOOP).await;
+    let hello = load(&runtime, programs::HELLO).await;
+    let mut busy = request("flood", "{}");
+    busy.limits = limits(|l| {
+        l.fuel = Some(5_000_000_000);
+        l.timeout = Duration::from_secs(120);
+    });
+    let spinning = tokio::spawn({
+        let runtime = std::sync::Arc::clone(&runtime);
+        async move { runtime.invoke(&spin, busy).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let greeted = runtime
+        .invoke(&hello, request("quiet", r#"{"name": "Q"}"#))
+        .await;
+    assert!(greeted.outcome.output().is_some(), "{greeted:?}");
+    assert!(
+        !spinning.is_finished(),
+        "the spinner ended before hello got the slot"
+    );
+    let spun = spinning.await.unwrap();
+    assert_eq!(
+        spun.outcome,
+        Outcome::FuelExhausted {
+            limit: 5_000_000_000
+        }
+    );
+}

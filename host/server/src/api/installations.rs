@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use omniforge_control::Change;
-use omniforge_registry::{PublishedVersion, parse_requirement, resolve};
+use omniforge_registry::{PublishedVersion, SkillName, parse_requirement, resolve};
 use omniforge_store::Installation;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -40,7 +40,8 @@ pub struct InstallationView {
     /// Its id.
     pub id: String,
     /// `namespace/name`.
-    pub skill: String,
+    #[schema(value_type = String)]
+    pub skill: SkillName,
     /// The version requirement.
     pub version_req: String,
     /// The permissions accepted (a manifest's `[permissions]`).
@@ -88,13 +89,14 @@ pub struct Installed {
     /// Skills this version calls (its `[permissions] skills`) that the tenant cannot invoke
     /// yet: neither its own nor installed. Install them too, or those calls answer `denied`
     /// or `not-found`.
-    pub missing_dependencies: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub missing_dependencies: Vec<SkillName>,
 }
 
-fn split_name(full: &str) -> Result<(&str, &str), ApiError> {
+fn skill_name(full: &str) -> Result<SkillName, ApiError> {
     crate::api::rules::SKILL_REF.check(full)?;
-    full.split_once('/')
-        .ok_or_else(|| ApiError::invalid("skill: expected namespace/name").with("field", "skill"))
+    full.parse()
+        .map_err(|e| ApiError::invalid(format!("skill: {e}")).with("field", "skill"))
 }
 
 /// Installs another tenant's public skill, accepting the permissions of the newest version
@@ -109,7 +111,7 @@ pub async fn install(
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<Install>,
 ) -> Result<ApiJson<Installed>, ApiError> {
-    let (ns, name) = split_name(&body.skill)?;
+    let wanted = skill_name(&body.skill)?;
     if let Some(version) = &body.version {
         crate::api::rules::REQUIREMENT.check(version)?;
     }
@@ -119,7 +121,7 @@ pub async fn install(
     let listing = app
         .invocations
         .catalog()
-        .listing(&principal.tenant, ns, name)
+        .listing(&principal.tenant, &wanted)
         .await?
         .ok_or_else(|| ApiError::not_found("skill"))?;
     let skill = &listing.skill;
@@ -159,17 +161,18 @@ pub async fn install(
             &accepted,
         )
         .await?;
-    app.invocations.changed(Change::Skill(skill.full_name()));
+    app.invocations
+        .changed(Change::Skill(skill.full_name.clone()));
     let mut missing_dependencies = Vec::new();
     for callee in manifest.permissions.skills.keys() {
         let usable = app
             .invocations
             .catalog()
-            .listing(&principal.tenant, callee.namespace(), callee.name())
+            .listing(&principal.tenant, callee)
             .await?
             .is_some_and(|l| l.skill.tenant_id == principal.tenant || l.installation.is_some());
         if !usable {
-            missing_dependencies.push(callee.to_string());
+            missing_dependencies.push(callee.clone());
         }
     }
     Ok(ApiJson(Installed {
@@ -222,7 +225,9 @@ pub async fn uninstall(
     if !removed {
         return Err(ApiError::not_found("installation"));
     }
-    app.invocations
-        .changed(Change::Skill(format!("{ns}/{name}")));
+    // It was installed, so the name is a skill's.
+    if let Ok(skill) = format!("{ns}/{name}").parse() {
+        app.invocations.changed(Change::Skill(skill));
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -166,11 +166,18 @@ fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
                 "{full_name} {} asks for permissions the installation has not accepted: {}; \
                  update the installation to accept them",
                 pending.version,
-                pending.new_permissions.join(", ")
+                omniforge_registry::describe_permissions(&pending.new_permissions)
             ),
         )
         .with("version", pending.version)
-        .with("new_permissions", pending.new_permissions),
+        .with(
+            "new_permissions",
+            pending
+                .new_permissions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        ),
         ResolveError::Compiling { version } => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "skill-compiling",

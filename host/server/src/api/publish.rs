@@ -10,12 +10,11 @@
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use omniforge_control::Change;
-use omniforge_registry::{Manifest, PackageSummary};
+use omniforge_registry::PackageSummary;
 use omniforge_store::{AuditContext, NewVersion, Skill, SkillVersion, Visibility};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::skills::PERMISSION_KINDS;
 use crate::api::upload::{save_body, save_multipart, temp_file, too_large};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -45,23 +44,6 @@ pub struct Published {
     /// it is done, and an invocation meanwhile answers 503 `skill-compiling` with
     /// `Retry-After`.
     pub compiled: bool,
-}
-
-fn permission_kinds(manifest: &Manifest) -> Vec<String> {
-    let p = &manifest.permissions;
-    let present = [
-        !p.http.is_empty(),
-        p.kv,
-        !p.secrets.is_empty(),
-        p.llm,
-        !p.skills.is_empty(),
-    ];
-    PERMISSION_KINDS
-        .iter()
-        .zip(present)
-        .filter(|(_, on)| *on)
-        .map(|(kind, _)| (*kind).to_owned())
-        .collect()
 }
 
 /// A publish as a form: a `package` (ZIP), or a bare `wasm` component with its `manifest`
@@ -176,7 +158,8 @@ pub async fn publish(
         .map_err(ApiError::internal)?;
     let audit = principal.audit(&request_id);
     let (skill, version) = record(&app, &principal, &audit, &summary).await?;
-    app.invocations.changed(Change::Skill(skill.full_name()));
+    app.invocations
+        .changed(Change::Skill(skill.full_name.clone()));
     let digest = summary.component_sha256;
     let compiled = app
         .compiles
@@ -187,10 +170,10 @@ pub async fn publish(
     Ok((
         StatusCode::CREATED,
         ApiJson(Published {
-            name: skill.full_name(),
-            version: version.version,
-            digest: version.package_sha256,
-            component_sha256: version.component_sha256,
+            name: skill.full_name.to_string(),
+            version: version.version.to_string(),
+            digest: version.package_sha256.hex(),
+            component_sha256: version.component_sha256.hex(),
             size_bytes: version.size_bytes,
             visibility: skill.visibility,
             compiled,
@@ -213,10 +196,10 @@ async fn record(
         description: meta.description.clone(),
         keywords: meta.keywords.clone(),
         categories: meta.categories.clone(),
-        permissions: permission_kinds(manifest),
+        permissions: manifest.permissions.kinds(),
         readme: package.readme.clone().unwrap_or_default(),
-        package_sha256: package.package_sha256.hex(),
-        component_sha256: package.component_sha256.hex(),
+        package_sha256: package.package_sha256,
+        component_sha256: package.component_sha256,
         manifest: serde_json::to_string(manifest).map_err(ApiError::internal)?,
         input_schema: package.input_schema.as_ref().map(|s| s.to_string()),
         output_schema: package.output_schema.as_ref().map(|s| s.to_string()),

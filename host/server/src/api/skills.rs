@@ -7,6 +7,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use omniforge_control::Change;
+use omniforge_registry::PermissionKind;
 use omniforge_store::{Skill, SkillQuery, SkillSort, SkillUpdate, Visibility};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -37,7 +38,8 @@ pub struct SkillView {
     /// Search keywords.
     pub keywords: Vec<String>,
     /// Kinds of permission the newest version asks for.
-    pub permissions: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub permissions: Vec<PermissionKind>,
     /// The newest version that is not yanked.
     pub latest_version: Option<String>,
     /// Package downloads.
@@ -53,7 +55,7 @@ pub struct SkillView {
 impl SkillView {
     fn new(skill: Skill, principal: &Principal) -> Self {
         Self {
-            full_name: skill.full_name(),
+            full_name: skill.full_name.to_string(),
             owned: skill.tenant_id == principal.tenant,
             namespace: skill.namespace,
             name: skill.name,
@@ -103,7 +105,7 @@ pub struct ListSkills {
     #[param(pattern = "^[a-z0-9-]+$", min_length = 1, max_length = 64)]
     pub category: Option<String>,
     /// Only skills asking for this kind of permission.
-    #[param(inline, value_type = Option<PermissionKind>)]
+    #[param(inline, value_type = Option<PermissionKindSchema>)]
     pub permission: Option<String>,
     /// Only private or public skills.
     #[param(inline, value_type = Option<VisibilityName>)]
@@ -147,9 +149,10 @@ pub enum VisibilityName {
 }
 
 /// A kind of permission a skill may ask for.
+// The document's form of `omniforge_registry::PermissionKind`, which handlers use.
 #[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum PermissionKind {
+#[schema(as = PermissionKind, rename_all = "lowercase")]
+pub enum PermissionKindSchema {
     /// Outbound HTTP.
     Http,
     /// The key-value store.
@@ -182,9 +185,6 @@ pub enum SkillSortName {
     Downloads,
 }
 
-/// Kinds of permission a manifest can ask for, as listed on skills.
-pub const PERMISSION_KINDS: &[&str] = &["http", "kv", "secrets", "llm", "skills"];
-
 /// Lists the caller's skills and the public skills of others, searched, filtered and sorted.
 #[utoipa::path(get, path = "/api/v1/skills", tag = "skills", params(ListSkills),
     responses((status = 200, description = "One page", body = SkillPage)))]
@@ -199,14 +199,12 @@ pub async fn list(
     if let Some(q) = &query.q {
         rules::SEARCH.check_query(q)?;
     }
-    if let Some(permission) = &query.permission
-        && !PERMISSION_KINDS.contains(&permission.as_str())
-    {
-        return Err(ApiError::bad_request(format!(
-            "permission: one of {}",
-            PERMISSION_KINDS.join(", ")
-        )));
-    }
+    let permission = query
+        .permission
+        .as_deref()
+        .map(str::parse::<PermissionKind>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("permission: {e}")))?;
     let visibility = query
         .visibility
         .as_deref()
@@ -235,7 +233,7 @@ pub async fn list(
     let skill_query = SkillQuery {
         text: query.q.filter(|q| !q.trim().is_empty()),
         category: query.category,
-        permission: query.permission,
+        permission,
         visibility,
         own_only,
         sort,
@@ -282,7 +280,7 @@ pub(crate) async fn owned(
     if skill.tenant_id != principal.tenant {
         return Err(ApiError::forbidden(format!(
             "{} belongs to another tenant; only its publisher can change it",
-            skill.full_name()
+            skill.full_name
         )));
     }
     Ok(skill)
@@ -354,7 +352,8 @@ pub async fn update(
         .update_skill(&principal.audit(&request_id), &skill.id, &update)
         .await?
         .ok_or_else(|| ApiError::not_found("skill"))?;
-    app.invocations.changed(Change::Skill(updated.full_name()));
+    app.invocations
+        .changed(Change::Skill(updated.full_name.clone()));
     Ok(ApiJson(SkillView::new(updated, &principal)))
 }
 
@@ -376,6 +375,7 @@ pub async fn delete(
         .tenant(&principal.tenant)
         .delete_skill(&principal.audit(&request_id), &skill.id)
         .await?;
-    app.invocations.changed(Change::Skill(skill.full_name()));
+    app.invocations
+        .changed(Change::Skill(skill.full_name.clone()));
     Ok(StatusCode::NO_CONTENT)
 }

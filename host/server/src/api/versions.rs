@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use omniforge_control::Change;
-use omniforge_registry::Sha256Digest;
 use omniforge_store::{Skill, SkillVersion};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -47,16 +46,13 @@ pub struct VersionView {
 impl VersionView {
     /// The view of `v`; `owned` when the caller's tenant published it.
     pub(crate) fn new(app: &AppState, v: &SkillVersion, owned: bool) -> Self {
-        let compiled = v
-            .component_sha256
-            .parse::<Sha256Digest>()
-            .is_ok_and(|digest| app.invocations.catalog().is_compiled(&digest));
+        let compiled = app.invocations.catalog().is_compiled(&v.component_sha256);
         Self {
             compiled,
-            version: v.version.clone(),
+            version: v.version.to_string(),
             yanked: v.yanked,
-            package_sha256: v.package_sha256.clone(),
-            component_sha256: v.component_sha256.clone(),
+            package_sha256: v.package_sha256.hex(),
+            component_sha256: v.component_sha256.hex(),
             size_bytes: v.size_bytes,
             published_by: owned.then(|| v.published_by.clone()),
             signature_key_id: v.signature_key_id.clone(),
@@ -142,7 +138,7 @@ pub async fn version(
         .transpose()
         .map_err(ApiError::internal)?;
     Ok(ApiJson(VersionDetail {
-        skill: skill.full_name(),
+        skill: skill.full_name.to_string(),
         version: VersionView::new(&app, &found, skill.tenant_id == principal.tenant),
         permissions: manifest.get("permissions").cloned().unwrap_or_default(),
         manifest,
@@ -161,10 +157,7 @@ pub async fn download(
     Path((ns, name, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (skill, found) = find_version(&app, &principal, &ns, &name, &version).await?;
-    let digest: Sha256Digest = found
-        .package_sha256
-        .parse()
-        .map_err(|_| ApiError::internal("a stored package digest is malformed"))?;
+    let digest = found.package_sha256;
     // Streamed from the store: a download never holds the package in memory. A blob that
     // no longer matches its digest ends the stream early, so the client sees a broken
     // download instead of wrong bytes.
@@ -191,7 +184,7 @@ pub async fn download(
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&format!("\"sha256:{}\"", found.package_sha256)) {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", found.package_sha256)) {
         headers.insert(header::ETAG, value);
     }
     Ok(response)
@@ -211,7 +204,8 @@ async fn set_yanked(
         .set_yanked(&principal.audit(&request_id), &skill.id, &version, yanked)
         .await?
         .ok_or_else(|| ApiError::not_found("version"))?;
-    app.invocations.changed(Change::Skill(skill.full_name()));
+    app.invocations
+        .changed(Change::Skill(skill.full_name.clone()));
     Ok(ApiJson(VersionView::new(&app, &changed, true)))
 }
 

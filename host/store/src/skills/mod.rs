@@ -11,7 +11,7 @@
 mod publish;
 mod read;
 
-use omniforge_types::TenantId;
+use omniforge_types::{PermissionKind, Sha256Digest, SkillName, TenantId};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,9 @@ pub struct Skill {
     pub id: String,
     /// The publishing tenant.
     pub tenant_id: TenantId,
+    /// `namespace/name`, checked when read (exports keep the two parts).
+    #[serde(skip)]
+    pub full_name: SkillName,
     /// The namespace (owned by that tenant).
     pub namespace: String,
     /// The name within the namespace.
@@ -70,9 +73,8 @@ pub struct Skill {
     pub categories: Vec<String>,
     /// Search keywords.
     pub keywords: Vec<String>,
-    /// Kinds of permission the newest version asks for (`http`, `kv`, `secrets`, `llm`,
-    /// `skills`).
-    pub permissions: Vec<String>,
+    /// Kinds of permission the newest version asks for.
+    pub permissions: Vec<PermissionKind>,
     /// The newest version's README.
     pub readme: String,
     /// The highest version that is not yanked.
@@ -85,24 +87,19 @@ pub struct Skill {
     pub updated_at_ms: i64,
 }
 
-impl Skill {
-    /// `namespace/name`.
-    pub fn full_name(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
 /// One published version. Immutable except for `yanked`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SkillVersion {
     /// The skill.
     pub skill_id: String,
-    /// The semver version.
-    pub version: String,
-    /// SHA-256 of the package ZIP (hex).
-    pub package_sha256: String,
-    /// SHA-256 of the runnable component (hex).
-    pub component_sha256: String,
+    /// The version.
+    pub version: Version,
+    /// SHA-256 of the package ZIP (hex in exports).
+    #[serde(serialize_with = "hex_digest")]
+    pub package_sha256: Sha256Digest,
+    /// SHA-256 of the runnable component (hex in exports).
+    #[serde(serialize_with = "hex_digest")]
+    pub component_sha256: Sha256Digest,
     /// The manifest, as JSON.
     pub manifest: String,
     /// The input JSON Schema, as JSON.
@@ -137,13 +134,13 @@ pub struct NewVersion {
     /// From the manifest.
     pub categories: Vec<String>,
     /// Kinds of permission the manifest asks for.
-    pub permissions: Vec<String>,
+    pub permissions: Vec<PermissionKind>,
     /// The README, or empty.
     pub readme: String,
-    /// SHA-256 of the package (hex).
-    pub package_sha256: String,
-    /// SHA-256 of the runnable component (hex).
-    pub component_sha256: String,
+    /// SHA-256 of the package.
+    pub package_sha256: Sha256Digest,
+    /// SHA-256 of the runnable component.
+    pub component_sha256: Sha256Digest,
     /// The manifest as JSON.
     pub manifest: String,
     /// The input schema as JSON.
@@ -180,7 +177,7 @@ pub struct SkillQuery {
     /// Only skills in this category.
     pub category: Option<String>,
     /// Only skills whose newest version asks for this kind of permission.
-    pub permission: Option<String>,
+    pub permission: Option<PermissionKind>,
     /// Only private or only public skills.
     pub visibility: Option<Visibility>,
     /// Only this tenant's own skills.
@@ -233,7 +230,7 @@ pub(crate) struct SkillRow {
     updated_at_ms: i64,
 }
 
-fn json_list(what: &str, text: &str) -> Result<Vec<String>, StoreError> {
+fn json_list<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("skill {what}: {e}")))
 }
 
@@ -242,6 +239,9 @@ impl TryFrom<SkillRow> for Skill {
 
     fn try_from(row: SkillRow) -> Result<Self, StoreError> {
         Ok(Skill {
+            full_name: format!("{}/{}", row.namespace, row.name)
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("skill {}: {e}", row.id)))?,
             visibility: row.visibility.parse().map_err(StoreError::Corrupt)?,
             categories: json_list("categories", &row.categories)?,
             keywords: json_list("keywords", &row.keywords)?,
@@ -276,13 +276,25 @@ pub(crate) struct VersionRow {
     created_at_ms: i64,
 }
 
-impl From<VersionRow> for SkillVersion {
-    fn from(row: VersionRow) -> Self {
-        SkillVersion {
+/// Digests are stored and exported as bare hex, as before they were typed.
+fn hex_digest<S: serde::Serializer>(digest: &Sha256Digest, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&digest.hex())
+}
+
+impl TryFrom<VersionRow> for SkillVersion {
+    type Error = StoreError;
+
+    fn try_from(row: VersionRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("{} {}: {what}: {e}", row.skill_id, row.version))
+        };
+        let digest =
+            |what: &str, text: &str| text.parse::<Sha256Digest>().map_err(|e| corrupt(what, &e));
+        Ok(SkillVersion {
+            version: Version::parse(&row.version).map_err(|e| corrupt("version", &e))?,
+            package_sha256: digest("package digest", &row.package_sha256)?,
+            component_sha256: digest("component digest", &row.component_sha256)?,
             skill_id: row.skill_id,
-            version: row.version,
-            package_sha256: row.package_sha256,
-            component_sha256: row.component_sha256,
             manifest: row.manifest,
             input_schema: row.input_schema,
             output_schema: row.output_schema,
@@ -291,7 +303,7 @@ impl From<VersionRow> for SkillVersion {
             published_by: row.published_by,
             signature_key_id: row.signature_key_id,
             created_at_ms: row.created_at_ms,
-        }
+        })
     }
 }
 
@@ -332,7 +344,7 @@ impl SkillQuery {
     /// The cursor that continues after `skill` in this query's order.
     pub fn cursor_after(&self, skill: &Skill) -> String {
         match self.sort {
-            SkillSort::Name => skill.full_name(),
+            SkillSort::Name => skill.full_name.to_string(),
             SkillSort::Updated => format!("{}:{}", skill.updated_at_ms, skill.id),
             SkillSort::Downloads => format!("{}:{}", skill.downloads, skill.id),
         }

@@ -1,8 +1,6 @@
 //! Reading skills and versions under the visibility rule, search and listing, and the
 //! export of a tenant's skill data.
 
-use semver::Version;
-
 use super::{
     Param, SKILL_COLUMNS, Skill, SkillQuery, SkillRow, SkillSort, SkillVersion, VERSION_COLUMNS,
     VISIBLE, VersionRow, search_words, split_cursor,
@@ -156,16 +154,12 @@ impl TenantStore<'_> {
                 .fetch_all(pool)
                 .await?
         });
-        let mut versions: Vec<(Version, SkillVersion)> = rows
+        let mut versions = rows
             .into_iter()
-            .map(|row| {
-                let parsed = Version::parse(&row.version)
-                    .map_err(|e| StoreError::Corrupt(format!("version {:?}: {e}", row.version)))?;
-                Ok((parsed, SkillVersion::from(row)))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
-        Ok(versions.into_iter().map(|(_, v)| v).collect())
+            .map(SkillVersion::try_from)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        versions.sort_by(|a, b| b.version.cmp(&a.version));
+        Ok(versions)
     }
 
     /// One version of a skill this tenant can see.
@@ -186,7 +180,7 @@ impl TenantStore<'_> {
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(SkillVersion::from))
+        row.map(SkillVersion::try_from).transpose()
     }
 
     /// Everything of the tenant's skill data, for the export: its skills (deleted ones
@@ -226,8 +220,14 @@ impl TenantStore<'_> {
                 .into_iter()
                 .map(Skill::try_from)
                 .collect::<Result<_, _>>()?,
-            versions.into_iter().map(SkillVersion::from).collect(),
-            installations.into_iter().map(Installation::from).collect(),
+            versions
+                .into_iter()
+                .map(SkillVersion::try_from)
+                .collect::<Result<_, _>>()?,
+            installations
+                .into_iter()
+                .map(Installation::try_from)
+                .collect::<Result<_, _>>()?,
         ))
     }
 }

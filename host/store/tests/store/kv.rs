@@ -4,7 +4,7 @@
 
 use omniforge_store::{AuditContext, KV_ENTRY_OVERHEAD, KvIncrement, KvQuota, KvWrite};
 
-use crate::common::all;
+use crate::common::{all, skill_name};
 
 #[tokio::test]
 async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
@@ -32,7 +32,7 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
                 let tenant = acme.id.clone();
                 tokio::spawn(async move {
                     db.tenant(&tenant)
-                        .kv_increment("ns/counter", "hits", 1, quota)
+                        .kv_increment(&skill_name("ns/counter"), "hits", 1, quota)
                         .await
                         .unwrap()
                 })
@@ -43,21 +43,29 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
         }
         let a = db.tenant(&acme.id);
         assert_eq!(
-            a.kv_get("ns/counter", "hits").await.unwrap(),
+            a.kv_get(&skill_name("ns/counter"), "hits").await.unwrap(),
             Some(20i64.to_le_bytes().to_vec())
         );
         // Another tenant, and another skill of the same tenant, see nothing.
         let g = db.tenant(&globex.id);
-        assert_eq!(g.kv_get("ns/counter", "hits").await.unwrap(), None);
-        assert_eq!(a.kv_get("ns/other", "hits").await.unwrap(), None);
+        assert_eq!(
+            g.kv_get(&skill_name("ns/counter"), "hits").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            a.kv_get(&skill_name("ns/other"), "hits").await.unwrap(),
+            None
+        );
 
         // A value that is not a counter.
         assert_eq!(
-            a.kv_set("ns/counter", "name", b"ada", quota).await.unwrap(),
+            a.kv_set(&skill_name("ns/counter"), "name", b"ada", quota)
+                .await
+                .unwrap(),
             KvWrite::Written
         );
         assert_eq!(
-            a.kv_increment("ns/counter", "name", 1, quota)
+            a.kv_increment(&skill_name("ns/counter"), "name", 1, quota)
                 .await
                 .unwrap(),
             KvIncrement::NotACounter
@@ -65,40 +73,67 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
 
         // Prefix listing in byte order; `%` and `_` are not wildcards.
         for key in ["a%b", "a_c", "ab", "a%", "b"] {
-            a.kv_set("ns/list", key, b"1", quota).await.unwrap();
-        }
-        assert_eq!(
-            a.kv_list_keys("ns/list", "a%", 10).await.unwrap(),
-            ["a%", "a%b"]
-        );
-        assert_eq!(
-            a.kv_list_keys("ns/list", "a", 10).await.unwrap(),
-            ["a%", "a%b", "a_c", "ab"]
-        );
-        assert_eq!(a.kv_list_keys("ns/list", "a", 2).await.unwrap().len(), 2);
-
-        // Any string is a key, U+0000 included, and the order is UTF-8 byte order on both
-        // engines (not a collation's).
-        for key in ["k\u{10000}", "ké", "kz", "k\0\0", "k", "k\0"] {
-            a.kv_set("ns/bytes", key, key.as_bytes(), quota)
+            a.kv_set(&skill_name("ns/list"), key, b"1", quota)
                 .await
                 .unwrap();
         }
         assert_eq!(
-            a.kv_list_keys("ns/bytes", "k", 10).await.unwrap(),
+            a.kv_list_keys(&skill_name("ns/list"), "a%", 10)
+                .await
+                .unwrap(),
+            ["a%", "a%b"]
+        );
+        assert_eq!(
+            a.kv_list_keys(&skill_name("ns/list"), "a", 10)
+                .await
+                .unwrap(),
+            ["a%", "a%b", "a_c", "ab"]
+        );
+        assert_eq!(
+            a.kv_list_keys(&skill_name("ns/list"), "a", 2)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // Any string is a key, U+0000 included, and the order is UTF-8 byte order on both
+        // engines (not a collation's).
+        for key in ["k\u{10000}", "ké", "kz", "k\0\0", "k", "k\0"] {
+            a.kv_set(&skill_name("ns/bytes"), key, key.as_bytes(), quota)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            a.kv_list_keys(&skill_name("ns/bytes"), "k", 10)
+                .await
+                .unwrap(),
             ["k", "k\0", "k\0\0", "kz", "ké", "k\u{10000}"]
         );
         assert_eq!(
-            a.kv_list_keys("ns/bytes", "k\0", 10).await.unwrap(),
+            a.kv_list_keys(&skill_name("ns/bytes"), "k\0", 10)
+                .await
+                .unwrap(),
             ["k\0", "k\0\0"]
         );
         assert_eq!(
-            a.kv_get("ns/bytes", "k\0").await.unwrap().as_deref(),
+            a.kv_get(&skill_name("ns/bytes"), "k\0")
+                .await
+                .unwrap()
+                .as_deref(),
             Some(b"k\0".as_slice())
         );
-        a.kv_delete("ns/bytes", "k\0").await.unwrap();
-        assert_eq!(a.kv_get("ns/bytes", "k\0").await.unwrap(), None);
-        assert!(a.kv_get("ns/bytes", "k\0\0").await.unwrap().is_some());
+        a.kv_delete(&skill_name("ns/bytes"), "k\0").await.unwrap();
+        assert_eq!(
+            a.kv_get(&skill_name("ns/bytes"), "k\0").await.unwrap(),
+            None
+        );
+        assert!(
+            a.kv_get(&skill_name("ns/bytes"), "k\0\0")
+                .await
+                .unwrap()
+                .is_some()
+        );
 
         // The quota counts keys, values and the per-entry overhead; replacing a value frees
         // the old one.
@@ -108,33 +143,43 @@ async fn concurrent_increments_are_never_lost_and_scopes_stay_apart() {
         };
         assert_eq!(KV_ENTRY_OVERHEAD, 256);
         assert_eq!(
-            a.kv_set("ns/quota", "k", &[0; 90], small).await.unwrap(),
+            a.kv_set(&skill_name("ns/quota"), "k", &[0; 90], small)
+                .await
+                .unwrap(),
             KvWrite::Written,
             "1 + 90 + 256 of 500"
         );
         assert_eq!(
-            a.kv_set("ns/quota", "j", &[0; 20], small).await.unwrap(),
+            a.kv_set(&skill_name("ns/quota"), "j", &[0; 20], small)
+                .await
+                .unwrap(),
             KvWrite::QuotaExceeded,
             "347 + 277 of 500"
         );
         assert_eq!(
-            a.kv_set("ns/quota", "k", &[0; 99], small).await.unwrap(),
+            a.kv_set(&skill_name("ns/quota"), "k", &[0; 99], small)
+                .await
+                .unwrap(),
             KvWrite::Written
         );
         assert_eq!(
-            a.kv_increment("ns/quota", "n", 1, small).await.unwrap(),
+            a.kv_increment(&skill_name("ns/quota"), "n", 1, small)
+                .await
+                .unwrap(),
             KvIncrement::QuotaExceeded
         );
-        a.kv_delete("ns/quota", "k").await.unwrap();
+        a.kv_delete(&skill_name("ns/quota"), "k").await.unwrap();
         assert_eq!(
-            a.kv_set("ns/quota", "j", &[0; 20], small).await.unwrap(),
+            a.kv_set(&skill_name("ns/quota"), "j", &[0; 20], small)
+                .await
+                .unwrap(),
             KvWrite::Written
         );
-        let usage = a.kv_usage("ns/quota").await.unwrap();
+        let usage = a.kv_usage(&skill_name("ns/quota")).await.unwrap();
         assert_eq!((usage.scope_bytes, usage.scope_entries), (277, 1));
 
         // The tenant's export carries its kv data, base64, and no other tenant's.
-        g.kv_set("ns/counter", "secret", b"globex only", quota)
+        g.kv_set(&skill_name("ns/counter"), "secret", b"globex only", quota)
             .await
             .unwrap();
         let export = a.export().await.unwrap().unwrap();
@@ -193,7 +238,7 @@ async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_ent
                 let tenant = acme.id.clone();
                 tokio::spawn(async move {
                     db.tenant(&tenant)
-                        .kv_set(&format!("ns/skill-{n}"), "k", &[7; 10], quota)
+                        .kv_set(&skill_name(&format!("ns/skill-{n}")), "k", &[7; 10], quota)
                         .await
                         .unwrap()
                 })
@@ -211,7 +256,9 @@ async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_ent
         // Another tenant's store is its own.
         let g = db.tenant(&globex.id);
         assert_eq!(
-            g.kv_set("ns/skill-0", "k", &[7; 10], quota).await.unwrap(),
+            g.kv_set(&skill_name("ns/skill-0"), "k", &[7; 10], quota)
+                .await
+                .unwrap(),
             KvWrite::Written
         );
         // Deleting frees room for any skill; replacing with a smaller value frees the rest.
@@ -219,11 +266,15 @@ async fn the_tenant_total_spans_every_skill_and_the_running_totals_match_the_ent
         let first = &export.kv_entries[0].skill;
         a.kv_delete(first, "k").await.unwrap();
         assert_eq!(
-            a.kv_set("ns/another", "k", &[7; 10], quota).await.unwrap(),
+            a.kv_set(&skill_name("ns/another"), "k", &[7; 10], quota)
+                .await
+                .unwrap(),
             KvWrite::Written
         );
         assert_eq!(
-            a.kv_set("ns/another", "kk", &[7; 10], quota).await.unwrap(),
+            a.kv_set(&skill_name("ns/another"), "kk", &[7; 10], quota)
+                .await
+                .unwrap(),
             KvWrite::QuotaExceeded
         );
         // The totals are what the entries add up to.

@@ -3,7 +3,7 @@
 
 use omniforge_store::{Backend, Database};
 
-use crate::common::{all, sqlite};
+use crate::common::{all, skill_name, sqlite};
 
 const TABLES: [&str; 8] = [
     "tenants",
@@ -217,18 +217,25 @@ async fn kv_keys_written_as_text_survive_the_move_to_bytes() {
         db.migrate().await.unwrap();
         let store = db.tenant(&tenant);
         assert_eq!(
-            store.kv_list_keys("ns/s", "", 10).await.unwrap(),
+            store
+                .kv_list_keys(&skill_name("ns/s"), "", 10)
+                .await
+                .unwrap(),
             ["ab", "b", "é"],
             "{}",
             db.backend().name()
         );
         assert_eq!(
-            store.kv_get("ns/s", "é").await.unwrap().as_deref(),
+            store
+                .kv_get(&skill_name("ns/s"), "é")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("é".as_bytes())
         );
         // The move to running kv totals charged the existing entries: key + value + 256.
         // ("b", "b"), ("ab", "ab") and ("é", "é" as 2 bytes each): 10 bytes and 3 rows.
-        let usage = store.kv_usage("ns/s").await.unwrap();
+        let usage = store.kv_usage(&skill_name("ns/s")).await.unwrap();
         assert_eq!(
             (usage.tenant_bytes, usage.scope_bytes),
             (3 * 256 + 10, 3 * 256 + 10)
