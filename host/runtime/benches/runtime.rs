@@ -9,7 +9,8 @@
 //! Measures: compile time vs cache-load time per example skill; fresh store + instance +
 //! invoke latency of `hello` with the pooling allocator (with and without keep-resident
 //! slots) and on demand; fresh-instance throughput with several tasks on all cores; and the
-//! cost of fuel and epoch-deadline metering on a JSON-processing skill and a CPU-bound loop.
+//! cost of fuel and epoch-deadline metering on a JSON-processing skill and a CPU-bound loop;
+//! and what shorter slices between fuel yields cost (`slices`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ fn main() {
         "metering",
         "hello-loop",
         "guests",
+        "slices",
     ];
     let wanted: Vec<&str> = sections
         .into_iter()
@@ -61,6 +63,9 @@ fn main() {
     }
     if run("metering") {
         current.block_on(metering(scale));
+    }
+    if run("slices") {
+        current.block_on(slices(scale));
     }
     // Not part of the default run: components built outside this workspace (the SDK
     // examples), named in OMNIFORGE_BENCH_GUESTS; scripts/bench-sdk.sh builds and passes them.
@@ -399,6 +404,55 @@ async fn metering(scale: usize) {
         }
         println!();
     }
+}
+
+/// What yielding more often costs CPU-bound guests: the same loop on runtimes that differ
+/// only in the fuel between yields, taking turns so drifting machine load hits all alike.
+async fn slices(scale: usize) {
+    println!("## Fuel between yields\n");
+    let intervals = [1_000_000u64, 200_000, 100_000];
+    let mut runtimes = Vec::new();
+    for interval in intervals {
+        let runtime = Runtime::new(RuntimeConfig {
+            deadlines: DeadlineEnforcement::FuelYields { interval },
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let spin = runtime.load_file(programs::SPIN_LOOP).await.unwrap();
+        let stats = runtime.load_file(programs::TEXT_STATS).await.unwrap();
+        runtimes.push((runtime, spin, stats));
+    }
+    let text =
+        "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs! "
+            .repeat(200);
+    let stats_input = serde_json::json!({ "text": text, "top": 10 }).to_string();
+    let spin_input = r#"{"iterations": 20000000}"#;
+    let rounds = 40 / scale;
+    let mut samples = vec![(Vec::new(), Vec::new()); intervals.len()];
+    for _ in 0..rounds.max(4) {
+        for (i, (runtime, spin, stats)) in runtimes.iter().enumerate() {
+            let t = Instant::now();
+            invoke_ok(runtime, spin, spin_input, unlimited()).await;
+            samples[i].0.push(t.elapsed());
+            let t = Instant::now();
+            for _ in 0..20 {
+                invoke_ok(runtime, stats, &stats_input, unlimited()).await;
+            }
+            samples[i].1.push(t.elapsed() / 20);
+        }
+    }
+    println!(
+        "| fuel between yields | spin-loop 20M iterations, median | text-stats 17 KB, median |"
+    );
+    println!("| ---: | ---: | ---: |");
+    for (interval, (spin, stats)) in intervals.iter().zip(samples) {
+        println!(
+            "| {interval} | {} | {} |",
+            us(summarize(spin).median),
+            us(summarize(stats).median)
+        );
+    }
+    println!();
 }
 
 fn cores() -> usize {

@@ -6,14 +6,10 @@
 //! (every `interval` units of fuel) and whenever it waits in a host call. A freed slot goes
 //! to the waiting guest of the tenant that holds the fewest slots at that moment (ties in
 //! arrival order of tenants), so one tenant's flood of CPU-bound guests takes turns among
-//! itself. Without this, every runnable guest queues in the async executor in arrival order,
-//! and a tenant with 16 spinning guests made another tenant's 0.5 ms `hello` wait behind all
-//! 16 (docs/performance.md).
-//!
-//! A guest that starts waiting while another tenant holds more slots than its own does not
-//! wait for the next fuel yield (up to a millisecond of guest code): it preempts, advancing
-//! the engine's epoch, at which every running guest yields at its next epoch check (a loop
-//! back-edge or function entry) and the freed slots are handed over as above.
+//! itself, and another tenant's guest waits at most for the next yield of a running one.
+//! Without this, every runnable guest queues in the async executor in arrival order, and a
+//! tenant with 16 spinning guests made another tenant's 0.5 ms `hello` wait behind all 16
+//! (docs/performance.md).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -89,34 +85,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Makes every running guest yield soon (advances the engine's epoch).
-pub(crate) type Preempt = Box<dyn Fn() + Send + Sync>;
-
 /// The CPU slots of one runtime.
+#[derive(Debug)]
 pub(crate) struct CpuSlots {
     state: Mutex<State>,
-    preempt: Option<Preempt>,
-}
-
-impl std::fmt::Debug for CpuSlots {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CpuSlots")
-            .field("state", &self.state)
-            .field("preempts", &self.preempt.is_some())
-            .finish()
-    }
 }
 
 impl CpuSlots {
-    /// `slots` guests may execute at once (at least one); `preempt`, when running guests can
-    /// be made to yield early.
-    pub(crate) fn new(slots: usize, preempt: Option<Preempt>) -> Arc<Self> {
+    /// `slots` guests may execute at once (at least one).
+    pub(crate) fn new(slots: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 free: slots.max(1),
                 ..State::default()
             }),
-            preempt,
         })
     }
 
@@ -191,16 +173,7 @@ impl CpuSlots {
             state.tenants.push_back(tenant.clone());
         }
         state.hand_over();
-        if lock(waiter).granted {
-            return true;
-        }
-        let mine = state.held.get(tenant).copied().unwrap_or(0);
-        let behind = state.held.values().any(|&held| held > mine);
-        drop(state);
-        if behind && let Some(preempt) = &self.preempt {
-            preempt();
-        }
-        false
+        lock(waiter).granted
     }
 
     /// A dropped future gives back the slot it was granted, or its place in the queue.
@@ -271,14 +244,7 @@ mod tests {
 
     #[test]
     fn a_freed_slot_goes_to_the_tenant_holding_the_fewest() {
-        let preempts = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&preempts);
-        let slots = CpuSlots::new(
-            2,
-            Some(Box::new(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-            })),
-        );
+        let slots = CpuSlots::new(2);
         let wakes = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&wakes));
         let mut cx = Context::from_waker(&waker);
@@ -298,14 +264,8 @@ mod tests {
         }
         let mut third = Box::pin(slots.run(noisy.clone(), Yields(1)));
         let mut other = Box::pin(slots.run(quiet.clone(), Yields(0)));
-        // Noisy waiting behind its own guests preempts nobody; quiet, holding fewer, does.
         assert!(third.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(preempts.load(Ordering::SeqCst), 0);
         assert!(other.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(preempts.load(Ordering::SeqCst), 1);
-        // Polled again while still waiting, it does not preempt a second time.
-        assert!(other.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(preempts.load(Ordering::SeqCst), 1);
         // One of them yields: quiet, holding none, gets the slot though noisy waited first.
         lock(&slots.state).release(&noisy);
         assert!(lock(&waiter_of(&other)).granted);

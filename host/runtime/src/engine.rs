@@ -20,11 +20,9 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeErro
         // ABI; without this, every store sets up (and on drop tears down, building an error
         // with a backtrace when RUST_BACKTRACE is set) state for concurrent calls.
         .concurrency_support(false)
-        // Epoch checks stop guests at deadlines (`Epochs`) and make them yield their CPU
-        // slot to another tenant's waiting guest (`cpu.rs`) in either mode.
-        .epoch_interruption(!matches!(
+        .epoch_interruption(matches!(
             config.deadlines,
-            DeadlineEnforcement::HostCallsOnly
+            DeadlineEnforcement::Epochs { .. }
         ))
         .consume_fuel(config.fuel_metering)
         .max_wasm_stack(config.max_wasm_stack)

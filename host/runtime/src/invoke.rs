@@ -190,10 +190,6 @@ impl Runtime {
                 store
                     .fuel_async_yield_interval(Some(interval.max(1)))
                     .expect("fuel metering is enabled");
-                // The epoch only moves when another tenant's guest waits for a CPU slot
-                // (`cpu.rs`): then this guest yields at once instead of at its next fuel yield.
-                store.set_epoch_deadline(1);
-                store.epoch_deadline_async_yield_and_update(1);
             }
             DeadlineEnforcement::Epochs { .. } => {
                 // At every epoch tick: past the deadline the guest is stopped; before it, the

@@ -86,7 +86,6 @@ impl RuntimeBuilder {
             .map(|dir| ArtifactCache::open(dir, &engine))
             .transpose()?;
         let capacity = NonZeroUsize::new(self.config.loaded_skill_capacity.max(1)).unwrap();
-        let cpu = CpuSlots::new(self.config.cpu_slots, preempt(&engine, &self.config));
         Ok(Runtime {
             engine,
             linker,
@@ -94,7 +93,7 @@ impl RuntimeBuilder {
             artifacts,
             loaded: Mutex::new(LruCache::new(capacity)),
             concurrency: Arc::default(),
-            cpu,
+            cpu: CpuSlots::new(self.config.cpu_slots),
             memory_budget: self
                 .config
                 .memory_budget_bytes
@@ -108,20 +107,6 @@ impl RuntimeBuilder {
             stats: Counters::default(),
         })
     }
-}
-
-/// How waiting guests make running ones yield: by advancing the epoch, when guest code
-/// checks it (every mode but `HostCallsOnly`).
-fn preempt(engine: &Engine, config: &RuntimeConfig) -> Option<crate::cpu::Preempt> {
-    if config.deadlines == DeadlineEnforcement::HostCallsOnly {
-        return None;
-    }
-    let engine = engine.weak();
-    Some(Box::new(move || {
-        if let Some(engine) = engine.upgrade() {
-            engine.increment_epoch();
-        }
-    }))
 }
 
 fn build_linker(engine: &Engine) -> Result<Linker<InvocationState>, RuntimeError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omniforge_registry::{BlobStore, FsBlobStore};
-use omniforge_runtime::{AllocatorConfig, Compiler, Runtime, RuntimeConfig};
+use omniforge_runtime::{AllocatorConfig, Compiler, DeadlineEnforcement, Runtime, RuntimeConfig};
 use omniforge_store::Database;
 use tokio::sync::Semaphore;
 
@@ -195,6 +195,9 @@ fn build_runtime(
             .skills
             .cpu_slots
             .unwrap_or_else(omniforge_runtime::default_cpu_slots),
+        deadlines: DeadlineEnforcement::FuelYields {
+            interval: config.skills.fuel_yield_interval,
+        },
         cache_dir: Some(
             config
                 .skills

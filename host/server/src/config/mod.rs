@@ -444,6 +444,23 @@ mod tests {
     }
 
     #[test]
+    fn the_fuel_between_yields_is_bounded() {
+        let config = load(Some("[skills]\nfuel_yield_interval = 200000\n"), &[]).unwrap();
+        assert_eq!(config.skills.fuel_yield_interval, 200_000);
+        for bad in ["0", "9999", "100000001"] {
+            let error = load(
+                Some(&format!("[skills]\nfuel_yield_interval = {bad}\n")),
+                &[],
+            )
+            .unwrap_err();
+            assert!(
+                error.to_string().contains("skills.fuel_yield_interval"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_errors() {
         let error = load(Some("listen = \"127.0.0.1:1\"\nlisen = 3\n"), &[]).unwrap_err();
         assert!(error.to_string().contains("lisen"), "{error}");

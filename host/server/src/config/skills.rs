@@ -53,6 +53,11 @@ pub struct SkillsConfig {
     /// yield with the tenant holding the fewest slots first. Default: the cores; one less
     /// keeps a core for serving requests (docs/performance.md, "Noisy neighbour").
     pub cpu_slots: Option<usize>,
+    /// Fuel a running guest burns between yields to the executor (10,000 to 100,000,000):
+    /// where its deadline is checked, its CPU slot passes on, and the executor gets to serve
+    /// requests. Smaller serves other tenants sooner under a CPU flood and costs CPU-bound
+    /// guests more (docs/performance.md, "Noisy neighbour").
+    pub fuel_yield_interval: u64,
     /// The longest chain of skills calling skills (`omniforge:skill/skills`), the top-level
     /// invocation counting as 1; a call that would go deeper is refused with `denied`.
     pub max_depth: u32,
@@ -97,6 +102,7 @@ impl Default for SkillsConfig {
             compile_in_subprocess: true,
             max_depth: 8,
             cpu_slots: None,
+            fuel_yield_interval: 1_000_000,
         }
     }
 }
@@ -151,6 +157,9 @@ impl SkillsConfig {
         }
         if self.cpu_slots == Some(0) {
             problems.push("skills.cpu_slots: must be positive".into());
+        }
+        if !(10_000..=100_000_000).contains(&self.fuel_yield_interval) {
+            problems.push("skills.fuel_yield_interval: must be 10000 to 100000000".into());
         }
         if !(1..=64).contains(&self.max_depth) {
             problems.push("skills.max_depth: must be 1 to 64".into());
