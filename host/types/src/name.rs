@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 /// Longest namespace or name part, in characters.
@@ -97,18 +96,7 @@ impl fmt::Debug for SkillName {
     }
 }
 
-impl Serialize for SkillName {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.full)
-    }
-}
-
-impl<'de> Deserialize<'de> for SkillName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::text_serde!(SkillName);
 
 #[cfg(test)]
 mod tests {
