@@ -27,7 +27,7 @@ pub struct Listing {
     /// The skill.
     pub skill: Skill,
     /// Its versions, newest first, with their manifests.
-    pub versions: Vec<(Version, SkillVersion, Manifest)>,
+    pub versions: Vec<(SkillVersion, Manifest)>,
     /// The tenant's installation, when the skill is another tenant's.
     pub installation: Option<Installation>,
 }
@@ -213,11 +213,10 @@ impl Catalog {
             Some(skill) => {
                 let mut versions = Vec::new();
                 for v in store.versions(&skill.id).await? {
-                    let parsed = v.version.clone();
                     let manifest: Manifest = serde_json::from_str(&v.manifest).map_err(|e| {
                         StoreError::Corrupt(format!("manifest of {}: {e}", v.version))
                     })?;
-                    versions.push((parsed, v, manifest));
+                    versions.push((v, manifest));
                 }
                 let installation = if skill.tenant_id == *tenant {
                     None
@@ -251,9 +250,9 @@ impl Catalog {
         let published: Vec<PublishedVersion> = listing
             .versions
             .iter()
-            .map(|(v, sv, _)| PublishedVersion {
-                version: v.clone(),
-                yanked: sv.yanked,
+            .map(|(v, _)| PublishedVersion {
+                version: v.version.clone(),
+                yanked: v.yanked,
             })
             .collect();
         let no_match =
@@ -274,7 +273,8 @@ impl Catalog {
             // newer one that needs more is reported.
             let mut pending = None;
             let mut chosen = None;
-            for (version, stored, manifest) in &listing.versions {
+            for (stored, manifest) in &listing.versions {
+                let version = &stored.version;
                 let candidate = PublishedVersion {
                     version: version.clone(),
                     yanked: stored.yanked,
@@ -322,10 +322,10 @@ impl Catalog {
         {
             return Ok(Arc::clone(prepared));
         }
-        let (_, stored, manifest) = listing
+        let (stored, manifest) = listing
             .versions
             .iter()
-            .find(|(v, _, _)| v == version)
+            .find(|(v, _)| v.version == *version)
             .ok_or_else(|| ResolveError::Internal("the chosen version vanished".into()))?;
         let prepared = Arc::new(Box::pin(self.prepare_version(stored, manifest.clone())).await?);
         self.prepared

@@ -131,12 +131,12 @@ pub async fn install(
         ));
     }
     // Versions come newest first: the first one that matches is the one installed.
-    let (chosen, _, manifest) = listing
+    let (chosen, manifest) = listing
         .versions
         .iter()
-        .find(|(version, stored, _)| {
+        .find(|(stored, _)| {
             let candidate = PublishedVersion {
-                version: version.clone(),
+                version: stored.version.clone(),
                 yanked: stored.yanked,
             };
             resolve([&candidate], &req).is_some()
@@ -177,7 +177,7 @@ pub async fn install(
     }
     Ok(ApiJson(Installed {
         installation: installation.try_into()?,
-        version: chosen.to_string(),
+        version: chosen.version.to_string(),
         missing_dependencies,
     }))
 }
