@@ -92,15 +92,18 @@ def invoke(conn, key, skill, payload):
                 raise
 
 
-def flood(port, key, stop):
+def flood(port, key, stop, statuses):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     while not stop.is_set():
-        invoke(conn, key, "noisy/spin", {})
+        status, _ = invoke(conn, key, "noisy/spin", {})
+        statuses.append(status)
 
 
 def measure(port, key, seconds, noisy_key=None, flood_n=0):
     stop = threading.Event()
-    threads = [threading.Thread(target=flood, args=(port, noisy_key, stop), daemon=True)
+    statuses = []
+    threads = [threading.Thread(target=flood, args=(port, noisy_key, stop, statuses),
+                                daemon=True)
                for _ in range(flood_n)]
     for t in threads:
         t.start()
@@ -118,7 +121,7 @@ def measure(port, key, seconds, noisy_key=None, flood_n=0):
     stop.set()
     for t in threads:
         t.join()
-    return samples, errors
+    return samples, errors, statuses
 
 
 def percentile(samples, p):
@@ -144,12 +147,15 @@ def main():
             os.makedirs(data)
             servers[name] = start(binary, data, args.hello, args.spin, config or None)
         results = {(name, phase): ([], 0) for name in servers for phase in ("quiet", "flooded")}
+        flooded = {name: [] for name in servers}
         try:
             for _ in range(args.rounds):
                 for name, (_, port, quiet, noisy) in servers.items():
                     for phase in ("quiet", "flooded"):
                         flood_n = args.flood if phase == "flooded" else 0
-                        samples, errors = measure(port, quiet, args.seconds, noisy, flood_n)
+                        samples, errors, statuses = measure(port, quiet, args.seconds, noisy,
+                                                            flood_n)
+                        flooded[name] += statuses
                         kept, errs = results[(name, phase)]
                         results[(name, phase)] = (kept + samples, errs + errors)
         finally:
@@ -165,6 +171,9 @@ def main():
             print(f"{name:>10} {phase:>8}: {len(samples):6} requests, {errors} errors, "
                   f"p50 {p50:.2f} ms, p99 {p99[phase]:.2f} ms")
         print(f"{name:>10} p99 flooded / quiet: {p99['flooded'] / p99['quiet']:.1f}x")
+        # The flood must really run: spin invocations that ran to their time limit (504).
+        counts = {s: flooded[name].count(s) for s in sorted(set(flooded[name]))}
+        print(f"{name:>10} flood invocations by status: {counts}")
 
 
 if __name__ == "__main__":

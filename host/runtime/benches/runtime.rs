@@ -137,7 +137,12 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-async fn invoke_ok(runtime: &Runtime, skill: &LoadedSkill, input: &str, limits: InvocationLimits) {
+async fn invoke_ok(
+    runtime: &Runtime,
+    skill: &Arc<LoadedSkill>,
+    input: &str,
+    limits: InvocationLimits,
+) {
     let report = runtime.invoke(skill, request(input, limits)).await;
     assert!(
         report.outcome.output().is_some(),

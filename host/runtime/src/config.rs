@@ -43,10 +43,10 @@ pub struct RuntimeConfig {
     pub memory_budget_bytes: Option<u64>,
     /// How long an invocation waits for room in the memory budget before it is refused.
     pub memory_budget_wait: Duration,
-    /// Guests executing at once (the rest wait for a slot, taking turns at every yield, the
-    /// tenant holding the fewest slots first), so that one tenant's CPU-bound guests take
-    /// turns among themselves instead of queueing ahead of other tenants' guests. Default:
-    /// the cores ([`default_cpu_slots`]).
+    /// Long guests executing at once on the guest threads, one thread per slot (the rest wait
+    /// for a slot, taking turns at every yield, the tenant holding the fewest slots first),
+    /// so that one tenant's CPU-bound guests take turns among themselves instead of queueing
+    /// ahead of other tenants' guests. Default: the cores ([`default_cpu_slots`]).
     pub cpu_slots: usize,
 }
 
@@ -71,10 +71,9 @@ pub fn default_memory_budget() -> u64 {
     available / 2
 }
 
-/// The cores this process may use. One less would keep a core free for serving requests,
-/// which helps another tenant's latency under a flood but costs 40 % of the REST throughput
-/// on two cores (docs/performance.md, "Noisy neighbour"); operators choose it with
-/// `skills.cpu_slots`.
+/// The cores this process may use. The guest threads run at a lower OS priority, so using
+/// every core for guests does not keep requests from being served (docs/performance.md,
+/// "Noisy neighbour"); operators choose otherwise with `skills.cpu_slots`.
 pub fn default_cpu_slots() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }

@@ -7,11 +7,13 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::IgnoredAny;
-use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
-use crate::capabilities::Setup;
-use crate::config::DeadlineEnforcement;
+use crate::capabilities::log::TenantLogRate;
+use crate::capabilities::{KvStore, Setup, SkillCaller};
+use crate::concurrency::{MemoryBudget, TenantConcurrency};
+use crate::config::{DeadlineEnforcement, RuntimeConfig};
 use crate::invocation::{Grants, InvocationContext, InvocationRequest, SkillName};
 use crate::limits::{InvocationLimits, SandboxLimiter};
 use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
@@ -30,27 +32,46 @@ impl fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// What an invocation needs of the runtime: the engine, the services capabilities use and the
+/// configuration. Shared (`Arc`), so that an invocation's future owns what it uses and can
+/// move to a guest thread (`guests.rs`).
+pub(crate) struct Invoker {
+    pub(crate) engine: Engine,
+    pub(crate) concurrency: Arc<TenantConcurrency>,
+    pub(crate) memory_budget: Option<MemoryBudget>,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) skill_caller: Option<Arc<dyn SkillCaller>>,
+    pub(crate) log_rate: Arc<TenantLogRate>,
+    pub(crate) config: RuntimeConfig,
+}
+
 impl Runtime {
     /// Runs `skill` once in a fresh instance. Never fails and never panics because of the
     /// guest: every ending is an [`Outcome`], with the [`Usage`] it cost.
     ///
-    /// The whole invocation executes only while holding a CPU slot, shared fairly between
-    /// tenants (`cpu.rs`): an invocation waiting for a slot has not started, so it holds no
-    /// concurrency permit or memory reservation meanwhile. A nested invocation (`callers`
-    /// not empty) is polled inside its caller's host call, so it runs under the caller's
+    /// The invocation executes on the calling task until it has run for a slice, then on the
+    /// runtime's guest threads, where CPU slots are shared fairly between tenants
+    /// (`guests.rs`, `cpu.rs`). A nested invocation (`callers` not empty) is polled inside
+    /// its caller's host call, so it executes wherever its caller does, under the caller's
     /// slot: taking a second one could wait for the slot its own caller holds.
     pub async fn invoke(
         &self,
-        skill: &LoadedSkill,
+        skill: &Arc<LoadedSkill>,
         request: InvocationRequest,
     ) -> InvocationReport {
         if !request.callers.is_empty() {
-            return self.run(skill, request).await;
+            return self.invoker.run(skill, request).await;
         }
         let tenant = request.context.tenant.clone();
-        self.cpu.run(tenant, self.run(skill, request)).await
+        let invoker = Arc::clone(&self.invoker);
+        let skill = Arc::clone(skill);
+        self.guests
+            .run(tenant, async move { invoker.run(&skill, request).await })
+            .await
     }
+}
 
+impl Invoker {
     async fn run(&self, skill: &LoadedSkill, request: InvocationRequest) -> InvocationReport {
         let started = Instant::now();
         let InvocationRequest {
@@ -170,7 +191,7 @@ impl Runtime {
         stderr: StderrCapture,
     ) -> Store<InvocationState> {
         let caps = Capabilities::new(&Setup {
-            runtime: self,
+            invoker: self,
             context: &context,
             grants: &grants,
             callers: &callers,

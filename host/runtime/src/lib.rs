@@ -54,6 +54,7 @@ mod config;
 mod cpu;
 mod engine;
 mod error;
+mod guests;
 mod invocation;
 mod invoke;
 mod limits;

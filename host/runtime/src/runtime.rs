@@ -15,28 +15,24 @@ use crate::cache::ArtifactCache;
 use crate::capabilities::log::TenantLogRate;
 use crate::capabilities::{KvStore, MemoryKvStore, SkillCaller};
 use crate::compile::{Compiler, InProcessCompiler, read_component};
-use crate::concurrency::{MemoryBudget, TenantConcurrency};
+use crate::concurrency::MemoryBudget;
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
-use crate::cpu::CpuSlots;
 use crate::engine::{build_engine, start_epoch_ticker};
 use crate::error::{LoadError, RuntimeError};
+use crate::guests::GuestThreads;
+use crate::invoke::Invoker;
 use crate::state::{Capabilities, InvocationState};
 
 /// Runs skills. Build one per process and share it (`Arc<Runtime>`): it owns the engine, the
 /// linker with every capability, and the caches of compiled skills.
 pub struct Runtime {
-    pub(crate) engine: Engine,
+    engine: Engine,
     linker: Linker<InvocationState>,
     compiler: Arc<dyn Compiler>,
     artifacts: Option<ArtifactCache>,
     loaded: Mutex<LruCache<ComponentDigest, Arc<LoadedSkill>>>,
-    pub(crate) concurrency: Arc<TenantConcurrency>,
-    pub(crate) memory_budget: Option<MemoryBudget>,
-    pub(crate) cpu: Arc<CpuSlots>,
-    pub(crate) kv: Arc<dyn KvStore>,
-    pub(crate) skill_caller: Option<Arc<dyn SkillCaller>>,
-    pub(crate) log_rate: Arc<TenantLogRate>,
-    pub(crate) config: RuntimeConfig,
+    pub(crate) invoker: Arc<Invoker>,
+    pub(crate) guests: GuestThreads,
     stats: Counters,
 }
 
@@ -87,23 +83,26 @@ impl RuntimeBuilder {
             .transpose()?;
         let capacity = NonZeroUsize::new(self.config.loaded_skill_capacity.max(1)).unwrap();
         Ok(Runtime {
-            engine,
+            engine: engine.clone(),
             linker,
             compiler: self.compiler.unwrap_or_else(|| Arc::new(InProcessCompiler)),
             artifacts,
             loaded: Mutex::new(LruCache::new(capacity)),
-            concurrency: Arc::default(),
-            cpu: CpuSlots::new(self.config.cpu_slots),
-            memory_budget: self
-                .config
-                .memory_budget_bytes
-                .map(|bytes| MemoryBudget::new(bytes, self.config.memory_budget_wait)),
-            kv: self
-                .kv
-                .unwrap_or_else(|| Arc::new(MemoryKvStore::default())),
-            skill_caller: self.skill_caller,
-            log_rate: Arc::new(TenantLogRate::new(&self.config.log)),
-            config: self.config,
+            guests: GuestThreads::new(self.config.cpu_slots),
+            invoker: Arc::new(Invoker {
+                engine,
+                concurrency: Arc::default(),
+                memory_budget: self
+                    .config
+                    .memory_budget_bytes
+                    .map(|bytes| MemoryBudget::new(bytes, self.config.memory_budget_wait)),
+                kv: self
+                    .kv
+                    .unwrap_or_else(|| Arc::new(MemoryKvStore::default())),
+                skill_caller: self.skill_caller,
+                log_rate: Arc::new(TenantLogRate::new(&self.config.log)),
+                config: self.config,
+            }),
             stats: Counters::default(),
         })
     }
@@ -177,7 +176,7 @@ impl Runtime {
 
     /// The runtime's configuration.
     pub fn config(&self) -> &RuntimeConfig {
-        &self.config
+        &self.invoker.config
     }
 
     /// How loads have been served so far.

@@ -118,7 +118,7 @@ impl super::Capability for OutboundHttp {
     }
 
     fn new(setup: &super::Setup<'_>) -> Self {
-        Self::new(setup.grants.http.clone(), setup.runtime.config.http)
+        Self::new(setup.grants.http.clone(), setup.invoker.config.http)
     }
 
     fn report(&self, usage: &mut Usage) {

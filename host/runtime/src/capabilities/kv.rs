@@ -243,8 +243,8 @@ impl super::Capability for KvState {
             tenant: setup.context.tenant.clone(),
             skill: setup.context.skill.clone(),
         };
-        let store = setup.grants.kv.then(|| Arc::clone(&setup.runtime.kv));
-        Self::new(store, scope, setup.runtime.config.kv)
+        let store = setup.grants.kv.then(|| Arc::clone(&setup.invoker.kv));
+        Self::new(store, scope, setup.invoker.config.kv)
     }
 }
 

@@ -121,8 +121,8 @@ impl super::Capability for LogState {
     fn new(setup: &super::Setup<'_>) -> Self {
         Self::new(
             Arc::clone(setup.context),
-            setup.runtime.config.log,
-            Arc::clone(&setup.runtime.log_rate),
+            setup.invoker.config.log,
+            Arc::clone(&setup.invoker.log_rate),
         )
     }
 

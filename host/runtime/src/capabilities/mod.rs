@@ -21,15 +21,15 @@ use std::time::Instant;
 use wasmtime::component::Linker;
 
 use crate::invocation::{Grants, InvocationContext, SkillName};
+use crate::invoke::Invoker;
 use crate::outcome::Usage;
-use crate::runtime::Runtime;
 use crate::state::InvocationState;
 
 /// What one invocation's capability states are built from.
 pub(crate) struct Setup<'a> {
-    /// The runtime: its configuration and the services capabilities use (kv store, log
-    /// rate, skill caller).
-    pub(crate) runtime: &'a Runtime,
+    /// The runtime's configuration and the services capabilities use (kv store, log rate,
+    /// skill caller).
+    pub(crate) invoker: &'a Invoker,
     /// Who and what runs.
     pub(crate) context: &'a Arc<InvocationContext>,
     /// What the invocation was granted.

@@ -101,8 +101,8 @@ impl CallAnswer {
 #[async_trait]
 pub trait SkillCaller: Send + Sync + 'static {
     /// Runs `call` to its end. The returned future is polled inside the caller's host call,
-    /// which holds the caller's CPU slot; the callee's [`Runtime::invoke`] runs under that
-    /// slot, so it must be awaited here, not moved to a task of its own.
+    /// on the caller's thread and under its CPU slot; the callee's [`Runtime::invoke`] runs
+    /// under that slot, so it must be awaited here, not moved to a task of its own.
     ///
     /// [`Runtime::invoke`]: crate::Runtime::invoke
     async fn call(&self, call: SkillCall) -> CallAnswer;
@@ -229,12 +229,12 @@ impl super::Capability for SkillsState {
 
     fn new(setup: &super::Setup<'_>) -> Self {
         Self {
-            caller: setup.runtime.skill_caller.clone(),
+            caller: setup.invoker.skill_caller.clone(),
             granted: setup.grants.skills.clone(),
             context: Arc::clone(setup.context),
             callers: setup.callers.to_vec(),
             deadline: setup.deadline,
-            fuel_metered: setup.runtime.config.fuel_metering,
+            fuel_metered: setup.invoker.config.fuel_metering,
             invocations: 0,
         }
     }

@@ -49,14 +49,14 @@ pub struct SkillsConfig {
     /// the server. Honoured by `omniforge serve` (the library's `Server::start` works
     /// in-process).
     pub compile_in_subprocess: bool,
-    /// Guests executing guest code at once; more wait for a slot, taking turns at every fuel
-    /// yield with the tenant holding the fewest slots first. Default: the cores; one less
-    /// keeps a core for serving requests (docs/performance.md, "Noisy neighbour").
+    /// Long guests executing at once on the guest threads (one thread per slot, at a lower OS
+    /// priority than the threads serving requests); more wait for a slot, taking turns at
+    /// every fuel yield with the tenant holding the fewest slots first. Default: the cores.
     pub cpu_slots: Option<usize>,
     /// Fuel a running guest burns between yields to the executor (10,000 to 100,000,000):
-    /// where its deadline is checked, its CPU slot passes on, and the executor gets to serve
-    /// requests. Smaller serves other tenants sooner under a CPU flood and costs CPU-bound
-    /// guests more (docs/performance.md, "Noisy neighbour").
+    /// where its deadline is checked, its CPU slot passes on, and a long guest moves off the
+    /// thread serving requests. Smaller costs CPU-bound guests more (docs/performance.md,
+    /// "Noisy neighbour").
     pub fuel_yield_interval: u64,
     /// The longest chain of skills calling skills (`omniforge:skill/skills`), the top-level
     /// invocation counting as 1; a call that would go deeper is refused with `denied`.
