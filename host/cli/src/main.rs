@@ -7,6 +7,7 @@ mod admin;
 mod author;
 mod exit;
 mod key;
+mod mcp;
 mod migrate;
 mod offload;
 mod remote;
@@ -46,6 +47,9 @@ enum Command {
     /// Operator tasks on the database (bootstrap).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Connect MCP clients to a server's skills.
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
     /// Print the server's OpenAPI document (docs/api/openapi.json).
     Openapi,
     /// Internal commands the server runs as child processes.
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => report(migrate::run(args).await),
             Command::Serve(args) => report(serve::run(args).await),
             Command::Admin(command) => report(admin::run(command).await),
+            Command::Mcp(command) => report(mcp::run(command)),
             Command::Openapi => report(print_openapi()),
             Command::Internal(InternalCommand::Compile(args)) => report(offload::compile(args)),
             Command::Internal(InternalCommand::Validate(args)) => report(offload::validate(args)),

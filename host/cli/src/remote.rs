@@ -138,6 +138,13 @@ fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
     Some(base.join("omniforge").join("config.toml"))
 }
 
+/// The server's base URL and the API key (if any) that `args`, the environment and the client
+/// config file name.
+pub(crate) fn endpoint(args: &ClientArgs) -> Result<(String, Option<String>)> {
+    let client = Client::new(args)?;
+    Ok((client.base, client.key))
+}
+
 impl Client {
     fn new(args: &ClientArgs) -> Result<Self> {
         let path = config_path(args.client_config.as_deref());

@@ -32,6 +32,13 @@ pub struct Listing {
     pub installation: Option<Installation>,
 }
 
+impl Listing {
+    /// `version` with its manifest, if it was published.
+    pub fn version(&self, version: &Version) -> Option<&(SkillVersion, Manifest)> {
+        self.versions.iter().find(|(v, _)| v.version == *version)
+    }
+}
+
 /// A version ready to run.
 pub struct Prepared {
     /// Its manifest.
@@ -244,61 +251,7 @@ impl Catalog {
             .listing(tenant, skill)
             .await?
             .ok_or(ResolveError::NotFound)?;
-        let requirement = requirement.unwrap_or("*");
-        let wanted = parse_requirement(requirement)
-            .map_err(|e| ResolveError::BadRequirement(format!("{requirement:?}: {e}")))?;
-        let published: Vec<PublishedVersion> = listing
-            .versions
-            .iter()
-            .map(|(v, _)| PublishedVersion {
-                version: v.version.clone(),
-                yanked: v.yanked,
-            })
-            .collect();
-        let no_match =
-            || ResolveError::NoMatch(format!("no published version matches {requirement:?}"));
-        let (chosen, pending) = if listing.skill.tenant_id == *tenant {
-            let chosen = resolve(&published, &wanted).ok_or_else(no_match)?;
-            (chosen.version.clone(), None)
-        } else {
-            let installation = listing
-                .installation
-                .as_ref()
-                .ok_or(ResolveError::NotInstalled)?;
-            let installed: VersionReq = parse_requirement(&installation.version_req)
-                .map_err(|e| ResolveError::Internal(format!("stored requirement: {e}")))?;
-            let accepted: Permissions = serde_json::from_str(&installation.accepted_permissions)
-                .map_err(|e| ResolveError::Internal(format!("stored permissions: {e}")))?;
-            // Newest first: the first matching version that needs nothing new is used; a
-            // newer one that needs more is reported.
-            let mut pending = None;
-            let mut chosen = None;
-            for (stored, manifest) in &listing.versions {
-                let version = &stored.version;
-                let candidate = PublishedVersion {
-                    version: version.clone(),
-                    yanked: stored.yanked,
-                };
-                let matches = |req: &VersionReq| resolve([&candidate], req).is_some();
-                if !matches(&wanted) || !matches(&installed) {
-                    continue;
-                }
-                let new = manifest.permissions.beyond(&accepted);
-                if new.is_empty() {
-                    chosen = Some(version.clone());
-                    break;
-                }
-                pending.get_or_insert(PendingUpdate {
-                    version: version.to_string(),
-                    new_permissions: new,
-                });
-            }
-            match (chosen, pending) {
-                (Some(chosen), pending) => (chosen, pending),
-                (None, Some(pending)) => return Err(ResolveError::PermissionsNotAccepted(pending)),
-                (None, None) => return Err(no_match()),
-            }
-        };
+        let (chosen, pending) = choose(&listing, tenant, requirement)?;
         let prepared = self.prepare(&listing, &chosen).await?;
         Ok(Resolved {
             listing,
@@ -379,4 +332,70 @@ impl Catalog {
     pub fn is_compiled(&self, blob: &Sha256Digest) -> bool {
         self.runtime.is_compiled(blob)
     }
+}
+
+/// The version of `listing` that `tenant` runs for `requirement` (default: the newest not
+/// yanked), and a newer one its installation has not accepted the permissions of. Reads only
+/// the listing: nothing is loaded or compiled.
+pub fn choose(
+    listing: &Listing,
+    tenant: &TenantId,
+    requirement: Option<&str>,
+) -> Result<(Version, Option<PendingUpdate>), ResolveError> {
+    let requirement = requirement.unwrap_or("*");
+    let wanted = parse_requirement(requirement)
+        .map_err(|e| ResolveError::BadRequirement(format!("{requirement:?}: {e}")))?;
+    let published: Vec<PublishedVersion> = listing
+        .versions
+        .iter()
+        .map(|(v, _)| PublishedVersion {
+            version: v.version.clone(),
+            yanked: v.yanked,
+        })
+        .collect();
+    let no_match =
+        || ResolveError::NoMatch(format!("no published version matches {requirement:?}"));
+    let (chosen, pending) = if listing.skill.tenant_id == *tenant {
+        let chosen = resolve(&published, &wanted).ok_or_else(no_match)?;
+        (chosen.version.clone(), None)
+    } else {
+        let installation = listing
+            .installation
+            .as_ref()
+            .ok_or(ResolveError::NotInstalled)?;
+        let installed: VersionReq = parse_requirement(&installation.version_req)
+            .map_err(|e| ResolveError::Internal(format!("stored requirement: {e}")))?;
+        let accepted: Permissions = serde_json::from_str(&installation.accepted_permissions)
+            .map_err(|e| ResolveError::Internal(format!("stored permissions: {e}")))?;
+        // Newest first: the first matching version that needs nothing new is used; a
+        // newer one that needs more is reported.
+        let mut pending = None;
+        let mut chosen = None;
+        for (stored, manifest) in &listing.versions {
+            let version = &stored.version;
+            let candidate = PublishedVersion {
+                version: version.clone(),
+                yanked: stored.yanked,
+            };
+            let matches = |req: &VersionReq| resolve([&candidate], req).is_some();
+            if !matches(&wanted) || !matches(&installed) {
+                continue;
+            }
+            let new = manifest.permissions.beyond(&accepted);
+            if new.is_empty() {
+                chosen = Some(version.clone());
+                break;
+            }
+            pending.get_or_insert(PendingUpdate {
+                version: version.to_string(),
+                new_permissions: new,
+            });
+        }
+        match (chosen, pending) {
+            (Some(chosen), pending) => (chosen, pending),
+            (None, Some(pending)) => return Err(ResolveError::PermissionsNotAccepted(pending)),
+            (None, None) => return Err(no_match()),
+        }
+    };
+    Ok((chosen, pending))
 }

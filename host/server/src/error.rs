@@ -145,6 +145,16 @@ impl ApiError {
         self.status
     }
 
+    /// What a client that is not HTTP (an MCP tool result) is told: the problem's slug and
+    /// detail, and when to retry.
+    pub fn message(&self) -> String {
+        let mut message = format!("{}: {}", self.slug, self.detail);
+        if let Some(secs) = self.retry_after_secs {
+            message.push_str(&format!(" (retry after {secs} s)"));
+        }
+        message
+    }
+
     /// The problem document, without request id and path (added when the response leaves).
     pub fn problem(&self) -> Problem {
         Problem {

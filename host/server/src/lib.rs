@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod contract;
 pub mod error;
+pub mod mcp;
 pub mod middleware;
 pub mod ratelimit;
 pub mod router;

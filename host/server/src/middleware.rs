@@ -77,10 +77,17 @@ pub async fn finish_problems(request: Request, next: Next) -> Response {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if status.is_client_error() || status.is_server_error() => {
+            // A problem already, or a body of another protocol's own (MCP's JSON-RPC errors
+            // travel with 4xx statuses) that a client must receive as it is.
             let is_json = response
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+                .is_some_and(|v| {
+                    let v = v.as_bytes();
+                    v.starts_with(b"application/problem+json")
+                        || v.starts_with(b"application/json")
+                        || v.starts_with(b"text/event-stream")
+                });
             if is_json {
                 return response;
             }

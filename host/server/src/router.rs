@@ -5,12 +5,13 @@
 //! `security` (`[]` for public routes, the permission as the bearer scope otherwise). Tests
 //! walk the OpenAPI document, so they walk exactly the routes served.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,10 +26,11 @@ use crate::api::{
     users, versions,
 };
 use crate::app::AppState;
-use crate::auth::Credential;
 use crate::auth::rbac::{Access, Permission};
+use crate::auth::{Credential, Principal};
 use crate::contract::{ApiDoc, document, operations};
 use crate::error::ApiError;
+use crate::mcp;
 use crate::middleware as mw;
 use crate::ratelimit::CredentialKey;
 
@@ -67,33 +69,15 @@ fn unlimited_body(
 
 /// Authenticates the caller, checks the route's permission, and hands the principal on.
 async fn authorize(access: Access, mut request: Request, next: Next) -> Response {
-    let Some(app) = request.extensions().get::<AppState>().cloned() else {
-        return ApiError::internal("the application state is missing").into_response();
-    };
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    let client = app.client_addresses.resolve(peer, request.headers());
-    let principal = match app.auth.authenticate(request.headers(), client).await {
+    let principal = match authenticate!(&request) {
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
-    let credential = match &principal.credential {
-        Credential::ApiKey { id, .. } => CredentialKey::ApiKey(id.clone()),
-        Credential::Token => CredentialKey::User(principal.user.clone()),
-    };
-    if let Err(limited) = app.rate_limits.check(&principal.tenant, &credential) {
-        let detail = match limited.limit {
-            "tenant" => "this tenant sends requests faster than it may",
-            _ => "this credential sends requests faster than it may",
-        };
-        return ApiError::too_many_requests(detail, limited.limit, limited.retry_after)
-            .into_response();
+    if let Some(app) = request.extensions().get::<AppState>()
+        && let Err(limited) = check_rate(app, &principal)
+    {
+        return limited.into_response();
     }
-    let span = tracing::Span::current();
-    span.record("tenant_id", tracing::field::display(&principal.tenant));
-    span.record("principal", tracing::field::display(principal.actor()));
     if let Access::Requires(permission) = access
         && !principal.can(permission)
     {
@@ -103,6 +87,59 @@ async fn authorize(access: Access, mut request: Request, next: Next) -> Response
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The principal of the request's credentials, recorded on the request's span. A macro
+/// rather than a function taking `&Request`: a future holding a request's reference is not
+/// `Send` (its body is not `Sync`), so only the headers may be borrowed across the wait.
+macro_rules! authenticate {
+    ($request:expr) => {{
+        let request: &axum::extract::Request = $request;
+        match request.extensions().get::<$crate::app::AppState>().cloned() {
+            None => Err($crate::error::ApiError::internal(
+                "the application state is missing",
+            )),
+            Some(app) => {
+                let peer = request
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|info| info.0.ip());
+                $crate::router::principal_of(&app, request.headers(), peer).await
+            }
+        }
+    }};
+}
+pub(crate) use authenticate;
+
+/// The principal of `headers`, sent from `peer`, recorded on the request's span.
+pub(crate) async fn principal_of(
+    app: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
+    let client = app.client_addresses.resolve(peer, headers);
+    let principal = app.auth.authenticate(headers, client).await?;
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(&principal.tenant));
+    span.record("principal", tracing::field::display(principal.actor()));
+    Ok(principal)
+}
+
+/// The request rates of the principal's credential and tenant.
+pub(crate) fn check_rate(app: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let credential = match &principal.credential {
+        Credential::ApiKey { id, .. } => CredentialKey::ApiKey(id.clone()),
+        Credential::Token => CredentialKey::User(principal.user.clone()),
+    };
+    app.rate_limits
+        .check(&principal.tenant, &credential)
+        .map_err(|limited| {
+            let detail = match limited.limit {
+                "tenant" => "this tenant sends requests faster than it may",
+                _ => "this credential sends requests faster than it may",
+            };
+            ApiError::too_many_requests(detail, limited.limit, limited.retry_after)
+        })
 }
 
 /// The API routes and their OpenAPI document.
@@ -155,6 +192,8 @@ pub fn api() -> OpenApiRouter<AppState> {
             Requires(SkillPublish),
             routes!(installations::uninstall),
         ))
+        .routes(guard(Public, routes!(mcp::metadata::document)))
+        .routes(guard(Public, routes!(mcp::metadata::document_for_mcp)))
 }
 
 /// The OpenAPI document of the API.
@@ -169,7 +208,13 @@ pub fn router(app: AppState) -> Router {
     let (api_router, _) = api().split_for_parts();
     let body_limit = usize::try_from(app.config.http.body_limit_bytes).unwrap_or(usize::MAX);
     let timeout = Duration::from_millis(app.config.http.request_timeout_ms);
+    // JSON-RPC, which the OpenAPI document cannot describe: docs/mcp.md does, and the MCP
+    // client tests walk it.
+    let mcp = Router::new()
+        .route_service("/mcp", mcp::service(Arc::clone(&app)))
+        .route_layer(middleware::from_fn(mcp::require_credentials));
     api_router
+        .merge(mcp)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .route("/redoc", get(docs::redoc_page))
         .route("/redoc/redoc.standalone.js", get(docs::redoc_js))

@@ -37,6 +37,15 @@ fn present(found: bool, what: &str, install: &str) -> bool {
     found
 }
 
+/// Whether the Python package `module` imports here (see [`present`]).
+pub(crate) fn python_package(module: &str, install: &str) -> bool {
+    present(
+        runs("python3", &["-c", &format!("import {module}")]),
+        &format!("the Python package {module}"),
+        install,
+    )
+}
+
 /// Whether `program` runs here (see [`present`]).
 pub(crate) fn toolchain(program: &str, install: &str) -> bool {
     present(runs(program, &["--version"]), program, install)

@@ -4,6 +4,7 @@
 mod author;
 mod compose;
 mod examples;
+mod mcp;
 mod memory;
 mod migrate;
 mod packages;

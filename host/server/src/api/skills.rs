@@ -236,6 +236,7 @@ pub async fn list(
         permission,
         visibility,
         own_only,
+        usable_only: false,
         sort,
         after: query.cursor,
         limit: page_limit(query.limit)?,

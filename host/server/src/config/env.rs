@@ -68,6 +68,9 @@ impl Config {
             "OMNIFORGE_RATE_FAILED_AUTH_PER_MINUTE",
             &mut limits.failed_auth_per_minute,
         );
+        if let Some(v) = env("OMNIFORGE_PUBLIC_URL") {
+            self.http.public_url = Some(v);
+        }
         if let Some(v) = env("OMNIFORGE_CLIENT_ADDRESS_HEADER") {
             self.http.client_address_header = Some(v);
         }

@@ -100,6 +100,10 @@ pub struct HttpConfig {
     /// Proxies whose `client_address_header` is believed: addresses or networks
     /// (`10.0.0.0/8`). A request from anywhere else is its own client.
     pub trusted_proxies: Vec<String>,
+    /// The URL clients reach this server at (`https://skills.example.com`), named in the
+    /// OAuth protected-resource metadata that MCP clients discover; unset: `http://` and the
+    /// request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// Authentication settings.
@@ -192,6 +196,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 30_000,
             client_address_header: None,
+            public_url: None,
             trusted_proxies: Vec::new(),
         }
     }
@@ -280,6 +285,16 @@ impl Config {
             &http.trusted_proxies,
         ) {
             problems.push(format!("http.client_address_header / trusted_proxies: {e}"));
+        }
+        if let Some(url) = &http.public_url {
+            let origin = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if origin.is_none_or(|rest| rest.is_empty() || rest.contains(['?', '#', ' '])) {
+                problems.push(format!(
+                    "http.public_url: {url:?} is not an http:// or https:// URL without query"
+                ));
+            }
         }
         if http.client_address_header.is_some() && http.trusted_proxies.is_empty() {
             problems.push(

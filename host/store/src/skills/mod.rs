@@ -182,6 +182,8 @@ pub struct SkillQuery {
     pub visibility: Option<Visibility>,
     /// Only this tenant's own skills.
     pub own_only: bool,
+    /// Only the skills this tenant can invoke: its own and those it installed.
+    pub usable_only: bool,
     /// The order.
     pub sort: SkillSort,
     /// The previous page's cursor.

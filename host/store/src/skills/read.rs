@@ -91,6 +91,10 @@ impl TenantStore<'_> {
         if query.own_only {
             sql += " AND s.tenant_id = $1";
         }
+        if query.usable_only {
+            sql += " AND (s.tenant_id = $1 OR s.id IN \
+                    (SELECT i.skill_id FROM installations i WHERE i.tenant_id = $1))";
+        }
         // Byte order on both engines (PostgreSQL's default collation ignores punctuation).
         let full_name = match self.db().backend() {
             Backend::Sqlite => "(s.namespace || '/' || s.name)",

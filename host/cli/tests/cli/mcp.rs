@@ -1,0 +1,300 @@
+//! `/mcp` against the real binary with the official MCP Python SDK (`mcp_client.py`), in the
+//! stateless revision 2026-07-28 and the handshake-era protocol: tools listed per tenant,
+//! calls answering outputs, skill errors, invalid input, limits and quota refusals as tool
+//! results, another tenant's private skill out of reach, an installed skill appearing, and a
+//! request without credentials pointed at the protected-resource metadata.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use omniforge_test_programs as programs;
+use serde_json::{Value, json};
+
+use crate::examples::{ServerCli, python_package};
+use crate::server::http;
+use crate::{ok, omniforge_env, omniforge_in};
+
+const MODES: [&str; 2] = ["2026-07-28", "legacy"];
+
+const HELLO_SCHEMAS: &str = "input-schema = { type = \"object\", properties = { name = { type = \
+     \"string\" } }, required = [\"name\"] }\noutput-schema = { type = \"object\", properties = \
+     { greeting = { type = \"string\" } }, required = [\"greeting\"] }\n";
+
+/// Packs `wasm` as `name` 1.0.0 (world `tool`) with `skill_extra` under `[skill]` and
+/// `extra` after it, and publishes it as the tenant of `key`.
+fn publish(cli: &ServerCli, key: &str, name: &str, wasm: &str, skill_extra: &str, extra: &str) {
+    let stem = name.replace('/', "-");
+    let project = cli.dir.join("mcp-packages").join(&stem);
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("omniforge.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"1.0.0\"\n\
+             description = \"{name} for MCP\"\nlicense = \"MIT\"\n\n\
+             [skill]\nworld = \"tool\"\ncomponent = \"skill.wasm\"\n{skill_extra}\n{extra}\n"
+        ),
+    )
+    .unwrap();
+    let package = project.with_extension("zip");
+    let (project, package) = (project.to_str().unwrap(), package.to_str().unwrap());
+    let packed = omniforge_in(
+        &cli.dir,
+        &["skill", "pack", project, "--component", wasm, "-o", package],
+    );
+    ok(&packed, &format!("pack {name}"));
+    let published = omniforge_env(
+        &cli.dir,
+        &["skill", "publish", package, "--server", &cli.url],
+        &[("OMNIFORGE_API_KEY", key)],
+    );
+    ok(&published, &format!("publish {name}"));
+}
+
+/// Runs `steps` through the Python client as `key`; one result per step, then the protocol
+/// version the client ended up speaking.
+fn client(url: &str, key: &str, mode: &str, steps: &Value) -> Vec<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/mcp_client.py");
+    let mut child = Command::new("python3")
+        .args([script, &format!("{url}/mcp"), key, mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the MCP client failed ({mode}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the client prints JSON")
+}
+
+fn tool_names(listed: &Value) -> Vec<String> {
+    listed["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a tool list: {listed}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn rest(port: u16, method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
+    let (status, answer) = http(
+        port,
+        method,
+        path,
+        Some(key),
+        body.map(|b| b.to_string()).as_deref(),
+    );
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {answer}"
+    );
+    serde_json::from_str(&answer).unwrap_or(Value::Null)
+}
+
+#[test]
+fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
+    if !python_package("mcp", "pip install mcp==2.3.0") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cli) = ServerCli::start(dir.path());
+    let port = server.port;
+    let other = omniforge_in(
+        &cli.dir,
+        &[
+            "admin",
+            "bootstrap",
+            "--tenant",
+            "other",
+            "--email",
+            "bob@other.test",
+        ],
+    );
+    let other_key = ok(&other, "bootstrap other").trim().to_owned();
+    let key = cli.key.clone();
+
+    publish(&cli, &key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
+    publish(&cli, &key, "acme/loose", programs::HELLO, "", "");
+    publish(
+        &cli,
+        &key,
+        "acme/spin",
+        programs::SPIN_LOOP,
+        "",
+        "[limits]\nfuel = 1000000\n",
+    );
+    publish(&cli, &other_key, "other/secret", programs::HELLO, "", "");
+    publish(
+        &cli,
+        &other_key,
+        "other/shared",
+        programs::HELLO,
+        HELLO_SCHEMAS,
+        "",
+    );
+    rest(
+        port,
+        "PUT",
+        "/api/v1/skills/other/shared",
+        &other_key,
+        Some(json!({"visibility": "public"})),
+    );
+
+    // Without credentials: 401, pointing at the metadata, which names the resource.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let challenge = format!(
+        "www-authenticate: Bearer realm=\"omniforge\", \
+         resource_metadata=\"{}/.well-known/oauth-protected-resource\"",
+        cli.url
+    );
+    assert!(
+        answer.to_lowercase().contains(&challenge.to_lowercase()),
+        "{answer}"
+    );
+    let metadata = rest(
+        port,
+        "GET",
+        "/.well-known/oauth-protected-resource",
+        &key,
+        None,
+    );
+    assert_eq!(
+        metadata["resource"],
+        format!("{}/mcp", cli.url),
+        "{metadata}"
+    );
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+
+    let steps = json!([
+        {"list": true},
+        {"call": "acme.hello", "arguments": {"name": "Ada"}},
+        {"call": "acme.hello", "arguments": {"name": 7}},
+        {"call": "acme.loose", "arguments": {"name": 7}},
+        {"call": "acme.spin", "arguments": {}},
+        {"call": "other.secret", "arguments": {"name": "Eve"}},
+    ]);
+    for mode in MODES {
+        let results = client(&cli.url, &key, mode, &steps);
+        let listed = tool_names(&results[0]);
+        assert_eq!(listed, ["acme.hello", "acme.loose", "acme.spin"], "{mode}");
+        let hello = &results[0]["tools"][0];
+        assert_eq!(
+            hello["input_schema"]["required"],
+            json!(["name"]),
+            "{hello}"
+        );
+        assert_eq!(
+            hello["output_schema"]["required"],
+            json!(["greeting"]),
+            "{hello}"
+        );
+        assert_eq!(hello["annotations"]["read_only"], true, "{hello}");
+        assert_eq!(hello["annotations"]["open_world"], false, "{hello}");
+
+        let greeted = &results[1];
+        assert_eq!(greeted["is_error"], false, "{mode}: {greeted}");
+        assert_eq!(greeted["structured"], json!({"greeting": "Hello, Ada!"}));
+
+        let invalid = &results[2];
+        assert_eq!(invalid["is_error"], true, "{mode}: {invalid}");
+        assert!(
+            invalid["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid-input"),
+            "{invalid}"
+        );
+
+        let skill_error = &results[3];
+        assert_eq!(skill_error["is_error"], true, "{mode}: {skill_error}");
+        assert!(
+            skill_error["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("skill-error"),
+            "{skill_error}"
+        );
+
+        let limited = &results[4];
+        assert_eq!(limited["is_error"], true, "{mode}: {limited}");
+        let text = limited["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("limit-exceeded") && text.contains("fuel"),
+            "{limited}"
+        );
+
+        // Another tenant's private skill is no tool of this one.
+        assert!(
+            results[5]["error"]["code"].is_i64(),
+            "{mode}: {}",
+            results[5]
+        );
+    }
+    let versions = client(&cli.url, &key, "2026-07-28", &json!([]));
+    assert_eq!(versions[0]["protocol_version"], "2026-07-28");
+    let versions = client(&cli.url, &key, "legacy", &json!([]));
+    assert_eq!(versions[0]["protocol_version"], "2025-11-25");
+
+    // Installing another tenant's public skill makes it a tool.
+    rest(
+        port,
+        "POST",
+        "/api/v1/installations",
+        &key,
+        Some(json!({"skill": "other/shared"})),
+    );
+    let results = client(
+        &cli.url,
+        &key,
+        "2026-07-28",
+        &json!([{"list": true}, {"call": "other.shared", "arguments": {"name": "Bo"}}]),
+    );
+    assert!(tool_names(&results[0]).contains(&"other.shared".to_owned()));
+    assert_eq!(results[1]["structured"], json!({"greeting": "Hello, Bo!"}));
+    // The other tenant never sees this tenant's skills.
+    let theirs = client(&cli.url, &other_key, "2026-07-28", &json!([{"list": true}]));
+    assert_eq!(tool_names(&theirs[0]), ["other.secret", "other.shared"]);
+
+    // A quota refusal is a tool result that says when to retry.
+    let me = rest(port, "GET", "/api/v1/me", &other_key, None);
+    let policy_path = format!(
+        "/api/v1/tenants/{}/policy",
+        me["tenant"]["id"].as_str().unwrap()
+    );
+    let mut policy = rest(port, "GET", &policy_path, &key, None);
+    let used = rest(port, "GET", "/api/v1/usage", &other_key, None)["invocations"]
+        .as_u64()
+        .unwrap();
+    policy["max_invocations"] = json!(used);
+    rest(port, "PUT", &policy_path, &key, Some(policy));
+    for mode in MODES {
+        let refused = client(
+            &cli.url,
+            &other_key,
+            mode,
+            &json!([{"call": "other.secret", "arguments": {"name": "Q"}}]),
+        );
+        assert_eq!(refused[0]["is_error"], true, "{mode}: {}", refused[0]);
+        let text = refused[0]["text"].as_str().unwrap();
+        assert!(text.contains("retry after"), "{mode}: {text}");
+    }
+}
