@@ -142,10 +142,9 @@ impl Caller {
 impl ServerHandler for SkillTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
+            // `listChanged` is not announced yet: stateless legacy clients cannot be told, and
+            // the 2026-07-28 `subscriptions/listen` stream is still to come.
+            ServerCapabilities::builder().enable_tools().build(),
         )
         .with_server_info(Implementation::new("omniforge", env!("CARGO_PKG_VERSION")))
         .with_instructions(
