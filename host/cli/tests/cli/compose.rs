@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::examples::{ServerCli, answers_its_cases, copy_example, toolchain};
 use crate::server::{Running, http};
-use crate::{ok, omniforge_env, omniforge_in, stderr};
+use crate::{bootstrap_tenant, ok, omniforge_env, omniforge_in, stderr};
 
 /// A running server with tenant `acme` (namespace `chain`) and tenant `other`.
 struct World {
@@ -23,18 +23,7 @@ struct World {
 impl World {
     fn start(dir: &Path) -> Self {
         let (server, cli) = ServerCli::start(dir);
-        let other = omniforge_in(
-            dir,
-            &[
-                "admin",
-                "bootstrap",
-                "--tenant",
-                "other",
-                "--email",
-                "bob@other.test",
-            ],
-        );
-        let other_key = ok(&other, "bootstrap other").trim().to_owned();
+        let other_key = bootstrap_tenant(dir, "other", "bob@other.test");
         Self {
             port: server.port,
             _server: server,

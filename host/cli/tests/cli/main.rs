@@ -23,18 +23,16 @@ pub use omniforge_store::testing::record_skip;
 /// Bootstraps tenant `acme` with owner `ada@acme.test` in `dir`'s data directory and returns
 /// the owner's API key (what `omniforge admin bootstrap` prints).
 pub fn bootstrap(dir: &Path) -> String {
+    bootstrap_tenant(dir, "acme", "ada@acme.test")
+}
+
+/// Creates tenant `tenant` with owner `email` in `dir`'s database; the owner's API key.
+pub fn bootstrap_tenant(dir: &Path, tenant: &str, email: &str) -> String {
     let out = omniforge_in(
         dir,
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "acme",
-            "--email",
-            "ada@acme.test",
-        ],
+        &["admin", "bootstrap", "--tenant", tenant, "--email", email],
     );
-    ok(&out, "bootstrap").trim().to_owned()
+    ok(&out, &format!("bootstrap {tenant}")).trim().to_owned()
 }
 
 /// Runs `omniforge` with `args` in the current directory.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::examples::{ServerCli, python_package};
 use crate::server::http;
-use crate::{ok, omniforge_env, omniforge_in};
+use crate::{bootstrap_tenant, ok, omniforge_env, omniforge_in};
 
 const MODES: [&str; 2] = ["2026-07-28", "legacy"];
 
@@ -109,18 +109,7 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
     let dir = tempfile::tempdir().unwrap();
     let (server, cli) = ServerCli::start(dir.path());
     let port = server.port;
-    let other = omniforge_in(
-        &cli.dir,
-        &[
-            "admin",
-            "bootstrap",
-            "--tenant",
-            "other",
-            "--email",
-            "bob@other.test",
-        ],
-    );
-    let other_key = ok(&other, "bootstrap other").trim().to_owned();
+    let other_key = bootstrap_tenant(&cli.dir, "other", "bob@other.test");
     let key = cli.key.clone();
 
     publish(&cli, &key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");

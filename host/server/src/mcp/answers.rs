@@ -41,20 +41,17 @@ pub(crate) fn failed(error: InvokeError, skill: &SkillName) -> Result<CallToolRe
     }
 }
 
-/// No version of the skill can run for this tenant.
-pub(crate) fn resolve_failed(
-    error: ResolveError,
-    skill: &SkillName,
-) -> Result<CallToolResponse, ErrorData> {
-    failed(InvokeError::Resolve(error), skill)
-}
-
 /// Arguments that do not carry the skill's input.
 pub(crate) fn invalid_arguments(message: &str) -> CallToolResult {
-    super::error_result(format!("invalid-input: {message}"))
+    error_result(format!("invalid-input: {message}"))
 }
 
 /// A problem of the REST table as a tool result.
 pub(crate) fn refused(error: &ApiError) -> CallToolResult {
-    super::error_result(error.message())
+    error_result(error.message())
+}
+
+/// A tool result whose only content is `message`, marked as an error.
+fn error_result(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
 }

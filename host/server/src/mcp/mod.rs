@@ -25,7 +25,7 @@ use omniforge_store::{SkillQuery, SkillSort};
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
@@ -246,7 +246,7 @@ impl ServerHandler for SkillTools {
             .ok_or_else(unknown)?;
         let (version, _) = match choose(&listing, tenant, None) {
             Ok(chosen) => chosen,
-            Err(error) => return answers::resolve_failed(error, &skill),
+            Err(error) => return answers::failed(error.into(), &skill),
         };
         let Some((stored, _)) = listing.version(&version) else {
             return Err(unknown());
@@ -284,9 +284,4 @@ fn internal(error: &dyn std::fmt::Display) -> ErrorData {
         "the server failed to handle the request; the request id identifies it in the logs",
         None,
     )
-}
-
-/// A tool result whose only content is `message`, marked as an error.
-fn error_result(message: String) -> CallToolResult {
-    CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)])
 }
