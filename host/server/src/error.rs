@@ -7,14 +7,16 @@
 //! path, and turns any bare error status (axum's own 404/405/413, a panic) into a problem too.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -227,7 +229,9 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// `Json` whose rejections are problems. Request types use `deny_unknown_fields`, so a
-/// misspelt field is a 422 rather than silently ignored.
+/// misspelt field is a 422 rather than silently ignored, and a body must be a JSON object
+/// (serde would also read a struct from an array of its fields in order, which no client
+/// means and the OpenAPI document does not allow).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -235,8 +239,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        let axum::Json(JsonObject(value)) =
+            axum::Json::<JsonObject<T>>::from_request(req, state).await?;
         Ok(Self(value))
+    }
+}
+
+/// A `T` read only from a JSON object.
+struct JsonObject<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectOnly(PhantomData))
+            .map(Self)
     }
 }
 

@@ -388,6 +388,35 @@ async fn policy_values_above_their_documented_maxima_are_refused_not_stored() {
             .expect(200, "the policy")
             .clone();
         assert_eq!(unchanged["max_invocations"], json!(null));
+        // serde reads a struct from an array of its fields too; a body is an object.
+        for (method, path, body) in [
+            (Method::PUT, policy.clone(), json!([])),
+            (Method::PUT, policy.clone(), json!([1_000])),
+            (
+                Method::PATCH,
+                format!("/api/v1/tenants/{}", app.acme.id),
+                json!(["Renamed"]),
+            ),
+        ] {
+            let refused = app
+                .call(method, &path, Some(&app.acme.key), Some(body))
+                .await;
+            assert!(
+                refused.expect(422, "an array body")["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("a JSON object")),
+                "{path}"
+            );
+        }
+        let tenant = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/tenants/{}", app.acme.id),
+                Some(&app.acme.key),
+                None,
+            )
+            .await;
+        assert_ne!(tenant.expect(200, "the tenant")["name"], "Renamed");
         // The maxima themselves are accepted, integers written as 940.0 too.
         let at_max = json!({
             "max_invocations": 1_000_000_000_000_u64, "max_fuel": 10_000_000_000_000_u64,
