@@ -1,13 +1,17 @@
-//! Changes that cached views must see at once: a skill's metadata, versions, visibility or an
-//! installation of it, or a tenant's policy. Callers publish a [`Change`] to the service's
+//! Changes that cached views must see at once: a skill's metadata, versions or visibility, an
+//! installation, or a tenant's policy. Callers publish a [`Change`] to the service's
 //! [`ChangeFeed`]; [`LocalChanges`] applies it to this process's caches. With several
 //! replicas a shared feed (Redis pub/sub, step 12) delivers each change to every replica's
 //! [`Caches`] instead, and callers stay as they are.
+//!
+//! Whoever follows changes live (an MCP client told that its tool list changed) subscribes
+//! to [`Applied`]: every change a replica's caches apply, whichever replica it came from.
 
 use std::sync::Arc;
 
 use omniforge_store::TenantId;
 use omniforge_types::SkillName;
+use tokio::sync::broadcast;
 
 use crate::catalog::Catalog;
 use crate::policy::Policies;
@@ -15,16 +19,79 @@ use crate::policy::Policies;
 /// Something cached views of skills and policies must not keep serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A skill changed for every tenant that sees it.
-    Skill(SkillName),
+    /// A skill changed (published, updated, a version yanked, deleted) for every tenant
+    /// that sees it.
+    Skill {
+        /// The skill.
+        skill: SkillName,
+        /// The tenant it belongs to.
+        owner: TenantId,
+    },
+    /// A tenant installed a skill or removed its installation.
+    Installation {
+        /// The installing tenant.
+        tenant: TenantId,
+        /// The skill.
+        skill: SkillName,
+    },
     /// A tenant's policy changed.
     Policy(TenantId),
+}
+
+impl Change {
+    /// Whether the skills `tenant` can invoke may have changed: its own skills, its
+    /// installations, or a skill it has installed (`installed` says which; a superset only
+    /// costs a needless refetch).
+    pub fn touches_skills_of(
+        &self,
+        tenant: &TenantId,
+        installed: impl Fn(&SkillName) -> bool,
+    ) -> bool {
+        match self {
+            Self::Skill { skill, owner } => owner == tenant || installed(skill),
+            Self::Installation {
+                tenant: installer, ..
+            } => installer == tenant,
+            Self::Policy(_) => false,
+        }
+    }
 }
 
 /// Where changes go so that every replica's caches see them.
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Announces `change`; the caches of this process have forgotten it when this returns.
     fn publish(&self, change: Change);
+}
+
+/// The changes this process applied, for those who follow them live.
+#[derive(Debug, Clone)]
+pub struct Applied(broadcast::Sender<Change>);
+
+/// Changes a slow follower may fall behind by before it is told it missed some.
+const FOLLOWER_BACKLOG: usize = 1024;
+
+impl Applied {
+    /// A stream of changes nobody follows yet.
+    pub fn new() -> Self {
+        Self(broadcast::channel(FOLLOWER_BACKLOG).0)
+    }
+
+    /// Every change applied from now on. A follower that falls more than
+    /// `FOLLOWER_BACKLOG` behind receives `Lagged` and must assume anything changed.
+    pub fn follow(&self) -> broadcast::Receiver<Change> {
+        self.0.subscribe()
+    }
+
+    fn announce(&self, change: &Change) {
+        // No follower is not an error: most changes have none.
+        let _ = self.0.send(change.clone());
+    }
+}
+
+impl Default for Applied {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The caches of one process that changes invalidate.
@@ -34,15 +101,20 @@ pub struct Caches {
     pub catalog: Arc<Catalog>,
     /// Tenant policies.
     pub policies: Arc<Policies>,
+    /// Told of every change once the caches have forgotten it.
+    pub applied: Applied,
 }
 
 impl Caches {
-    /// Forgets what `change` makes stale.
+    /// Forgets what `change` makes stale, then tells the followers.
     pub fn apply(&self, change: &Change) {
         match change {
-            Change::Skill(full_name) => self.catalog.forget(full_name),
+            Change::Skill { skill, .. } | Change::Installation { skill, .. } => {
+                self.catalog.forget(skill)
+            }
             Change::Policy(tenant) => self.policies.forget(tenant),
         }
+        self.applied.announce(change);
     }
 }
 
@@ -53,5 +125,34 @@ pub struct LocalChanges(pub Caches);
 impl ChangeFeed for LocalChanges {
     fn publish(&self, change: Change) {
         self.0.apply(&change);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::new(id)
+    }
+
+    #[test]
+    fn a_change_touches_the_owner_the_installer_and_whoever_installed_the_skill() {
+        let (acme, other) = (tenant("ten_acme"), tenant("ten_other"));
+        let skill: SkillName = "acme/hello".parse().unwrap();
+        let published = Change::Skill {
+            skill: skill.clone(),
+            owner: acme.clone(),
+        };
+        assert!(published.touches_skills_of(&acme, |_| false));
+        assert!(!published.touches_skills_of(&other, |_| false));
+        assert!(published.touches_skills_of(&other, |s| *s == skill));
+        let installed = Change::Installation {
+            tenant: other.clone(),
+            skill,
+        };
+        assert!(installed.touches_skills_of(&other, |_| false));
+        assert!(!installed.touches_skills_of(&acme, |_| true));
+        assert!(!Change::Policy(acme.clone()).touches_skills_of(&acme, |_| true));
     }
 }

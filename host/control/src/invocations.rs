@@ -21,7 +21,7 @@ use semver::Version;
 use serde_json::value::RawValue;
 
 use crate::catalog::{Catalog, PendingUpdate, ResolveError};
-use crate::changes::{Change, ChangeFeed};
+use crate::changes::{Applied, Change, ChangeFeed};
 use crate::input::{self, InputError};
 use crate::limits::{PlatformLimits, grants};
 use crate::meter::{QuotaExceeded, QuotaLedger, Reservation, Spent};
@@ -42,8 +42,32 @@ pub struct Call {
     pub request_id: String,
     /// When the caller stops waiting: the invocation's time limit ends before it.
     pub deadline: Option<Instant>,
-    /// Set when a skill makes the call (`omniforge:skill/skills`).
-    pub nesting: Option<Nesting>,
+    /// Where it came in, recorded with it.
+    pub entry: EntryPoint,
+}
+
+/// Where an invocation came in. Every invocation is recorded with it (the
+/// `omniforge::invocation` log event; the metrics of step 11 use the same labels), and a
+/// nested call carries what it shares with its caller.
+#[derive(Debug, Clone)]
+pub enum EntryPoint {
+    /// `POST /api/v1/skills/{ns}/{name}/invoke`.
+    Rest,
+    /// An MCP `tools/call`.
+    Mcp,
+    /// A running skill calling another (`omniforge:skill/skills`).
+    Nested(Nesting),
+}
+
+impl EntryPoint {
+    /// The stable lower-case label it is recorded under: `rest`, `mcp`, `nested`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Rest => "rest",
+            Self::Mcp => "mcp",
+            Self::Nested(_) => "nested",
+        }
+    }
 }
 
 /// A call made by a running skill: it shares its caller's budget.
@@ -102,6 +126,29 @@ pub enum InvokeError {
     Internal(String),
 }
 
+impl InvokeError {
+    /// The stable snake_case name of how it ended, as recorded: the runtime's outcome code
+    /// when the skill ran, otherwise why it did not.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "invalid_input",
+            Self::Resolve(_) => "unresolved",
+            Self::Quota(_) => "quota_exceeded",
+            Self::Ended { outcome, .. } => outcome.code(),
+            Self::InvalidOutput { .. } => "invalid_output",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What it used, if it ran.
+    pub fn usage(&self) -> Option<&Usage> {
+        match self {
+            Self::Ended { usage, .. } | Self::InvalidOutput { usage, .. } => Some(usage),
+            _ => None,
+        }
+    }
+}
+
 impl From<StoreError> for InvokeError {
     fn from(e: StoreError) -> Self {
         Self::Internal(e.to_string())
@@ -128,6 +175,8 @@ pub struct Parts {
     pub ledger: Arc<dyn QuotaLedger>,
     /// Where changes to skills and policies are announced.
     pub changes: Arc<dyn ChangeFeed>,
+    /// The changes this process's caches applied, from this replica or another.
+    pub applied: Applied,
     /// The platform's per-invocation maximum (also the runtime's).
     pub platform_max: PlatformLimits,
     /// The longest chain of skills calling skills, the top-level invocation included.
@@ -160,13 +209,26 @@ impl Invocations {
         self.parts.changes.publish(change);
     }
 
+    /// Every change to skills and policies applied here from now on (see [`Applied`]).
+    pub fn follow_changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.parts.applied.follow()
+    }
+
     /// The longest chain of skills calling skills.
     pub fn max_depth(&self) -> u32 {
         self.parts.max_depth
     }
 
-    /// Runs one invocation through the whole pipeline.
+    /// Runs one invocation through the whole pipeline and records how it ended.
     pub async fn invoke(&self, call: Call) -> Result<Invoked, InvokeError> {
+        let entry = call.entry.label();
+        let skill = call.skill.clone();
+        let result = self.run(call).await;
+        record(entry, &skill, &result);
+        result
+    }
+
+    async fn run(&self, call: Call) -> Result<Invoked, InvokeError> {
         input::check_depth(&call.input).map_err(InvokeError::InvalidInput)?;
         let resolved = self
             .catalog()
@@ -181,24 +243,24 @@ impl Invocations {
         let mut limits = policy.limits(&manifest.limits, &self.parts.platform_max);
         // A nested call counts as an invocation of the tenant but holds no fuel of its own:
         // it burns its caller's, which the top-level invocation holds and settles.
-        let asked_fuel = match &call.nesting {
-            None => limits.fuel.unwrap_or(self.parts.platform_max.fuel),
-            Some(_) => 0,
+        let asked_fuel = match &call.entry {
+            EntryPoint::Nested(_) => 0,
+            _ => limits.fuel.unwrap_or(self.parts.platform_max.fuel),
         };
         let reservation =
             Reservation::reserve(&self.parts.ledger, &call.tenant, &policy, asked_fuel)
                 .await?
                 .map_err(InvokeError::Quota)?;
-        let (callers, nested) = match call.nesting {
-            None => {
-                limits.fuel = Some(reservation.fuel());
-                (Vec::new(), false)
-            }
-            Some(nesting) => {
+        let (callers, nested) = match call.entry {
+            EntryPoint::Nested(nesting) => {
                 if let Some(fuel) = nesting.fuel {
                     limits.fuel = Some(limits.fuel.map_or(fuel, |own| own.min(fuel)));
                 }
                 (nesting.callers, true)
+            }
+            EntryPoint::Rest | EntryPoint::Mcp => {
+                limits.fuel = Some(reservation.fuel());
+                (Vec::new(), false)
             }
         };
         if let Some(deadline) = call.deadline {
@@ -260,6 +322,24 @@ impl Invocations {
             pending_update: resolved.pending,
         })
     }
+}
+
+/// The one record of every invocation, in the log of the request it belongs to.
+fn record(entry: &'static str, skill: &SkillName, result: &Result<Invoked, InvokeError>) {
+    let (outcome, version, usage) = match result {
+        Ok(invoked) => ("ok", Some(&invoked.version), Some(&invoked.usage)),
+        Err(error) => (error.code(), None, error.usage()),
+    };
+    tracing::info!(
+        target: "omniforge::invocation",
+        entry,
+        skill = %skill,
+        version = version.map(tracing::field::display),
+        outcome,
+        fuel = usage.map(|u| u.fuel_consumed),
+        wall_us = usage.map(|u| u.wall_time_us),
+        "invocation finished"
+    );
 }
 
 /// Gives back or settles what `reservation` held, once the invocation has ended.

@@ -32,6 +32,6 @@ pub mod packages;
 pub mod policy;
 
 pub use changes::{Change, ChangeFeed};
-pub use invocations::{Call, Invocations, InvokeError, Invoked};
+pub use invocations::{Call, EntryPoint, Invocations, InvokeError, Invoked};
 pub use limits::PlatformLimits;
 pub use meter::QuotaLedger;

@@ -19,7 +19,7 @@ use semver::VersionReq;
 use serde_json::value::RawValue;
 
 use crate::catalog::ResolveError;
-use crate::invocations::{Call, Invocations, InvokeError, Nesting};
+use crate::invocations::{Call, EntryPoint, Invocations, InvokeError, Nesting};
 
 /// The runtime's [`SkillCaller`]: hands calls to the invocation service. The runtime is
 /// built before the service that uses it, so the service is attached afterwards.
@@ -92,7 +92,7 @@ impl Invocations {
             input,
             request_id: call.request_id,
             deadline: Some(call.deadline),
-            nesting: Some(Nesting {
+            entry: EntryPoint::Nested(Nesting {
                 callers: call.callers,
                 fuel: call.fuel,
             }),

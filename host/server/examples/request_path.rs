@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use omniforge_control::Call;
+use omniforge_control::{Call, EntryPoint};
 use omniforge_registry::{PackageLimits, pack_dir};
 use omniforge_runtime::{Grants, InvocationContext, InvocationLimits, InvocationRequest, Outcome};
 use omniforge_server::{App, Config, bootstrap, open_database, router};
@@ -147,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     input: RawValue::from_string(input.into()).expect("JSON"),
                     request_id: "bench".into(),
                     deadline: None,
-                    nesting: None,
+                    entry: EntryPoint::Rest,
                 };
                 invocations.invoke(call).await.expect("the skill answers");
             }

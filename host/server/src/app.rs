@@ -8,6 +8,7 @@ use omniforge_registry::{BlobStore, FsBlobStore};
 use omniforge_runtime::{AllocatorConfig, Compiler, DeadlineEnforcement, Runtime, RuntimeConfig};
 use omniforge_store::Database;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::auth::client::ClientAddressRule;
@@ -15,7 +16,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
 use crate::ratelimit::{RateLimits, RequestLimiter};
 use omniforge_control::catalog::Catalog;
-use omniforge_control::changes::{Caches, LocalChanges};
+use omniforge_control::changes::{Applied, Caches, LocalChanges};
 use omniforge_control::compiles::Compiles;
 use omniforge_control::invocations::{Invocations, Parts};
 use omniforge_control::kv::DbKvStore;
@@ -65,6 +66,9 @@ pub struct App {
     pub rate_limits: Arc<dyn RequestLimiter>,
     /// How a request's client address is found (behind trusted proxies, from a header).
     pub client_addresses: ClientAddressRule,
+    /// Cancelled when the server starts shutting down: streams that would otherwise stay
+    /// open (MCP change streams) end, so the connections they hold can close.
+    pub stopping: CancellationToken,
 }
 
 /// How handlers receive the application.
@@ -134,12 +138,17 @@ impl App {
             metadata_recheck,
             compile_wait,
         ));
-        let caches = Caches { catalog, policies };
+        let caches = Caches {
+            catalog,
+            policies,
+            applied: Applied::new(),
+        };
         let invocations = Arc::new(Invocations::new(Parts {
             runtime: Arc::clone(&runtime),
             catalog: Arc::clone(&caches.catalog),
             policies: Arc::clone(&caches.policies),
             ledger: Meter::new(db.clone()),
+            applied: caches.applied.clone(),
             changes: Arc::new(LocalChanges(caches)),
             platform_max: config.skills.platform_max,
             max_depth: config.skills.max_depth,
@@ -147,6 +156,7 @@ impl App {
         nested.attach(&invocations);
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
+            stopping: CancellationToken::new(),
             validator: workers
                 .validator
                 .unwrap_or_else(|| Arc::new(InProcessValidator)),

@@ -109,9 +109,11 @@ impl Server {
         spawn_rate_limit_cleanup(&self.app);
         let stopping = Arc::new(Notify::new());
         let notify = Arc::clone(&stopping);
+        let streams = self.app.stopping.clone();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            streams.cancel();
             notify.notify_one();
         };
         // Connection info carries the peer address: failed authentications are limited per

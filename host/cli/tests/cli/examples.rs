@@ -61,10 +61,15 @@ pub(crate) struct ServerCli {
 
 impl ServerCli {
     pub(crate) fn start(dir: &Path) -> (Running, Self) {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`ServerCli::start`] with `envs` set for the server.
+    pub(crate) fn start_with(dir: &Path, envs: &[(&str, &str)]) -> (Running, Self) {
         let key = crate::bootstrap(dir);
         // Defaults: however long a compile takes on a loaded machine, `skill publish` waits
         // for it and `skill invoke` retries what answers 503 skill-compiling.
-        let server = serve_in(dir, &[]);
+        let server = serve_in(dir, envs);
         let url = format!("http://127.0.0.1:{}", server.port);
         let cli = Self {
             dir: dir.to_owned(),

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use omniforge_test_programs as programs;
 use serde_json::{Value, json};
@@ -54,6 +54,11 @@ fn publish(cli: &ServerCli, key: &str, name: &str, wasm: &str, skill_extra: &str
 /// Runs `steps` through the Python client as `key`; one result per step, then the protocol
 /// version the client ended up speaking.
 fn client(url: &str, key: &str, mode: &str, steps: &Value) -> Vec<Value> {
+    finish(start_client(url, key, mode, steps), mode)
+}
+
+/// The Python client running `steps` (see `client`).
+fn start_client(url: &str, key: &str, mode: &str, steps: &Value) -> Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/mcp_client.py");
     let mut child = Command::new("python3")
         .args([script, &format!("{url}/mcp"), key, mode])
@@ -68,6 +73,11 @@ fn client(url: &str, key: &str, mode: &str, steps: &Value) -> Vec<Value> {
         .unwrap()
         .write_all(steps.to_string().as_bytes())
         .unwrap();
+    child
+}
+
+/// What the client started by `start_client` printed, once it ends.
+fn finish(child: Child, mode: &str) -> Vec<Value> {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -107,7 +117,7 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (server, cli) = ServerCli::start(dir.path());
+    let (server, cli) = ServerCli::start_with(dir.path(), &[("OMNIFORGE_LOG_FORMAT", "json")]);
     let port = server.port;
     let other_key = bootstrap_tenant(&cli.dir, "other", "bob@other.test");
     let key = cli.key.clone();
@@ -286,4 +296,174 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
         let text = refused[0]["text"].as_str().unwrap();
         assert!(text.contains("retry after"), "{mode}: {text}");
     }
+
+    // Every call is recorded as coming in over MCP, in the request's log with its tenant.
+    let logs = server.logs();
+    let recorded: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["target"] == "omniforge::invocation")
+        .collect();
+    let greetings: Vec<&Value> = recorded
+        .iter()
+        .filter(|e| e["skill"] == "acme/hello" && e["outcome"] == "ok")
+        .collect();
+    assert_eq!(greetings.len(), MODES.len(), "{recorded:?}");
+    for event in &greetings {
+        assert_eq!(event["entry"], "mcp", "{event}");
+        assert_eq!(event["version"], "1.0.0", "{event}");
+        assert!(event["fuel"].as_u64().unwrap() > 0, "{event}");
+        let request = event["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|span| span["name"] == "request"))
+            .unwrap_or_else(|| panic!("within the request's span: {event}"));
+        assert_eq!(request["path"], "/mcp", "{event}");
+        assert!(request["tenant_id"].is_string(), "{event}");
+    }
+    let spun = recorded
+        .iter()
+        .find(|e| e["skill"] == "acme/spin")
+        .expect("the fuel limit is recorded");
+    assert_eq!(spun["outcome"], "fuel_exhausted", "{spun}");
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e["skill"] == "other/secret" && e["outcome"] == "quota_exceeded"),
+        "{recorded:?}"
+    );
+}
+
+#[test]
+fn a_long_tool_list_comes_in_pages_that_a_client_follows() {
+    if !python_package("mcp", "pip install mcp==2.3.0") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, cli) = ServerCli::start(dir.path());
+    let key = cli.key.clone();
+    // One page holds 100 tools.
+    let names: Vec<String> = (0..101).map(|n| format!("acme/tool-{n:03}")).collect();
+    for name in &names {
+        publish(&cli, &key, name, programs::HELLO, "", "");
+    }
+    let results = client(&cli.url, &key, "2026-07-28", &json!([{"list": true}]));
+    assert_eq!(results[0]["pages"], 2, "{}", results[0]["pages"]);
+    let listed = tool_names(&results[0]);
+    let expected: Vec<String> = names.iter().map(|n| n.replace('/', ".")).collect();
+    assert_eq!(listed, expected);
+}
+
+#[test]
+fn listening_clients_are_told_when_their_tool_list_changes_and_only_then() {
+    if !python_package("mcp", "pip install mcp==2.3.0") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, cli) =
+        ServerCli::start_with(dir.path(), &[("OMNIFORGE_MCP_LISTEN_RECHECK_MS", "300")]);
+    let port = server.port;
+    let other_key = bootstrap_tenant(&cli.dir, "other", "bob@other.test");
+    let key = cli.key.clone();
+    publish(&cli, &key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
+    publish(&cli, &other_key, "other/shared", programs::HELLO, "", "");
+    let describe = |text: &str, as_key: &str| {
+        json!({"method": "PUT", "path": "/api/v1/skills/other/shared", "key": as_key,
+               "body": {"description": text, "visibility": "public"}})
+    };
+    rest(
+        port,
+        "PUT",
+        "/api/v1/skills/other/shared",
+        &other_key,
+        Some(json!({"visibility": "public"})),
+    );
+
+    let steps = json!([
+        // Another tenant's skill, not installed here, changes: not this tenant's news.
+        {"listen": {"trigger": describe("v2", &other_key), "wait_s": 1.5}},
+        // Installing it changes this tenant's tools.
+        {"listen": {"trigger": {"method": "POST", "path": "/api/v1/installations",
+                                "body": {"skill": "other/shared"}}}},
+        // Once installed, its owner's changes are news here too.
+        {"listen": {"trigger": describe("v3", &other_key)}},
+        // And so is publishing one's own.
+        {"listen": {"trigger": {"method": "PUT", "path": "/api/v1/skills/acme/hello",
+                                "body": {"description": "greets"}}}},
+    ]);
+    let results = client(&cli.url, &key, "2026-07-28", &steps);
+    let quiet = &results[0];
+    assert_eq!(quiet["honored"], true, "{quiet}");
+    assert_eq!(quiet["trigger_status"], 200, "{quiet}");
+    assert_eq!(quiet["end"], "waited", "no notification: {quiet}");
+    let installed = &results[1];
+    assert_eq!(installed["end"], "event", "{installed}");
+    assert!(
+        installed["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("other.shared")),
+        "{installed}"
+    );
+    assert_eq!(results[2]["end"], "event", "{}", results[2]);
+    assert_eq!(results[3]["end"], "event", "{}", results[3]);
+
+    // `server/discover` announces the notification (a pinned version skips discovery).
+    let discovered = client(&cli.url, &key, "auto", &json!([]));
+    assert_eq!(discovered[0]["protocol_version"], "2026-07-28");
+    assert_eq!(
+        discovered[0]["tools_list_changed"], true,
+        "{}",
+        discovered[0]
+    );
+
+    // Handshake-era clients have no stream to be told on, so the server does not claim it.
+    let legacy = client(&cli.url, &key, "legacy", &json!([]));
+    assert_eq!(legacy[0]["protocol_version"], "2025-11-25");
+    assert_eq!(legacy[0]["tools_list_changed"], false, "{}", legacy[0]);
+
+    // A key revoked while its stream is open ends the stream.
+    let created = rest(
+        port,
+        "POST",
+        "/api/v1/api-keys",
+        &key,
+        Some(json!({"name": "listener"})),
+    );
+    let listener_key = created["key"].as_str().unwrap();
+    let revoke = json!({"method": "DELETE", "key": key,
+        "path": format!("/api/v1/api-keys/{}", created["api_key"]["id"].as_str().unwrap())});
+    let revoked = client(
+        &cli.url,
+        listener_key,
+        "2026-07-28",
+        &json!([{"listen": {"trigger": revoke, "until_closed": true, "wait_s": 10}}]),
+    );
+    assert_eq!(revoked[0]["trigger_status"], 200, "{}", revoked[0]);
+    assert_eq!(revoked[0]["end"], "lost", "{}", revoked[0]);
+
+    // Shutting down ends open streams with the protocol's final result, so SIGTERM does
+    // not wait out the grace period for them.
+    let ready = cli.dir.join("listening");
+    let waiting = start_client(
+        &cli.url,
+        &key,
+        "2026-07-28",
+        &json!([{"listen": {"ready_file": ready, "until_closed": true, "wait_s": 20}}]),
+    );
+    for _ in 0..200 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready.exists(), "the stream was acknowledged");
+    let started = std::time::Instant::now();
+    assert!(server.terminate().success(), "{}", server.logs());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "shutdown waited for the stream: {:?}",
+        started.elapsed()
+    );
+    let closed = finish(waiting, "2026-07-28");
+    assert_eq!(closed[0]["end"], "graceful", "{}", closed[0]);
 }

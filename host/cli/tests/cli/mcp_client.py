@@ -5,18 +5,29 @@
 
 MODE is `2026-07-28` (stateless) or `legacy` (the initialize handshake). The steps are a JSON
 list: {"list": true} lists every tool, following cursors; {"call": NAME, "arguments": {...}}
-calls one. Prints one JSON list with a result per step: {"tools": [...], "pages": N} or
+calls one; {"listen": SPEC} opens a `subscriptions/listen` stream for tool-list changes.
+Prints one JSON list with a result per step: {"tools": [...], "pages": N} or
 {"is_error": bool, "structured": ..., "text": "..."}, or {"error": {"code", "message"}} when
-the server answered a JSON-RPC error.
+the server answered a JSON-RPC error; the last entry says which protocol version was spoken
+and whether the server announced tool-list changes.
+
+A listen SPEC may hold `trigger` ({"method", "path", "body", "key"}: an HTTP request made
+once the stream is acknowledged, with KEY unless it names another), `ready_file` (created
+once acknowledged), `until_closed` (wait for the stream's end rather than the first event)
+and `wait_s` (how long to wait, default 10). Its result: {"honored": bool, "events": N,
+"end": "event" | "graceful" | "lost" | "waited", "trigger_status": S, "tools": [names listed
+afterwards]}.
 """
 
 import asyncio
 import json
 import sys
 
+import anyio
 import httpx2
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import SubscriptionLost
 
 
 def tool_view(tool):
@@ -36,6 +47,36 @@ def tool_view(tool):
     }
 
 
+async def listen(client, http, base, spec):
+    """One listen step (see the module's doc)."""
+    result = {"events": 0, "end": "waited"}
+    try:
+        async with client.listen(tools_list_changed=True) as sub:
+            result["honored"] = bool(sub.honored.tools_list_changed)
+            if "ready_file" in spec:
+                open(spec["ready_file"], "w").close()
+            trigger = spec.get("trigger")
+            if trigger:
+                headers = {"Authorization": f"Bearer {trigger['key']}"} if "key" in trigger else {}
+                answer = await http.request(
+                    trigger["method"], base + trigger["path"], json=trigger.get("body"), headers=headers
+                )
+                result["trigger_status"] = answer.status_code
+            with anyio.move_on_after(spec.get("wait_s", 10)):
+                async for _event in sub:
+                    result["events"] += 1
+                    if not spec.get("until_closed"):
+                        result["end"] = "event"
+                        break
+                else:
+                    result["end"] = "graceful"
+    except SubscriptionLost:
+        result["end"] = "lost"
+    if result["end"] in ("event", "waited"):
+        result["tools"] = [t.name for t in (await client.list_tools()).tools]
+    return result
+
+
 async def run(url, key, mode, steps):
     results = []
     headers = {"Authorization": f"Bearer {key}"}
@@ -43,7 +84,10 @@ async def run(url, key, mode, steps):
         async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
             for step in steps:
                 try:
-                    if "list" in step:
+                    if "listen" in step:
+                        base = url.removesuffix("/mcp")
+                        results.append(await listen(client, http, base, step["listen"]))
+                    elif "list" in step:
                         tools, cursor, pages = [], None, 0
                         while True:
                             page = await client.list_tools(cursor=cursor)
@@ -63,7 +107,11 @@ async def run(url, key, mode, steps):
                         })
                 except MCPError as e:
                     results.append({"error": {"code": e.code, "message": e.message}})
-            results.append({"protocol_version": str(client.protocol_version)})
+            tools = client.server_capabilities.tools
+            results.append({
+                "protocol_version": str(client.protocol_version),
+                "tools_list_changed": bool(tools and tools.list_changed),
+            })
     return results
 
 

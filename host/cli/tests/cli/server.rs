@@ -30,6 +30,19 @@ impl Running {
         self.child.id()
     }
 
+    /// What the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM, as an operator stopping the service does, and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.child.wait().unwrap()
+    }
+
     /// Kills the server with SIGKILL, as a crash or the OOM killer would, and reaps it.
     pub fn kill_hard(&mut self) {
         self.child.kill().unwrap();

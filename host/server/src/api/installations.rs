@@ -161,8 +161,10 @@ pub async fn install(
             &accepted,
         )
         .await?;
-    app.invocations
-        .changed(Change::Skill(skill.full_name.clone()));
+    app.invocations.changed(Change::Installation {
+        tenant: principal.tenant.clone(),
+        skill: skill.full_name.clone(),
+    });
     let mut missing_dependencies = Vec::new();
     for callee in manifest.permissions.skills.keys() {
         let usable = app
@@ -227,7 +229,10 @@ pub async fn uninstall(
     }
     // It was installed, so the name is a skill's.
     if let Ok(skill) = format!("{ns}/{name}").parse() {
-        app.invocations.changed(Change::Skill(skill));
+        app.invocations.changed(Change::Installation {
+            tenant: principal.tenant.clone(),
+            skill,
+        });
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use omniforge_control::catalog::{PendingUpdate, ResolveError};
 use omniforge_control::input::InputError;
-use omniforge_control::{Call, InvokeError};
+use omniforge_control::{Call, EntryPoint, InvokeError};
 use omniforge_runtime::{Outcome, Usage};
 use omniforge_types::SkillName;
 use serde::{Deserialize, Serialize};
@@ -269,7 +269,7 @@ pub async fn invoke(
         input: body.input,
         request_id,
         deadline: Some(deadline),
-        nesting: None,
+        entry: EntryPoint::Rest,
     };
     let invoked = app
         .invocations

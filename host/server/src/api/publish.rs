@@ -158,8 +158,10 @@ pub async fn publish(
         .map_err(ApiError::internal)?;
     let audit = principal.audit(&request_id);
     let (skill, version) = record(&app, &principal, &audit, &summary).await?;
-    app.invocations
-        .changed(Change::Skill(skill.full_name.clone()));
+    app.invocations.changed(Change::Skill {
+        skill: skill.full_name.clone(),
+        owner: skill.tenant_id.clone(),
+    });
     let digest = summary.component_sha256;
     let compiled = app
         .compiles

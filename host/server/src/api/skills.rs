@@ -353,8 +353,10 @@ pub async fn update(
         .update_skill(&principal.audit(&request_id), &skill.id, &update)
         .await?
         .ok_or_else(|| ApiError::not_found("skill"))?;
-    app.invocations
-        .changed(Change::Skill(updated.full_name.clone()));
+    app.invocations.changed(Change::Skill {
+        skill: updated.full_name.clone(),
+        owner: updated.tenant_id.clone(),
+    });
     Ok(ApiJson(SkillView::new(updated, &principal)))
 }
 
@@ -376,7 +378,9 @@ pub async fn delete(
         .tenant(&principal.tenant)
         .delete_skill(&principal.audit(&request_id), &skill.id)
         .await?;
-    app.invocations
-        .changed(Change::Skill(skill.full_name.clone()));
+    app.invocations.changed(Change::Skill {
+        skill: skill.full_name.clone(),
+        owner: skill.tenant_id.clone(),
+    });
     Ok(StatusCode::NO_CONTENT)
 }

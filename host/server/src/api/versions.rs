@@ -204,8 +204,10 @@ async fn set_yanked(
         .set_yanked(&principal.audit(&request_id), &skill.id, &version, yanked)
         .await?
         .ok_or_else(|| ApiError::not_found("version"))?;
-    app.invocations
-        .changed(Change::Skill(skill.full_name.clone()));
+    app.invocations.changed(Change::Skill {
+        skill: skill.full_name.clone(),
+        owner: skill.tenant_id.clone(),
+    });
     Ok(ApiJson(VersionView::new(&app, &changed, true)))
 }
 

@@ -38,6 +38,10 @@ impl Config {
             "OMNIFORGE_MAX_PACKAGE_BYTES",
             &mut self.skills.max_package_bytes,
         );
+        number(
+            "OMNIFORGE_MCP_LISTEN_RECHECK_MS",
+            &mut self.mcp.listen_recheck_ms,
+        );
         let mut rate = |name: &str, target: &mut u32| {
             if let Some(value) = env(name) {
                 match value.trim().parse() {
@@ -67,6 +71,10 @@ impl Config {
         rate(
             "OMNIFORGE_RATE_FAILED_AUTH_PER_MINUTE",
             &mut limits.failed_auth_per_minute,
+        );
+        rate(
+            "OMNIFORGE_MCP_LISTENERS_PER_TENANT",
+            &mut self.mcp.listeners_per_tenant,
         );
         if let Some(v) = env("OMNIFORGE_PUBLIC_URL") {
             self.http.public_url = Some(v);

@@ -13,8 +13,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod env;
+mod mcp;
 mod skills;
 
+pub use mcp::McpConfig;
 pub use omniforge_control::PlatformLimits;
 pub use skills::{RateLimitConfig, SkillsConfig};
 
@@ -72,6 +74,8 @@ pub struct Config {
     pub skills: SkillsConfig,
     /// Request rates per API key (or token user) and per tenant.
     pub rate_limits: RateLimitConfig,
+    /// The MCP endpoint.
+    pub mcp: McpConfig,
 }
 
 /// Logging settings.
@@ -176,6 +180,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             skills: SkillsConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -312,6 +317,7 @@ impl Config {
             jwt.validate(problems);
         }
         self.skills.validate(problems);
+        self.mcp.validate(problems);
     }
 
     /// The authenticator's settings, defaults filled in.

@@ -8,27 +8,31 @@
 //! route authenticates like every other (`router::authenticate`); a missing or wrong
 //! credential answers 401 pointing at the OAuth protected-resource metadata (`metadata.rs`).
 //! Rate limits are checked per MCP request inside the handler, so a refused `tools/call` is
-//! a tool result a model can read rather than an HTTP error.
+//! a tool result a model can read rather than an HTTP error. A 2026-07-28 client that opens
+//! `subscriptions/listen` is told when its tool list changes (`listen.rs`).
 
 pub(crate) mod answers;
+pub(crate) mod listen;
 pub(crate) mod metadata;
 pub(crate) mod tools;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use omniforge_control::Call;
 use omniforge_control::catalog::choose;
+use omniforge_control::{Call, EntryPoint};
 use omniforge_store::{SkillQuery, SkillSort};
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, Implementation, InitializeRequestParams,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    SubscriptionFilter,
 };
-use rmcp::service::{RequestContext, RoleServer};
+use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::value::RawValue;
@@ -49,6 +53,8 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub(crate) struct SkillTools {
     app: AppState,
+    /// The change streams open on this server.
+    listeners: Arc<listen::Listeners>,
 }
 
 /// The MCP endpoint as a service to mount at `/mcp`, behind [`require_credentials`].
@@ -63,7 +69,10 @@ pub(crate) fn service(app: AppState) -> StreamableHttpService<SkillTools, NeverS
         .with_json_response(true)
         .with_max_request_body_bytes(body_limit)
         .disable_allowed_hosts();
-    let tools = SkillTools { app };
+    let tools = SkillTools {
+        listeners: listen::Listeners::new(app.config.mcp.listeners_per_tenant),
+        app,
+    };
     StreamableHttpService::new(
         move || Ok(tools.clone()),
         NeverSessionManager::default().into(),
@@ -142,9 +151,12 @@ impl Caller {
 impl ServerHandler for SkillTools {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
-            // `listChanged` is not announced yet: stateless legacy clients cannot be told, and
-            // the 2026-07-28 `subscriptions/listen` stream is still to come.
-            ServerCapabilities::builder().enable_tools().build(),
+            // Told on `subscriptions/listen` streams (2026-07-28); `initialize` takes it back
+            // for handshake-era clients, which a stateless server has no stream to tell on.
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
         )
         .with_server_info(Implementation::new("omniforge", env!("CARGO_PKG_VERSION")))
         .with_instructions(
@@ -153,6 +165,32 @@ impl ServerHandler for SkillTools {
              skill, its limits and quota refusals come back as tool results with isError set; \
              a refusal says when to retry.",
         )
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        if let Some(tools) = result.capabilities.tools.as_mut() {
+            tools.list_changed = None;
+        }
+        Ok(result)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        listen::listen(&self.app, &self.listeners, context).await
     }
 
     async fn list_tools(
@@ -269,7 +307,7 @@ impl ServerHandler for SkillTools {
             input,
             request_id: caller.request_id.clone(),
             deadline: Some(caller.started + timeout.saturating_sub(ANSWER_MARGIN)),
-            nesting: None,
+            entry: EntryPoint::Mcp,
         };
         match self.app.invocations.invoke(call).await {
             Ok(invoked) => Ok(answers::output(&invoked, shapes.output).into()),

@@ -1,0 +1,215 @@
+//! `subscriptions/listen` (MCP 2026-07-28): a stream on which a client is told
+//! `notifications/tools/list_changed` whenever the skills its tenant can invoke may have
+//! changed: one of its own skills is published, updated, yanked or deleted, it installs or
+//! removes a skill, or a skill it installed changes.
+//!
+//! The stream follows the changes this process's caches apply ([`Applied`]), so with a
+//! shared change feed (step 12) it hears about changes made through any replica. A stream
+//! lives as long as the client keeps it: it is bounded instead by a number per tenant
+//! (`mcp.listeners_per_tenant`), by credentials checked again every
+//! `mcp.listen_recheck_ms`, and by shutdown, which ends it with the protocol's final result
+//! so that its connection can close.
+//!
+//! [`Applied`]: omniforge_control::changes::Applied
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use omniforge_control::Change;
+use omniforge_store::TenantId;
+use omniforge_types::SkillName;
+use rmcp::ErrorData;
+use rmcp::service::SubscriptionContext;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Caller, internal};
+use crate::app::AppState;
+use crate::auth::rbac::Permission;
+use crate::router::{check_rate, principal_of};
+
+/// Installations read per page when a stream starts.
+const INSTALLATION_PAGE: u32 = 500;
+
+/// Open change streams per tenant on this server.
+pub(crate) struct Listeners {
+    open: Mutex<HashMap<TenantId, u32>>,
+    per_tenant: u32,
+}
+
+/// One open stream, counted until it drops.
+struct Slot {
+    listeners: Arc<Listeners>,
+    tenant: TenantId,
+}
+
+impl Listeners {
+    pub(crate) fn new(per_tenant: u32) -> Arc<Self> {
+        Arc::new(Self {
+            open: Mutex::new(HashMap::new()),
+            per_tenant,
+        })
+    }
+
+    /// A slot for one more stream of `tenant`, unless it holds as many as it may.
+    fn admit(self: &Arc<Self>, tenant: &TenantId) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(tenant.clone()).or_insert(0);
+        if *count >= self.per_tenant {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            listeners: Arc::clone(self),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .listeners
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// Serves one acknowledged `subscriptions/listen` until the client goes away, its
+/// credentials stop holding, or the server stops.
+pub(crate) async fn listen(
+    app: &AppState,
+    listeners: &Arc<Listeners>,
+    cx: SubscriptionContext,
+) -> Result<(), ErrorData> {
+    let caller = Caller::of(cx.request_context())?;
+    check_rate(app, &caller.principal)
+        .map_err(|e| ErrorData::invalid_request(e.message(), None))?;
+    caller.require(Permission::SkillRead)?;
+    let tenant = caller.principal.tenant.clone();
+    let _slot = listeners.admit(&tenant).ok_or_else(|| {
+        ErrorData::invalid_request(
+            format!(
+                "this tenant already holds {} open change streams on this server; close one \
+                 before opening another",
+                listeners.per_tenant
+            ),
+            None,
+        )
+    })?;
+    // Followed before the installations are read: a change in between is heard, not lost.
+    let mut changes = app.invocations.follow_changes();
+    let mut installed = installed_skills(app, &tenant).await?;
+    let mut recheck =
+        tokio::time::interval(Duration::from_millis(app.config.mcp.listen_recheck_ms));
+    recheck.tick().await;
+    loop {
+        tokio::select! {
+            () = cx.cancelled() => return Ok(()),
+            () = app.stopping.cancelled() => return Ok(()),
+            _ = recheck.tick() => still_allowed(app, cx.request_context().extensions.get::<Parts>(), &tenant).await?,
+            change = changes.recv() => {
+                let tell = match change {
+                    Ok(change) => {
+                        if let Change::Installation { tenant: installer, skill } = &change
+                            && *installer == tenant
+                        {
+                            installed.insert(skill.clone());
+                        }
+                        change.touches_skills_of(&tenant, |skill| installed.contains(skill))
+                    }
+                    // Fell behind: anything may have changed.
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return Ok(()),
+                };
+                if tell && cx.sink().notify_tool_list_changed().await.is_err() {
+                    // The client is gone.
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The skills `tenant` has installed (kept, as the stream runs, a superset: a skill it
+/// removed may still cause a needless notification).
+async fn installed_skills(
+    app: &AppState,
+    tenant: &TenantId,
+) -> Result<HashSet<SkillName>, ErrorData> {
+    let store = app.db.tenant(tenant);
+    let mut skills = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_installations(after.as_deref(), INSTALLATION_PAGE)
+            .await
+            .map_err(|e| internal(&e))?;
+        let full = page.len() == INSTALLATION_PAGE as usize;
+        after = page.last().map(|i| i.id.clone());
+        skills.extend(page.into_iter().map(|i| i.skill));
+        if !full {
+            return Ok(skills);
+        }
+    }
+}
+
+/// Authenticates the stream's request again: a revoked key, a disabled user, an expired
+/// token or a lost permission ends the stream.
+async fn still_allowed(
+    app: &AppState,
+    parts: Option<&Parts>,
+    tenant: &TenantId,
+) -> Result<(), ErrorData> {
+    let gone = || {
+        ErrorData::invalid_request(
+            "the credentials this stream was opened with no longer allow it; listen again with \
+             valid ones",
+            None,
+        )
+    };
+    let parts = parts.ok_or_else(gone)?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    match principal_of(app, &parts.headers, peer).await {
+        Ok(principal) if principal.tenant == *tenant && principal.can(Permission::SkillRead) => {
+            Ok(())
+        }
+        _ => Err(gone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_holds_at_most_its_number_of_streams_and_a_closed_one_frees_its_place() {
+        let listeners = Listeners::new(2);
+        let (acme, other) = (TenantId::new("ten_acme"), TenantId::new("ten_other"));
+        let first = listeners.admit(&acme).expect("one");
+        let _second = listeners.admit(&acme).expect("two");
+        assert!(listeners.admit(&acme).is_none(), "a third is refused");
+        assert!(
+            listeners.admit(&other).is_some(),
+            "other tenants count apart"
+        );
+        drop(first);
+        assert!(
+            listeners.admit(&acme).is_some(),
+            "a closed stream frees its place"
+        );
+    }
+}
