@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark (issue 5): POST /api/v1/skills/examples/hello/invoke through `omniforge
 # serve` (API-key auth, tenant policy limits, an invocation quota, metering and rate limits
-# all on) against a bare axum handler answering the same JSON and, when `wasmtime` is on the
+# all on), the same invocation as an MCP `tools/call` to its `/mcp` (issue 16), against a bare axum handler answering the same JSON and, when `wasmtime` is on the
 # PATH (`cargo install wasmtime-cli --version 48.0.8 --locked`), against `wasmtime serve`
 # running the same logic as a wasi:http component (scripts/bench/http-hello) with a fresh
 # instance per request. Driven by wrk from another process on loopback; targets take turns
@@ -74,6 +74,20 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $key"
 LUA
   targets+=("$label|http://$addr/api/v1/skills/examples/hello/invoke|$dir/invoke.lua")
+  # The same invocation as an MCP tools/call (stateless 2026-07-28: the version and client
+  # capabilities in `_meta`, the standard headers), through the same server (issue 16; a
+  # baseline older than that answers non-2xx here).
+  cat > "$dir/mcp.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"examples.hello","arguments":{"name":"Ada"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"}}}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
+wrk.headers["Mcp-Method"] = "tools/call"
+wrk.headers["Mcp-Name"] = "examples.hello"
+wrk.headers["Authorization"] = "Bearer $key"
+LUA
+  targets+=("$label mcp|http://$addr/mcp|$dir/mcp.lua")
 }
 start_omniforge omniforge "$bin"
 if [ -n "${OMNIFORGE_BASELINE:-}" ]; then

@@ -21,6 +21,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's allocator: a request allocates and frees many small objects
+/// on one worker thread and the last of them on another, and glibc's arenas then contend on
+/// their locks (docs/performance.md, "MCP tools/call").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// OmniForge: run AI-agent skills packaged as WebAssembly components, sandboxed.
 #[derive(Debug, Parser)]
 #[command(name = "omniforge", version, about, propagate_version = true, after_help = exit::TABLE)]
