@@ -222,6 +222,7 @@ impl LocalSkill {
             limits,
             grants,
             callers: Vec::new(),
+            cancel: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use omniforge_store::{StoreError, TenantId};
 use omniforge_types::SkillName;
 use semver::Version;
 use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, PendingUpdate, ResolveError};
 use crate::changes::{Applied, Change, ChangeFeed};
@@ -44,6 +45,9 @@ pub struct Call {
     pub deadline: Option<Instant>,
     /// Where it came in, recorded with it.
     pub entry: EntryPoint,
+    /// Cancelling it stops the invocation, which then ends `canceled` and is charged what
+    /// it used (a task's cancel). `None`: it runs to its end even if its caller goes away.
+    pub cancel: Option<CancellationToken>,
 }
 
 /// Where an invocation came in. Every invocation is recorded with it (the
@@ -278,6 +282,7 @@ impl Invocations {
             limits,
             grants: grants(&manifest.permissions, policy.http_allow.as_deref()),
             callers,
+            cancel: call.cancel,
         };
         let runtime = Arc::clone(&self.parts.runtime);
         let run = async move {

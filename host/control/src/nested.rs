@@ -96,6 +96,8 @@ impl Invocations {
                 callers: call.callers,
                 fuel: call.fuel,
             }),
+            // Runs inside its caller's host call: cancelling the caller drops it.
+            cancel: None,
         }))
         .await;
         match answer {

@@ -103,6 +103,7 @@ fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
         limits,
         grants: Grants::default(),
         callers: Vec::new(),
+        cancel: None,
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 pub use omniforge_types::{SkillName, TenantId};
 use semver::VersionReq;
+use tokio_util::sync::CancellationToken;
 
 use crate::capabilities::HttpPolicy;
 use crate::limits::InvocationLimits;
@@ -50,4 +51,8 @@ pub struct InvocationRequest {
     /// top-level invocation. A nested invocation runs under its caller's concurrency permit
     /// (taking a second one could deadlock a tenant at its limit).
     pub callers: Vec<SkillName>,
+    /// Stops the invocation when cancelled: at the guest's next yield (its next fuel yield
+    /// or epoch tick, about a millisecond of guest code) or at once while it waits in a host
+    /// call. It then ends `canceled` and reports what it used, like any other ending.
+    pub cancel: Option<CancellationToken>,
 }

@@ -7,6 +7,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::IgnoredAny;
+use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
@@ -80,6 +81,7 @@ impl Invoker {
             limits,
             grants,
             callers,
+            cancel,
         } = request;
         let limits = limits.min(self.config.platform_limits);
         let mut report = InvocationReport {
@@ -157,13 +159,14 @@ impl Invoker {
                 .call_invoke(&mut store, &guest_context, &input)
                 .await
         };
-        let result = run_until(deadline, call).await;
+        let result = run_until(deadline, cancel.as_ref(), call).await;
 
         report.outcome = match result {
-            None => timeout(&limits),
-            Some(Err(error)) => classify(&error, &limits, store.data(), &stderr),
-            Some(Ok(Err(skill_error))) => guest_error(skill_error),
-            Some(Ok(Ok(output))) => check_output(output, &limits),
+            Ended::Deadline => timeout(&limits),
+            Ended::Canceled => Outcome::Canceled,
+            Ended::Finished(Err(error)) => classify(&error, &limits, store.data(), &stderr),
+            Ended::Finished(Ok(Err(skill_error))) => guest_error(skill_error),
+            Ended::Finished(Ok(Ok(output))) => check_output(output, &limits),
         };
         let state = store.data();
         report.usage = Usage {
@@ -230,21 +233,42 @@ impl Invoker {
     }
 }
 
-/// Runs `call` until it finishes (`Some`) or `deadline` passes (`None`). The clock is read at
-/// every poll, so a guest that yields (fuel yields, epoch ticks) is stopped right at the
-/// deadline whatever the timer wheel's granularity; the timer ends waits in host calls.
-async fn run_until<F: Future>(deadline: Instant, call: F) -> Option<F::Output> {
+/// How [`run_until`] ended.
+enum Ended<T> {
+    Finished(T),
+    Deadline,
+    Canceled,
+}
+
+/// Runs `call` until it finishes, `deadline` passes or `cancel` is cancelled. The clock and
+/// the token are read at every poll, so a guest that yields (fuel yields, epoch ticks) is
+/// stopped right at the deadline or the cancel whatever the timer wheel's granularity; the
+/// timer and the token's wake-up end waits in host calls.
+async fn run_until<F: Future>(
+    deadline: Instant,
+    cancel: Option<&CancellationToken>,
+    call: F,
+) -> Ended<F::Output> {
     let mut call = std::pin::pin!(call);
     let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+    let mut cancelled = std::pin::pin!(async {
+        match cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    });
     std::future::poll_fn(|cx| {
         if Instant::now() >= deadline {
-            return Poll::Ready(None);
+            return Poll::Ready(Ended::Deadline);
+        }
+        if cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ended::Canceled);
         }
         if let Poll::Ready(output) = call.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
+            return Poll::Ready(Ended::Finished(output));
         }
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Ready(()) => Poll::Ready(Ended::Deadline),
             Poll::Pending => Poll::Pending,
         }
     })

@@ -27,6 +27,7 @@
 //!             limits: InvocationLimits::default(),
 //!             grants: Grants::default(),
 //!             callers: Vec::new(),
+//!             cancel: None,
 //!         },
 //!     )
 //!     .await;

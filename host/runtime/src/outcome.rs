@@ -71,6 +71,8 @@ pub enum Outcome {
         /// The trap, with the guest's panic message when it wrote one.
         message: String,
     },
+    /// Whoever started the invocation cancelled it (a task's cancel) before it ended.
+    Canceled,
 }
 
 impl Outcome {
@@ -87,6 +89,7 @@ impl Outcome {
             Self::ConcurrencyLimit { .. } => "concurrency_limit",
             Self::MemoryBudget { .. } => "memory_budget",
             Self::Trap { .. } => "trap",
+            Self::Canceled => "canceled",
         }
     }
 
@@ -149,6 +152,7 @@ impl fmt::Display for Outcome {
                  room for this invocation's {requested_bytes} bytes now"
             ),
             Self::Trap { message } => write!(f, "skill trapped: {message}"),
+            Self::Canceled => write!(f, "canceled before it finished"),
         }
     }
 }

@@ -127,6 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             limits,
                             grants: Grants::default(),
                             callers: Vec::new(),
+                            cancel: None,
                         },
                     )
                     .await;
@@ -148,6 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     request_id: "bench".into(),
                     deadline: None,
                     entry: EntryPoint::Rest,
+                    cancel: None,
                 };
                 invocations.invoke(call).await.expect("the skill answers");
             }

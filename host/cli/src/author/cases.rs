@@ -145,6 +145,7 @@ fn got(outcome: Outcome) -> Result<Got> {
         Outcome::GuestError { kind, .. } => kind.to_string(),
         Outcome::Timeout { .. } => "timeout".into(),
         Outcome::Trap { .. } => "skill-trapped".into(),
+        Outcome::Canceled => "canceled".into(),
         Outcome::ConcurrencyLimit { .. } => "too-many-requests".into(),
         _ => "limit-exceeded".into(),
     };

@@ -37,6 +37,7 @@ pub fn request(tenant: &str, input: &str) -> InvocationRequest {
         limits: InvocationLimits::default(),
         grants: Grants::default(),
         callers: Vec::new(),
+        cancel: None,
     }
 }
 

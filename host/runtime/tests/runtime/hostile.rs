@@ -31,6 +31,36 @@ async fn an_infinite_loop_is_stopped_by_the_fuel_limit() {
 }
 
 #[tokio::test]
+async fn an_infinite_loop_is_stopped_by_its_cancel_and_reports_what_it_used() {
+    let skill = load(runtime(), programs::SPIN_LOOP).await;
+    let mut req = request("cancel", "{}");
+    req.limits = limits(|l| {
+        l.fuel = Some(1_000_000_000_000);
+        l.timeout = Duration::from_secs(30);
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    req.cancel = Some(cancel.clone());
+    let started = Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let report = runtime().invoke(&skill, req).await;
+    assert_eq!(report.outcome, Outcome::Canceled);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped late: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        report.usage.fuel_consumed > 1_000_000,
+        "what it burned until the cancel is reported: {:?}",
+        report.usage
+    );
+    assert!(report.usage.wall_time_us >= 200_000, "{:?}", report.usage);
+}
+
+#[tokio::test]
 async fn an_infinite_loop_is_stopped_by_the_deadline_when_unmetered() {
     let skill = load(runtime(), programs::SPIN_LOOP).await;
     let mut req = request("deadline", "{}");

@@ -132,6 +132,7 @@ pub fn outcome_error(outcome: &Outcome, usage: &Usage) -> Option<ApiError> {
         Outcome::Trap { message } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "skill-trapped", message.clone())
         }
+        Outcome::Canceled => ApiError::new(StatusCode::CONFLICT, "canceled", outcome.to_string()),
     };
     Some(error.with("usage", usage_value(usage)))
 }
@@ -270,6 +271,7 @@ pub async fn invoke(
         request_id,
         deadline: Some(deadline),
         entry: EntryPoint::Rest,
+        cancel: None,
     };
     let invoked = app
         .invocations

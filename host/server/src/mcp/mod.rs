@@ -308,6 +308,7 @@ impl ServerHandler for SkillTools {
             request_id: caller.request_id.clone(),
             deadline: Some(caller.started + timeout.saturating_sub(ANSWER_MARGIN)),
             entry: EntryPoint::Mcp,
+            cancel: None,
         };
         match self.app.invocations.invoke(call).await {
             Ok(invoked) => Ok(answers::output(&invoked, shapes.output).into()),
