@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark (issue 5): POST /api/v1/skills/examples/hello/invoke through `omniforge
 # serve` (API-key auth, tenant policy limits, an invocation quota, metering and rate limits
-# all on), the same invocation as an MCP `tools/call` to its `/mcp` (issue 16), against a bare axum handler answering the same JSON and, when `wasmtime` is on the
-# PATH (`cargo install wasmtime-cli --version 48.0.8 --locked`), against `wasmtime serve`
+# all on), and the same invocation as an MCP `tools/call` to its `/mcp` (issue 16), against
+# a bare axum handler answering the same JSON and, when `wasmtime` is on the PATH
+# (`cargo install wasmtime-cli --version 48.0.8 --locked`), against `wasmtime serve`
 # running the same logic as a wasi:http component (scripts/bench/http-hello) with a fresh
 # instance per request. Driven by wrk from another process on loopback; targets take turns
 # run after run, so drifting machine load spreads over all of them. Prints every run and the
@@ -87,6 +88,15 @@ wrk.headers["Mcp-Method"] = "tools/call"
 wrk.headers["Mcp-Name"] = "examples.hello"
 wrk.headers["Authorization"] = "Bearer $key"
 LUA
+  # A tool error would still be HTTP 200: check once that the call really succeeds.
+  curl -sf -X POST "http://$addr/mcp" -H "Authorization: Bearer $key" \
+    -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' \
+    -H 'mcp-name: examples.hello' --data-binary @<(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$dir/mcp.lua") \
+    | grep -q '"isError":false' || {
+      echo "$label answers tools/call with an error" >&2
+      [ "$label" != omniforge ] || exit 1
+    }
   targets+=("$label mcp|http://$addr/mcp|$dir/mcp.lua")
 }
 start_omniforge omniforge "$bin"

@@ -20,6 +20,7 @@ use omniforge_types::SkillName;
 use semver::Version;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::catalog::{Catalog, PendingUpdate, ResolveError};
 use crate::changes::{Applied, Change, ChangeFeed};
@@ -223,16 +224,22 @@ impl Invocations {
         self.parts.max_depth
     }
 
-    /// Runs one invocation through the whole pipeline and records how it ended.
+    /// Runs one invocation through the whole pipeline and records how it ended: a run that
+    /// started is recorded where it is settled (even when its caller has gone away), one
+    /// refused before it ran here.
     pub async fn invoke(&self, call: Call) -> Result<Invoked, InvokeError> {
         let entry = call.entry.label();
         let skill = call.skill.clone();
-        let result = self.run(call).await;
-        record(entry, &skill, &result);
+        let result = self.run(call, entry).await;
+        if let Err(error) = &result
+            && error.usage().is_none()
+        {
+            record(entry, &skill, None, error.code(), None);
+        }
         result
     }
 
-    async fn run(&self, call: Call) -> Result<Invoked, InvokeError> {
+    async fn run(&self, call: Call, entry: &'static str) -> Result<Invoked, InvokeError> {
         input::check_depth(&call.input).map_err(InvokeError::InvalidInput)?;
         let resolved = self
             .catalog()
@@ -285,15 +292,24 @@ impl Invocations {
             cancel: call.cancel,
         };
         let runtime = Arc::clone(&self.parts.runtime);
+        let version = resolved.version.clone();
         let run = async move {
+            let skill = request.context.skill.clone();
             let report = runtime.invoke(&prepared.loaded, request).await;
             let checked = match (&report.outcome, &prepared.output_validator) {
                 (Outcome::Ok { output }, Some(schema)) => input::check_output(schema, output),
                 _ => Ok(()),
             };
             settle(reservation, &report, checked.is_err(), nested);
+            let outcome = match checked {
+                Ok(()) => report.outcome.code(),
+                Err(_) => "invalid_output",
+            };
+            record(entry, &skill, Some(&version), outcome, Some(&report.usage));
             (report, checked)
-        };
+        }
+        // The record stays in the request's log even though the run is a task of its own.
+        .instrument(tracing::Span::current());
         let (report, checked) = if nested {
             // Inside the caller's host call, under its CPU slot (`Runtime::invoke`); a task of
             // its own would cost a hand-over to another task and back for every call.
@@ -330,11 +346,13 @@ impl Invocations {
 }
 
 /// The one record of every invocation, in the log of the request it belongs to.
-fn record(entry: &'static str, skill: &SkillName, result: &Result<Invoked, InvokeError>) {
-    let (outcome, version, usage) = match result {
-        Ok(invoked) => ("ok", Some(&invoked.version), Some(&invoked.usage)),
-        Err(error) => (error.code(), None, error.usage()),
-    };
+fn record(
+    entry: &'static str,
+    skill: &SkillName,
+    version: Option<&Version>,
+    outcome: &'static str,
+    usage: Option<&Usage>,
+) {
     tracing::info!(
         target: "omniforge::invocation",
         entry,

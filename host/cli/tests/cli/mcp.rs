@@ -386,9 +386,13 @@ fn listening_clients_are_told_when_their_tool_list_changes_and_only_then() {
                                 "body": {"skill": "other/shared"}}}},
         // Once installed, its owner's changes are news here too.
         {"listen": {"trigger": describe("v3", &other_key)}},
-        // And so is publishing one's own.
+        // And so is a change to one's own skill.
         {"listen": {"trigger": {"method": "PUT", "path": "/api/v1/skills/acme/hello",
                                 "body": {"description": "greets"}}}},
+        // Removing the installation is news; after it, the owner's changes are not.
+        {"listen": {"trigger": {"method": "DELETE",
+                                "path": "/api/v1/installations/other/shared"}}},
+        {"listen": {"trigger": describe("v4", &other_key), "wait_s": 1.5}},
     ]);
     let results = client(&cli.url, &key, "2026-07-28", &steps);
     let quiet = &results[0];
@@ -406,6 +410,21 @@ fn listening_clients_are_told_when_their_tool_list_changes_and_only_then() {
     );
     assert_eq!(results[2]["end"], "event", "{}", results[2]);
     assert_eq!(results[3]["end"], "event", "{}", results[3]);
+    let uninstalled = &results[4];
+    assert_eq!(uninstalled["trigger_status"], 204, "{uninstalled}");
+    assert_eq!(uninstalled["end"], "event", "{uninstalled}");
+    assert!(
+        !uninstalled["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("other.shared")),
+        "{uninstalled}"
+    );
+    assert_eq!(
+        results[5]["end"], "waited",
+        "no longer news: {}",
+        results[5]
+    );
 
     // `server/discover` announces the notification (a pinned version skips discovery).
     let discovered = client(&cli.url, &key, "auto", &json!([]));

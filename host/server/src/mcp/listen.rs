@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use omniforge_control::Change;
-use omniforge_store::TenantId;
+use omniforge_store::{MAX_PAGE, TenantId};
 use omniforge_types::SkillName;
 use rmcp::ErrorData;
 use rmcp::service::SubscriptionContext;
@@ -30,9 +30,6 @@ use super::{Caller, internal};
 use crate::app::AppState;
 use crate::auth::rbac::Permission;
 use crate::router::{check_rate, principal_of};
-
-/// Installations read per page when a stream starts.
-const INSTALLATION_PAGE: u32 = 500;
 
 /// Open change streams per tenant on this server.
 pub(crate) struct Listeners {
@@ -47,6 +44,7 @@ struct Slot {
 }
 
 impl Listeners {
+    /// Room for `per_tenant` streams of each tenant.
     pub(crate) fn new(per_tenant: u32) -> Arc<Self> {
         Arc::new(Self {
             open: Mutex::new(HashMap::new()),
@@ -92,6 +90,10 @@ pub(crate) async fn listen(
     listeners: &Arc<Listeners>,
     cx: SubscriptionContext,
 ) -> Result<(), ErrorData> {
+    if cx.accepted().tools_list_changed != Some(true) {
+        // Nothing asked for that this server sends: nothing to hold a stream open for.
+        return Ok(());
+    }
     let caller = Caller::of(cx.request_context())?;
     check_rate(app, &caller.principal)
         .map_err(|e| ErrorData::invalid_request(e.message(), None))?;
@@ -121,12 +123,12 @@ pub(crate) async fn listen(
             change = changes.recv() => {
                 let tell = match change {
                     Ok(change) => {
-                        if let Change::Installation { tenant: installer, skill } = &change
-                            && *installer == tenant
-                        {
-                            installed.insert(skill.clone());
+                        let relevant =
+                            change.touches_skills_of(&tenant, |skill| installed.contains(skill));
+                        if matches!(&change, Change::Installation { .. }) && relevant {
+                            installed = installed_skills(app, &tenant).await?;
                         }
-                        change.touches_skills_of(&tenant, |skill| installed.contains(skill))
+                        relevant
                     }
                     // Fell behind: anything may have changed.
                     Err(RecvError::Lagged(_)) => true,
@@ -141,8 +143,7 @@ pub(crate) async fn listen(
     }
 }
 
-/// The skills `tenant` has installed (kept, as the stream runs, a superset: a skill it
-/// removed may still cause a needless notification).
+/// The skills `tenant` has installed, read again whenever its installations change.
 async fn installed_skills(
     app: &AppState,
     tenant: &TenantId,
@@ -151,21 +152,22 @@ async fn installed_skills(
     let mut skills = HashSet::new();
     let mut after: Option<String> = None;
     loop {
+        // Until an empty page: the store decides how many a page holds.
         let page = store
-            .list_installations(after.as_deref(), INSTALLATION_PAGE)
+            .list_installations(after.as_deref(), MAX_PAGE)
             .await
             .map_err(|e| internal(&e))?;
-        let full = page.len() == INSTALLATION_PAGE as usize;
-        after = page.last().map(|i| i.id.clone());
-        skills.extend(page.into_iter().map(|i| i.skill));
-        if !full {
+        let Some(last) = page.last() else {
             return Ok(skills);
-        }
+        };
+        after = Some(last.id.clone());
+        skills.extend(page.into_iter().map(|i| i.skill));
     }
 }
 
 /// Authenticates the stream's request again: a revoked key, a disabled user, an expired
-/// token or a lost permission ends the stream.
+/// token or a lost permission ends the stream. A failure of the server itself (the database
+/// unreachable for a moment) does not: the next check decides.
 async fn still_allowed(
     app: &AppState,
     parts: Option<&Parts>,
@@ -187,7 +189,12 @@ async fn still_allowed(
         Ok(principal) if principal.tenant == *tenant && principal.can(Permission::SkillRead) => {
             Ok(())
         }
-        _ => Err(gone()),
+        Ok(_) => Err(gone()),
+        Err(error) if error.status().is_server_error() => {
+            tracing::warn!(error = %error.message(), "cannot check an MCP stream's credentials now");
+            Ok(())
+        }
+        Err(_) => Err(gone()),
     }
 }
 

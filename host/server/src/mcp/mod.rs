@@ -61,7 +61,8 @@ pub(crate) struct SkillTools {
 pub(crate) fn service(app: AppState) -> StreamableHttpService<SkillTools, NeverSessionManager> {
     let body_limit = usize::try_from(app.config.http.body_limit_bytes).unwrap_or(usize::MAX);
     // Stateless: no session outlives a request, so any replica answers any request and the
-    // request timeout bounds every exchange. Host checks guard unauthenticated local servers
+    // request timeout bounds every exchange but `subscriptions/listen` streams, which
+    // `listen.rs` bounds instead. Host checks guard unauthenticated local servers
     // against DNS rebinding; every request here carries credentials, and operators serve
     // under names this process cannot know.
     let config = StreamableHttpServerConfig::default()
