@@ -96,6 +96,14 @@ fn tool_names(listed: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The text of a tool result marked `isError`, which must start with the problem type `slug`.
+fn tool_error<'a>(result: &'a Value, slug: &str, mode: &str) -> &'a str {
+    assert_eq!(result["is_error"], true, "{mode}: {result}");
+    let text = result["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with(slug), "{mode}: {result}");
+    text
+}
+
 fn rest(port: u16, method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
     let (status, answer) = http(
         port,
@@ -213,33 +221,10 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
         assert_eq!(greeted["is_error"], false, "{mode}: {greeted}");
         assert_eq!(greeted["structured"], json!({"greeting": "Hello, Ada!"}));
 
-        let invalid = &results[2];
-        assert_eq!(invalid["is_error"], true, "{mode}: {invalid}");
-        assert!(
-            invalid["text"]
-                .as_str()
-                .unwrap()
-                .starts_with("invalid-input"),
-            "{invalid}"
-        );
-
-        let skill_error = &results[3];
-        assert_eq!(skill_error["is_error"], true, "{mode}: {skill_error}");
-        assert!(
-            skill_error["text"]
-                .as_str()
-                .unwrap()
-                .starts_with("skill-error"),
-            "{skill_error}"
-        );
-
-        let limited = &results[4];
-        assert_eq!(limited["is_error"], true, "{mode}: {limited}");
-        let text = limited["text"].as_str().unwrap();
-        assert!(
-            text.starts_with("limit-exceeded") && text.contains("fuel"),
-            "{limited}"
-        );
+        tool_error(&results[2], "invalid-input", mode);
+        tool_error(&results[3], "skill-error", mode);
+        let text = tool_error(&results[4], "limit-exceeded", mode);
+        assert!(text.contains("fuel"), "{mode}: {text}");
 
         // Another tenant's private skill is no tool of this one.
         assert!(
@@ -292,8 +277,7 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
             mode,
             &json!([{"call": "other.secret", "arguments": {"name": "Q"}}]),
         );
-        assert_eq!(refused[0]["is_error"], true, "{mode}: {}", refused[0]);
-        let text = refused[0]["text"].as_str().unwrap();
+        let text = tool_error(&refused[0], "too-many-requests", mode);
         assert!(text.contains("retry after"), "{mode}: {text}");
     }
 
