@@ -51,6 +51,20 @@ fn publish(cli: &ServerCli, key: &str, name: &str, wasm: &str, skill_extra: &str
     ok(&published, &format!("publish {name}"));
 }
 
+/// Publishes `hello` as `name` (see `publish`) and makes it public, for other tenants to
+/// install.
+fn publish_public(cli: &ServerCli, port: u16, key: &str, name: &str, skill_extra: &str) {
+    publish(cli, key, name, programs::HELLO, skill_extra, "");
+    let path = format!("/api/v1/skills/{name}");
+    rest(
+        port,
+        "PUT",
+        &path,
+        key,
+        Some(json!({"visibility": "public"})),
+    );
+}
+
 /// Runs `steps` through the Python client as `key`; one result per step, then the protocol
 /// version the client ended up speaking.
 fn client(url: &str, key: &str, mode: &str, steps: &Value) -> Vec<Value> {
@@ -141,21 +155,7 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
         "[limits]\nfuel = 1000000\n",
     );
     publish(&cli, &other_key, "other/secret", programs::HELLO, "", "");
-    publish(
-        &cli,
-        &other_key,
-        "other/shared",
-        programs::HELLO,
-        HELLO_SCHEMAS,
-        "",
-    );
-    rest(
-        port,
-        "PUT",
-        "/api/v1/skills/other/shared",
-        &other_key,
-        Some(json!({"visibility": "public"})),
-    );
+    publish_public(&cli, port, &other_key, "other/shared", HELLO_SCHEMAS);
 
     // Without credentials: 401, pointing at the metadata, which names the resource.
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -349,18 +349,11 @@ fn listening_clients_are_told_when_their_tool_list_changes_and_only_then() {
     let other_key = bootstrap_tenant(&cli.dir, "other", "bob@other.test");
     let key = cli.key.clone();
     publish(&cli, &key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
-    publish(&cli, &other_key, "other/shared", programs::HELLO, "", "");
+    publish_public(&cli, port, &other_key, "other/shared", "");
     let describe = |text: &str, as_key: &str| {
         json!({"method": "PUT", "path": "/api/v1/skills/other/shared", "key": as_key,
                "body": {"description": text, "visibility": "public"}})
     };
-    rest(
-        port,
-        "PUT",
-        "/api/v1/skills/other/shared",
-        &other_key,
-        Some(json!({"visibility": "public"})),
-    );
 
     let steps = json!([
         // Another tenant's skill, not installed here, changes: not this tenant's news.
