@@ -40,6 +40,7 @@ const WORKSPACES: &[GuestWorkspace] = &[
             "output-flood",
             "relay",
             "legacy-hello",
+            "ticker",
         ],
     },
 ];

@@ -14,6 +14,7 @@ mod remote;
 mod run;
 mod serve;
 mod skill;
+mod task;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ enum Command {
     /// Connect MCP clients to a server's skills.
     #[command(subcommand)]
     Mcp(mcp::McpCommand),
+    /// Submit, follow, cancel and retry durable tasks on a server.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
     /// Print the server's OpenAPI document (docs/api/openapi.json).
     Openapi,
     /// Internal commands the server runs as child processes.
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => report(serve::run(args).await),
             Command::Admin(command) => report(admin::run(command).await),
             Command::Mcp(command) => report(mcp::run(command)),
+            Command::Task(command) => task::run(command).await,
             Command::Openapi => report(print_openapi()),
             Command::Internal(InternalCommand::Compile(args)) => report(offload::compile(args)),
             Command::Internal(InternalCommand::Validate(args)) => report(offload::validate(args)),

@@ -122,9 +122,9 @@ struct ClientFile {
 }
 
 /// A configured HTTP client for one server.
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
-    base: String,
+    pub(crate) base: String,
     key: Option<String>,
 }
 
@@ -146,7 +146,7 @@ pub(crate) fn endpoint(args: &ClientArgs) -> Result<(String, Option<String>)> {
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> Result<Self> {
+    pub(crate) fn new(args: &ClientArgs) -> Result<Self> {
         let path = config_path(args.client_config.as_deref());
         let file = match &path {
             Some(path) if path.exists() || args.client_config.is_some() => {
@@ -175,7 +175,11 @@ impl Client {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+    pub(crate) fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder> {
         let key = self.key.as_deref().ok_or_else(|| {
             anyhow!("no API key: pass --api-key, set OMNIFORGE_API_KEY, or put api_key in the client config file")
         })?;
@@ -186,13 +190,18 @@ impl Client {
     }
 
     /// Sends a request and returns the JSON answer, or the problem as an error.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Problem> {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Problem> {
         let response = request.send().await.map_err(|e| Problem {
             status: 0,
             kind: String::new(),
             message: format!("cannot reach {}: {e}", self.base),
             retry_after: None,
         })?;
+        Self::answer(response).await
+    }
+
+    /// The JSON of a response, or its problem as an error.
+    pub(crate) async fn answer(response: reqwest::Response) -> Result<Value, Problem> {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -230,13 +239,33 @@ impl Client {
 #[derive(Debug)]
 pub(crate) struct Problem {
     status: u16,
-    kind: String,
+    pub(crate) kind: String,
     message: String,
     /// The `Retry-After` seconds, when the server said.
     retry_after: Option<u64>,
 }
 
 impl Problem {
+    /// A problem document the server stored (a task's `error`).
+    pub(crate) fn from_document(document: &Value) -> Self {
+        let kind = document["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let status = document["status"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(500);
+        let detail = document["detail"].as_str().unwrap_or_default();
+        Self {
+            status,
+            message: format!("{status} {kind}: {detail}"),
+            kind,
+            retry_after: None,
+        }
+    }
+
     /// The exit code from the table in [`crate::exit`].
     pub(crate) fn exit_code(&self) -> u8 {
         match (self.status, self.kind.as_str()) {
@@ -347,7 +376,7 @@ async fn wait_until_compiled(
 }
 
 /// Splits `ns/name[@req]`.
-fn parse_target(target: &str) -> Result<(&str, Option<&str>)> {
+pub(crate) fn parse_target(target: &str) -> Result<(&str, Option<&str>)> {
     let (name, req) = match target.split_once('@') {
         Some((name, req)) => (name, Some(req)),
         None => (target, None),

@@ -223,6 +223,7 @@ impl LocalSkill {
             grants,
             callers: Vec::new(),
             cancel: None,
+            task: None,
         }
     }
 }

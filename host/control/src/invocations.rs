@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omniforge_runtime::{
-    InvocationContext, InvocationReport, InvocationRequest, Outcome, Runtime, Usage,
+    InvocationContext, InvocationReport, InvocationRequest, Outcome, Runtime, TaskRun, Usage,
 };
 use omniforge_store::{StoreError, TenantId};
 use omniforge_types::SkillName;
@@ -49,6 +49,9 @@ pub struct Call {
     /// Cancelling it stops the invocation, which then ends `canceled` and is charged what
     /// it used (a task's cancel). `None`: it runs to its end even if its caller goes away.
     pub cancel: Option<CancellationToken>,
+    /// The durable task it runs for: its id and attempt reach the skill, its log lines the
+    /// task's events.
+    pub task: Option<TaskRun>,
 }
 
 /// Where an invocation came in. Every invocation is recorded with it (the
@@ -60,16 +63,19 @@ pub enum EntryPoint {
     Rest,
     /// An MCP `tools/call`.
     Mcp,
+    /// A durable task's run.
+    Task,
     /// A running skill calling another (`omniforge:skill/skills`).
     Nested(Nesting),
 }
 
 impl EntryPoint {
-    /// The stable lower-case label it is recorded under: `rest`, `mcp`, `nested`.
+    /// The stable lower-case label it is recorded under: `rest`, `mcp`, `task`, `nested`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Rest => "rest",
             Self::Mcp => "mcp",
+            Self::Task => "task",
             Self::Nested(_) => "nested",
         }
     }
@@ -269,7 +275,7 @@ impl Invocations {
                 }
                 (nesting.callers, true)
             }
-            EntryPoint::Rest | EntryPoint::Mcp => {
+            EntryPoint::Rest | EntryPoint::Mcp | EntryPoint::Task => {
                 limits.fuel = Some(reservation.fuel());
                 (Vec::new(), false)
             }
@@ -290,6 +296,7 @@ impl Invocations {
             grants: grants(&manifest.permissions, policy.http_allow.as_deref()),
             callers,
             cancel: call.cancel,
+            task: call.task,
         };
         let runtime = Arc::clone(&self.parts.runtime);
         let version = resolved.version.clone();

@@ -9,6 +9,9 @@
 //! ([`QuotaLedger`], today [`meter::Meter`]) and cache invalidation ([`ChangeFeed`], today
 //! [`changes::LocalChanges`]).
 //!
+//! Durable [`tasks`] run through the same pipeline, claimed from the database by workers in
+//! every process.
+//!
 //! Skills calling skills (`omniforge:skill/skills`) re-enter the same pipeline through
 //! [`nested::NestedCalls`], the runtime's `SkillCaller`, sharing the caller's budget.
 //!
@@ -30,8 +33,10 @@ pub mod meter;
 pub mod nested;
 pub mod packages;
 pub mod policy;
+pub mod tasks;
 
 pub use changes::{Change, ChangeFeed};
 pub use invocations::{Call, EntryPoint, Invocations, InvokeError, Invoked};
 pub use limits::PlatformLimits;
 pub use meter::QuotaLedger;
+pub use tasks::{TaskProblems, TaskSettings, Tasks};

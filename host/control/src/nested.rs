@@ -98,6 +98,7 @@ impl Invocations {
             }),
             // Runs inside its caller's host call: cancelling the caller drops it.
             cancel: None,
+            task: None,
         }))
         .await;
         match answer {

@@ -69,6 +69,15 @@ pub struct TenantPolicy {
     #[schema(value_type = Option<Vec<HostPatternText>>, max_items = 100)]
     #[serde(serialize_with = "compact_hosts")]
     pub http_allow: Option<Vec<HostPattern>>,
+    /// Tasks the tenant may have queued at once; a submission beyond it answers 429.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "integer")]
+    pub max_queued_tasks: u64,
+    /// Tasks of the tenant running at once, on all replicas together; the others wait in
+    /// the queue.
+    #[schema(minimum = 1, maximum = 1_024)]
+    #[serde(deserialize_with = "integer")]
+    pub max_running_tasks: u32,
 }
 
 /// The text of an outbound HTTP destination, `[scheme://]host[:port]`, as the API states it:
@@ -129,6 +138,10 @@ impl PolicyMaxima {
     pub const KV_BYTES: u64 = 1 << 40;
     /// Entries of `http_allow`.
     pub const HTTP_ALLOW: usize = 100;
+    /// `max_queued_tasks`.
+    pub const QUEUED_TASKS: u64 = 1_000_000;
+    /// `max_running_tasks`.
+    pub const RUNNING_TASKS: u32 = 1_024;
 }
 
 impl Default for TenantPolicy {
@@ -143,6 +156,8 @@ impl Default for TenantPolicy {
             max_total_fuel: None,
             max_kv_bytes: 64 << 20,
             http_allow: None,
+            max_queued_tasks: 10_000,
+            max_running_tasks: 8,
         }
     }
 }
@@ -177,6 +192,18 @@ impl TenantPolicy {
             within("max_total_fuel", n, 0, M::TOTAL_FUEL)?;
         }
         within("max_kv_bytes", self.max_kv_bytes, 0, M::KV_BYTES)?;
+        within(
+            "max_queued_tasks",
+            self.max_queued_tasks,
+            1,
+            M::QUEUED_TASKS,
+        )?;
+        within(
+            "max_running_tasks",
+            u64::from(self.max_running_tasks),
+            1,
+            u64::from(M::RUNNING_TASKS),
+        )?;
         if let Some(hosts) = &self.http_allow
             && hosts.len() > M::HTTP_ALLOW
         {

@@ -104,6 +104,7 @@ fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
         grants: Grants::default(),
         callers: Vec::new(),
         cancel: None,
+        task: None,
     }
 }
 

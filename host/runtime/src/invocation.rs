@@ -55,4 +55,30 @@ pub struct InvocationRequest {
     /// or epoch tick, about a millisecond of guest code) or at once while it waits in a host
     /// call. It then ends `canceled` and reports what it used, like any other ending.
     pub cancel: Option<CancellationToken>,
+    /// The durable task it runs for, if any.
+    pub task: Option<TaskRun>,
+}
+
+/// The durable task an invocation runs for: who it is, which attempt, and where its log
+/// lines go besides the host's log (the task's events).
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    /// The task.
+    pub id: omniforge_types::TaskId,
+    /// Its attempt, from 1.
+    pub attempt: u32,
+    /// Receives each log line the skill writes that the `log` capability accepts.
+    pub logs: Option<LogSink>,
+}
+
+/// Where a task's log lines go while it runs.
+pub type LogSink = tokio::sync::mpsc::UnboundedSender<GuestLogLine>;
+
+/// One log line a skill wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The message, cut to the log limits.
+    pub message: String,
 }

@@ -15,7 +15,7 @@ use crate::capabilities::log::TenantLogRate;
 use crate::capabilities::{KvStore, Setup, SkillCaller};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
-use crate::invocation::{Grants, InvocationContext, InvocationRequest, SkillName};
+use crate::invocation::InvocationRequest;
 use crate::limits::{InvocationLimits, SandboxLimiter};
 use crate::outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
 use crate::runtime::{LoadedSkill, Runtime};
@@ -82,6 +82,7 @@ impl Invoker {
             grants,
             callers,
             cancel,
+            task,
         } = request;
         let limits = limits.min(self.config.platform_limits);
         let mut report = InvocationReport {
@@ -142,14 +143,16 @@ impl Invoker {
             request_id: context.request_id.clone(),
             deadline_unix_ms: unix_millis(SystemTime::now() + limits.timeout),
         };
-        let mut store = self.new_store(
-            Arc::new(context),
-            grants,
-            callers,
-            &limits,
+        let context = Arc::new(context);
+        let caps = Capabilities::new(&Setup {
+            invoker: self,
+            context: &context,
+            grants: &grants,
+            callers: &callers,
+            task: task.as_ref(),
             deadline,
-            stderr.clone(),
-        );
+        });
+        let mut store = self.new_store(caps, &limits, deadline, stderr.clone());
         let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
 
         let call = async {
@@ -186,20 +189,11 @@ impl Invoker {
 
     fn new_store(
         &self,
-        context: Arc<InvocationContext>,
-        grants: Grants,
-        callers: Vec<SkillName>,
+        caps: Capabilities,
         limits: &InvocationLimits,
         deadline: Instant,
         stderr: StderrCapture,
     ) -> Store<InvocationState> {
-        let caps = Capabilities::new(&Setup {
-            invoker: self,
-            context: &context,
-            grants: &grants,
-            callers: &callers,
-            deadline,
-        });
         let state = InvocationState::new(stderr, caps, SandboxLimiter::new(limits));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -28,6 +28,7 @@
 //!             grants: Grants::default(),
 //!             callers: Vec::new(),
 //!             cancel: None,
+//!             task: None,
 //!         },
 //!     )
 //!     .await;
@@ -72,7 +73,10 @@ pub use config::{
 /// digests (`omniforge_types::Sha256Digest`), so no conversion sits between them.
 pub type ComponentDigest = omniforge_types::Sha256Digest;
 pub use error::{LoadError, RuntimeError};
-pub use invocation::{Grants, InvocationContext, InvocationRequest, SkillName, TenantId};
+pub use invocation::{
+    Grants, GuestLogLine, InvocationContext, InvocationRequest, LogSink, SkillName, TaskRun,
+    TenantId,
+};
 pub use limits::InvocationLimits;
 pub use outcome::{GuestErrorKind, InvocationReport, Outcome, Usage};
 pub use runtime::{CacheStats, LoadedSkill, Runtime, RuntimeBuilder};

@@ -128,6 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             grants: Grants::default(),
                             callers: Vec::new(),
                             cancel: None,
+                            task: None,
                         },
                     )
                     .await;
@@ -150,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     deadline: None,
                     entry: EntryPoint::Rest,
                     cancel: None,
+                    task: None,
                 };
                 invocations.invoke(call).await.expect("the skill answers");
             }

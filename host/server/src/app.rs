@@ -24,6 +24,7 @@ use omniforge_control::meter::Meter;
 use omniforge_control::nested::NestedCalls;
 use omniforge_control::packages::{InProcessValidator, PackageValidator};
 use omniforge_control::policy::Policies;
+use omniforge_control::tasks::Tasks;
 
 /// Work the server can hand to other processes so that large components never pass through
 /// its memory: compiling components and validating packages. `None` does it in this process
@@ -51,6 +52,8 @@ pub struct App {
     pub runtime: Arc<Runtime>,
     /// The invocation pipeline, with the catalog, policies and quota ledger it owns.
     pub invocations: Arc<Invocations>,
+    /// Durable tasks: submission, cancel, retry, and the workers `Server::run` starts.
+    pub tasks: Arc<Tasks>,
     /// Compiles published components.
     pub compiles: Arc<Compiles>,
     /// How long a request waits for a compile (a publish before answering `compiled:
@@ -154,6 +157,12 @@ impl App {
             max_depth: config.skills.max_depth,
         }));
         nested.attach(&invocations);
+        let tasks = Tasks::new(
+            db.clone(),
+            Arc::clone(&invocations),
+            config.tasks.settings(),
+            Arc::new(crate::api::tasks::HttpTaskProblems),
+        );
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
             stopping: CancellationToken::new(),
@@ -167,6 +176,7 @@ impl App {
             blobs,
             runtime,
             invocations,
+            tasks,
             compiles,
             compile_wait,
             uploads,

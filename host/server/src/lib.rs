@@ -107,14 +107,23 @@ impl Server {
             Duration::from_millis(self.app.config.skills.usage_flush_ms),
         );
         spawn_rate_limit_cleanup(&self.app);
+        let tasks = Arc::clone(&self.app.tasks);
+        tasks.run_workers();
         let stopping = Arc::new(Notify::new());
         let notify = Arc::clone(&stopping);
         let streams = self.app.stopping.clone();
+        let (drained_tx, drained) = tokio::sync::oneshot::channel();
         let signal = async move {
             shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
+            tracing::info!("shutting down: finishing in-flight requests and running tasks");
             streams.cancel();
             notify.notify_one();
+            // Tasks drain beside the requests: claiming stops now, running tasks get the
+            // drain time, then go back to the queue.
+            tokio::spawn(async move {
+                tasks.drain().await;
+                drained_tx.send(()).ok();
+            });
         };
         // Connection info carries the peer address: failed authentications are limited per
         // client address.
@@ -130,6 +139,8 @@ impl Server {
                 Ok(())
             }
         };
+        // Requests are done; the tasks' drain has its own bound.
+        drained.await.ok();
         if let Err(e) = ledger.flush().await {
             tracing::error!("cannot write the last usage counters: {e}");
         }

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{
-    api_keys, audit, docs, health, installations, invoke, me, publish, skills, tenants, usage,
-    users, versions,
+    api_keys, audit, docs, health, installations, invoke, me, publish, skills, tasks, tenants,
+    usage, users, versions,
 };
 use crate::app::AppState;
 use crate::auth::rbac::{Access, Permission};
@@ -192,6 +192,14 @@ pub fn api() -> OpenApiRouter<AppState> {
             Requires(SkillPublish),
             routes!(installations::uninstall),
         ))
+        .routes(guard(Requires(TaskWrite), routes!(tasks::create::create)))
+        .routes(guard(Requires(TaskRead), routes!(tasks::list::list)))
+        .routes(guard(Requires(TaskRead), routes!(tasks::metrics::metrics)))
+        .routes(guard(Requires(TaskRead), routes!(tasks::actions::get)))
+        .routes(guard(Requires(TaskWrite), routes!(tasks::actions::cancel)))
+        .routes(guard(Requires(TaskWrite), routes!(tasks::actions::retry)))
+        .routes(guard(Requires(TaskWrite), routes!(tasks::actions::delete)))
+        .routes(guard(Requires(TaskRead), routes!(tasks::events::events)))
         .routes(guard(Public, routes!(mcp::metadata::document)))
         .routes(guard(Public, routes!(mcp::metadata::document_for_mcp)))
 }

@@ -66,6 +66,32 @@ impl BeginExclusive for PgPool {
     }
 }
 
+/// Transactions that will write: SQLite takes its write lock at the start (a read that later
+/// writes could otherwise fail to upgrade to it), PostgreSQL begins as usual.
+pub(crate) trait BeginWrite {
+    /// The engine.
+    type Db: sqlx::Database;
+
+    /// Begins a transaction that will write.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
 /// Which database engine a [`Database`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -23,6 +23,7 @@ mod platform;
 mod records;
 mod rows;
 mod skills;
+mod tasks;
 mod tenant;
 mod usage;
 
@@ -32,13 +33,18 @@ pub use error::StoreError;
 pub use installations::Installation;
 pub use kv::{KV_ENTRY_OVERHEAD, KvExportEntry, KvIncrement, KvQuota, KvUsage, KvWrite};
 pub use migrations::MigrationStatus;
-pub use omniforge_types::{ApiKeyId, TenantId, UserId};
+pub use omniforge_types::{ApiKeyId, TaskId, TenantId, UserId};
 pub use platform::{Bootstrapped, Platform};
 pub use records::{
     ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser,
     PLATFORM_ACTOR, Role, Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
 };
 pub use skills::{NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
+pub use tasks::{
+    Canceled, Claim, Ending, EventKind, Idempotency, NewEvent, NewTask, Release, StateCount,
+    Submission, Task, TaskEvent, TaskFilter, TaskListener, TaskSort, TaskState, TaskTiming,
+    TaskUsage,
+};
 pub use tenant::TenantStore;
 pub use usage::{UsageCounters, UsageDelta};
 

@@ -51,6 +51,10 @@ id_type!(
     /// Identifies an API key (its database id, not its secret).
     ApiKeyId
 );
+id_type!(
+    /// Identifies a durable task (`tsk_` + a time-ordered UUID).
+    TaskId
+);
 
 #[cfg(test)]
 mod tests {

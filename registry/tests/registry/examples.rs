@@ -32,6 +32,7 @@ async fn run(component: &[u8], input: &str, grants: Grants) -> serde_json::Value
         grants,
         callers: Vec::new(),
         cancel: None,
+        task: None,
     };
     let report = runtime.invoke(&skill, request).await;
     serde_json::from_str(

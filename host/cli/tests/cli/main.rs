@@ -12,6 +12,7 @@ mod publish;
 mod readme;
 mod run;
 mod server;
+mod tasks;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -28,9 +29,15 @@ pub fn bootstrap(dir: &Path) -> String {
 
 /// Creates tenant `tenant` with owner `email` in `dir`'s database; the owner's API key.
 pub fn bootstrap_tenant(dir: &Path, tenant: &str, email: &str) -> String {
-    let out = omniforge_in(
+    bootstrap_env(dir, tenant, email, &[])
+}
+
+/// [`bootstrap_tenant`] with `envs` set (`OMNIFORGE_DATABASE_URL` names another database).
+pub fn bootstrap_env(dir: &Path, tenant: &str, email: &str, envs: &[(&str, &str)]) -> String {
+    let out = omniforge_env(
         dir,
         &["admin", "bootstrap", "--tenant", tenant, "--email", email],
+        envs,
     );
     ok(&out, &format!("bootstrap {tenant}")).trim().to_owned()
 }

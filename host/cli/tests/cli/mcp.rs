@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use omniforge_test_programs as programs;
 use serde_json::{Value, json};
 
+use crate::bootstrap_tenant;
 use crate::examples::{ServerCli, python_package};
 use crate::server::http;
-use crate::{bootstrap_tenant, ok, omniforge_env, omniforge_in};
 
 const MODES: [&str; 2] = ["2026-07-28", "legacy"];
 
@@ -21,40 +21,10 @@ const HELLO_SCHEMAS: &str = "input-schema = { type = \"object\", properties = { 
      \"string\" } }, required = [\"name\"] }\noutput-schema = { type = \"object\", properties = \
      { greeting = { type = \"string\" } }, required = [\"greeting\"] }\n";
 
-/// Packs `wasm` as `name` 1.0.0 (world `tool`) with `skill_extra` under `[skill]` and
-/// `extra` after it, and publishes it as the tenant of `key`.
-fn publish(cli: &ServerCli, key: &str, name: &str, wasm: &str, skill_extra: &str, extra: &str) {
-    let stem = name.replace('/', "-");
-    let project = cli.dir.join("mcp-packages").join(&stem);
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(
-        project.join("omniforge.toml"),
-        format!(
-            "[package]\nname = \"{name}\"\nversion = \"1.0.0\"\n\
-             description = \"{name} for MCP\"\nlicense = \"MIT\"\n\n\
-             [skill]\nworld = \"tool\"\ncomponent = \"skill.wasm\"\n{skill_extra}\n{extra}\n"
-        ),
-    )
-    .unwrap();
-    let package = project.with_extension("zip");
-    let (project, package) = (project.to_str().unwrap(), package.to_str().unwrap());
-    let packed = omniforge_in(
-        &cli.dir,
-        &["skill", "pack", project, "--component", wasm, "-o", package],
-    );
-    ok(&packed, &format!("pack {name}"));
-    let published = omniforge_env(
-        &cli.dir,
-        &["skill", "publish", package, "--server", &cli.url],
-        &[("OMNIFORGE_API_KEY", key)],
-    );
-    ok(&published, &format!("publish {name}"));
-}
-
 /// Publishes `hello` as `name` (see `publish`) and makes it public, for other tenants to
 /// install.
 fn publish_public(cli: &ServerCli, port: u16, key: &str, name: &str, skill_extra: &str) {
-    publish(cli, key, name, programs::HELLO, skill_extra, "");
+    cli.publish_wasm(key, name, programs::HELLO, skill_extra, "");
     let path = format!("/api/v1/skills/{name}");
     rest(
         port,
@@ -144,17 +114,16 @@ fn skills_are_tools_for_mcp_clients_per_tenant_in_both_protocol_modes() {
     let other_key = bootstrap_tenant(&cli.dir, "other", "bob@other.test");
     let key = cli.key.clone();
 
-    publish(&cli, &key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
-    publish(&cli, &key, "acme/loose", programs::HELLO, "", "");
-    publish(
-        &cli,
+    cli.publish_wasm(&key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
+    cli.publish_wasm(&key, "acme/loose", programs::HELLO, "", "");
+    cli.publish_wasm(
         &key,
         "acme/spin",
         programs::SPIN_LOOP,
         "",
         "[limits]\nfuel = 1000000\n",
     );
-    publish(&cli, &other_key, "other/secret", programs::HELLO, "", "");
+    cli.publish_wasm(&other_key, "other/secret", programs::HELLO, "", "");
     publish_public(&cli, port, &other_key, "other/shared", HELLO_SCHEMAS);
 
     // Without credentials: 401, pointing at the metadata, which names the resource.
@@ -328,7 +297,7 @@ fn a_long_tool_list_comes_in_pages_that_a_client_follows() {
     // One page holds 100 tools.
     let names: Vec<String> = (0..101).map(|n| format!("acme/tool-{n:03}")).collect();
     for name in &names {
-        publish(&cli, &key, name, programs::HELLO, "", "");
+        cli.publish_wasm(&key, name, programs::HELLO, "", "");
     }
     let results = client(&cli.url, &key, "2026-07-28", &json!([{"list": true}]));
     assert_eq!(results[0]["pages"], 2, "{}", results[0]["pages"]);
@@ -348,7 +317,7 @@ fn listening_clients_are_told_when_their_tool_list_changes_and_only_then() {
     let port = server.port;
     let other_key = bootstrap_tenant(&cli.dir, "other", "bob@other.test");
     let key = cli.key.clone();
-    publish(&cli, &key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
+    cli.publish_wasm(&key, "acme/hello", programs::HELLO, HELLO_SCHEMAS, "");
     publish_public(&cli, port, &other_key, "other/shared", "");
     let describe = |text: &str, as_key: &str| {
         json!({"method": "PUT", "path": "/api/v1/skills/other/shared", "key": as_key,

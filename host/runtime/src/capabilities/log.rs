@@ -10,7 +10,7 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::omniforge::skill::log::{self, Level};
 use crate::capabilities::HasCapability;
-use crate::invocation::{InvocationContext, TenantId};
+use crate::invocation::{GuestLogLine, InvocationContext, LogSink, TenantId};
 use crate::outcome::Usage;
 use crate::state::InvocationState;
 
@@ -89,6 +89,7 @@ pub(crate) struct LogState {
     meta: Arc<InvocationContext>,
     limits: LogLimits,
     rate: Arc<TenantLogRate>,
+    sink: Option<LogSink>,
     written: u32,
     dropped: u32,
     bytes: usize,
@@ -99,11 +100,13 @@ impl LogState {
         meta: Arc<InvocationContext>,
         limits: LogLimits,
         rate: Arc<TenantLogRate>,
+        sink: Option<LogSink>,
     ) -> Self {
         Self {
             meta,
             limits,
             rate,
+            sink,
             written: 0,
             dropped: 0,
             bytes: 0,
@@ -123,6 +126,7 @@ impl super::Capability for LogState {
             Arc::clone(setup.context),
             setup.invoker.config.log,
             Arc::clone(&setup.invoker.log_rate),
+            setup.task.and_then(|task| task.logs.clone()),
         )
     }
 
@@ -166,6 +170,20 @@ impl log::Host for GuestLog<'_> {
                     "{message}"
                 )
             };
+        }
+        if let Some(sink) = &state.sink {
+            let level = match level {
+                Level::Trace => "trace",
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            };
+            // A closed sink means the task's worker stopped listening; the host log keeps it.
+            let _ = sink.send(GuestLogLine {
+                level,
+                message: message.to_owned(),
+            });
         }
         match level {
             Level::Trace => emit!(trace),

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use wasmtime::component::Linker;
 
-use crate::invocation::{Grants, InvocationContext, SkillName};
+use crate::invocation::{Grants, InvocationContext, SkillName, TaskRun};
 use crate::invoke::Invoker;
 use crate::outcome::Usage;
 use crate::state::InvocationState;
@@ -36,6 +36,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) grants: &'a Grants,
     /// The skills on the call stack above it.
     pub(crate) callers: &'a [SkillName],
+    /// The durable task it runs for.
+    pub(crate) task: Option<&'a TaskRun>,
     /// When it must have ended.
     pub(crate) deadline: Instant,
 }

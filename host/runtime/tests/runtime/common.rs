@@ -38,6 +38,7 @@ pub fn request(tenant: &str, input: &str) -> InvocationRequest {
         grants: Grants::default(),
         callers: Vec::new(),
         cancel: None,
+        task: None,
     }
 }
 

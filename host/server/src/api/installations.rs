@@ -93,7 +93,7 @@ pub struct Installed {
     pub missing_dependencies: Vec<SkillName>,
 }
 
-fn skill_name(full: &str) -> Result<SkillName, ApiError> {
+pub(crate) fn skill_name(full: &str) -> Result<SkillName, ApiError> {
     crate::api::rules::SKILL_REF.check(full)?;
     full.parse()
         .map_err(|e| ApiError::invalid(format!("skill: {e}")).with("field", "skill"))

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use omniforge_control::catalog::{PendingUpdate, ResolveError};
 use omniforge_control::input::InputError;
 use omniforge_control::{Call, EntryPoint, InvokeError};
@@ -17,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::api::tasks::create::{Submitted, submit};
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::auth::rbac::Permission;
 use crate::error::{ApiError, ApiJson};
 use crate::middleware::{RequestId, RequestStart};
 
@@ -141,7 +144,7 @@ pub fn outcome_error(outcome: &Outcome, usage: &Usage) -> Option<ApiError> {
 /// of seconds.
 const COMPILING_RETRY_SECS: u64 = 5;
 
-fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
+pub(crate) fn resolve_error(error: ResolveError, full_name: &str) -> ApiError {
     match error {
         ResolveError::NotFound => ApiError::not_found("skill"),
         ResolveError::BadRequirement(detail) => {
@@ -223,7 +226,7 @@ fn usage_value(usage: &Usage) -> serde_json::Value {
     serde_json::to_value(UsageView::from(usage)).unwrap_or_default()
 }
 
-fn input_error(error: InputError) -> ApiError {
+pub(crate) fn input_error(error: InputError) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid-input",
@@ -236,7 +239,10 @@ fn input_error(error: InputError) -> ApiError {
 /// tenant's quota, runs it in a fresh sandbox and answers the output with the usage.
 #[utoipa::path(post, path = "/api/v1/skills/{namespace}/{name}/invoke", tag = "skills",
     params(("namespace" = String, Path), ("name" = String, Path)), request_body = InvokeRequest,
+    params(("Prefer" = Option<String>, Header, description = "`respond-async`: queue the invocation as a task and answer 202 with it (needs `task:write`; `Idempotency-Key` as for `POST /api/v1/tasks`)"),
+           ("Idempotency-Key" = Option<String>, Header, description = "With `Prefer: respond-async`: makes the submission safe to retry")),
     responses((status = 200, description = "The skill's output", body = InvokeResponse),
+              (status = 202, description = "With `Prefer: respond-async`: the queued task; `Location` names it", body = crate::api::tasks::TaskView),
               (status = 403, description = "Not installed, or new permissions not accepted", body = crate::error::Problem),
               (status = 404, description = "No such skill visible to the caller, or no matching version", body = crate::error::Problem),
               (status = 422, description = "`invalid-input` (with `pointer`), `skill-error`, `limit-exceeded`", body = crate::error::Problem),
@@ -249,8 +255,9 @@ pub async fn invoke(
     RequestId(request_id): RequestId,
     RequestStart(started): RequestStart,
     Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<InvokeRequest>,
-) -> Result<ApiJson<InvokeResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     if let Some(version) = &body.version {
         crate::api::rules::REQUIREMENT.check(version)?;
     }
@@ -258,6 +265,32 @@ pub async fn invoke(
     let skill: SkillName = format!("{ns}/{name}")
         .parse()
         .map_err(|_| ApiError::not_found("skill"))?;
+    if prefers_async(&headers) {
+        if !principal.can(Permission::TaskWrite) {
+            return Err(ApiError::forbidden(
+                "an asynchronous invocation queues a task: this needs the task:write permission",
+            )
+            .with("permission", Permission::TaskWrite.as_str()));
+        }
+        let fingerprint = crate::api::tasks::create::canonical(&serde_json::json!({
+            "skill": skill.as_str(),
+            "version": body.version,
+            "input": serde_json::from_str::<serde_json::Value>(body.input.get()).unwrap_or_default(),
+            "priority": 0,
+            "not_before_ms": null,
+        }));
+        let submitted = Submitted {
+            skill,
+            requirement: body.version,
+            input: body.input,
+            priority: 0,
+            not_before_ms: None,
+            fingerprint,
+        };
+        return Ok(submit(&app, &principal, request_id, &headers, submitted)
+            .await?
+            .into_response());
+    }
     // The answer must come before the server's request timeout turns it into a 503: the
     // invocation ends what is left of the request's time (resolving may wait for a compile)
     // before it, less a margin for answering.
@@ -272,6 +305,7 @@ pub async fn invoke(
         deadline: Some(deadline),
         entry: EntryPoint::Rest,
         cancel: None,
+        task: None,
     };
     let invoked = app
         .invocations
@@ -284,5 +318,16 @@ pub async fn invoke(
         output: invoked.output,
         usage: UsageView::from(&invoked.usage),
         pending_update: invoked.pending_update,
-    }))
+    })
+    .into_response())
+}
+
+/// Whether the request asks for an asynchronous answer (RFC 7240 `Prefer: respond-async`).
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|pref| pref.trim().eq_ignore_ascii_case("respond-async"))
 }

@@ -12,6 +12,7 @@ pub mod publish;
 pub mod rules;
 pub mod schemas;
 pub mod skills;
+pub mod tasks;
 pub mod tenants;
 pub mod upload;
 pub mod usage;

@@ -67,6 +67,8 @@ permissions! {
     AgentWrite = "agent:write",
     /// Read tasks and their events.
     TaskRead = "task:read",
+    /// Submit, cancel, retry and delete tasks (and invoke asynchronously).
+    TaskWrite = "task:write",
 }
 
 impl fmt::Display for Permission {
@@ -93,6 +95,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillInvoke,
             AgentWrite,
             TaskRead,
+            TaskWrite,
         ],
         Role::Admin => &[
             TenantRead,
@@ -105,6 +108,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillInvoke,
             AgentWrite,
             TaskRead,
+            TaskWrite,
         ],
         Role::Developer => &[
             TenantRead,
@@ -115,6 +119,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillInvoke,
             AgentWrite,
             TaskRead,
+            TaskWrite,
         ],
         Role::Operator => &[
             TenantRead,
@@ -124,6 +129,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillRead,
             SkillInvoke,
             TaskRead,
+            TaskWrite,
         ],
         Role::Viewer => &[TenantRead, UserRead, SkillRead, TaskRead],
     }

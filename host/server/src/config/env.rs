@@ -42,6 +42,10 @@ impl Config {
             "OMNIFORGE_MCP_LISTEN_RECHECK_MS",
             &mut self.mcp.listen_recheck_ms,
         );
+        number("OMNIFORGE_TASK_LEASE_MS", &mut self.tasks.lease_ms);
+        number("OMNIFORGE_TASK_SWEEP_MS", &mut self.tasks.sweep_ms);
+        number("OMNIFORGE_TASK_DRAIN_MS", &mut self.tasks.drain_ms);
+        number("OMNIFORGE_TASK_RETENTION_MS", &mut self.tasks.retention_ms);
         let mut rate = |name: &str, target: &mut u32| {
             if let Some(value) = env(name) {
                 match value.trim().parse() {
@@ -76,6 +80,8 @@ impl Config {
             "OMNIFORGE_MCP_LISTENERS_PER_TENANT",
             &mut self.mcp.listeners_per_tenant,
         );
+        rate("OMNIFORGE_TASK_WORKERS", &mut self.tasks.workers);
+        rate("OMNIFORGE_TASK_MAX_ATTEMPTS", &mut self.tasks.max_attempts);
         if let Some(v) = env("OMNIFORGE_PUBLIC_URL") {
             self.http.public_url = Some(v);
         }

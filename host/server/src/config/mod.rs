@@ -15,10 +15,12 @@ use thiserror::Error;
 mod env;
 mod mcp;
 mod skills;
+mod tasks;
 
 pub use mcp::McpConfig;
 pub use omniforge_control::PlatformLimits;
 pub use skills::{RateLimitConfig, SkillsConfig};
+pub use tasks::TasksConfig;
 
 /// A value that must not be printed: `Debug` shows `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -76,6 +78,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// The MCP endpoint.
     pub mcp: McpConfig,
+    /// Durable task workers.
+    pub tasks: TasksConfig,
 }
 
 /// Logging settings.
@@ -181,6 +185,7 @@ impl Default for Config {
             skills: SkillsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             mcp: McpConfig::default(),
+            tasks: TasksConfig::default(),
         }
     }
 }
@@ -318,6 +323,7 @@ impl Config {
         }
         self.skills.validate(problems);
         self.mcp.validate(problems);
+        self.tasks.validate(problems);
     }
 
     /// The authenticator's settings, defaults filled in.

@@ -310,6 +310,7 @@ impl ServerHandler for SkillTools {
             deadline: Some(caller.started + timeout.saturating_sub(ANSWER_MARGIN)),
             entry: EntryPoint::Mcp,
             cancel: None,
+            task: None,
         };
         match self.app.invocations.invoke(call).await {
             Ok(invoked) => Ok(answers::output(&invoked, shapes.output).into()),

@@ -24,6 +24,7 @@ fn role_permissions(role: &str) -> BTreeSet<&'static str> {
         ("skill:invoke", "OADP"),
         ("agent:write", "OAD"),
         ("task:read", "OADPV"),
+        ("task:write", "OADP"),
     ];
     let letter = match role {
         "owner" => 'O',

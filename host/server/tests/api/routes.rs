@@ -43,8 +43,16 @@ fn routes() -> Vec<Route> {
     routes
 }
 
-/// The path with its `{id}` filled by the resource of `tenant` the route's collection holds.
-fn fill(path: &str, tenant_id: &str, user_id: &str, key_id: &str) -> String {
+/// Resources of acme's that paths name.
+struct Ids<'a> {
+    tenant: &'a str,
+    user: &'a str,
+    key: &'a str,
+    task: &'a str,
+}
+
+/// The path with its `{id}` filled by acme's resource the route's collection holds.
+fn fill(path: &str, ids: &Ids<'_>) -> String {
     if !path.contains('{') {
         return path.to_owned();
     }
@@ -56,11 +64,13 @@ fn fill(path: &str, tenant_id: &str, user_id: &str, key_id: &str) -> String {
             .replace("{version}", "0.1.0");
     }
     let id = if path.starts_with("/api/v1/tenants/") {
-        tenant_id
+        ids.tenant
     } else if path.starts_with("/api/v1/users/") {
-        user_id
+        ids.user
     } else if path.starts_with("/api/v1/api-keys/") {
-        key_id
+        ids.key
+    } else if path.starts_with("/api/v1/tasks/") {
+        ids.task
     } else {
         panic!("{path}: teach this test which resource its parameter names")
     };
@@ -77,6 +87,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/skills/{namespace}/{name}/invoke") => {
             Some(json!({"input": {"name": "Eve"}}))
         }
+        ("POST", p) if p.ends_with("/cancel") || p.ends_with("/retry") => None,
         (_, p) if p.ends_with("/yank") || p.ends_with("/unyank") => None,
         ("GET" | "DELETE", _) => None,
         (_, p) if p.ends_with("/suspend") || p.ends_with("/resume") => None,
@@ -118,6 +129,29 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
         )
         .await
         .expect(201, "publish hello");
+        // A task that waits: nothing the walk does may start, cancel or delete it.
+        let task = app
+            .call(
+                Method::POST,
+                "/api/v1/tasks",
+                Some(&app.acme.key),
+                Some(json!({
+                    "skill": "examples/hello",
+                    "input": {"name": "Eve"},
+                    "not_before_ms": now_ms() + 3_600_000,
+                })),
+            )
+            .await
+            .expect(202, "submit a task")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ids = Ids {
+            tenant: &app.acme.id,
+            user: &app.acme.owner_id,
+            key: &acme_key_id,
+            task: &task,
+        };
         let (revoked, revoked_id) = app.scoped_key(&["*"]).await;
         app.call(
             Method::DELETE,
@@ -157,7 +191,7 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
         ];
 
         for route in routes() {
-            let own = fill(&route.path, &app.acme.id, &app.acme.owner_id, &acme_key_id);
+            let own = fill(&route.path, &ids);
             let label = format!("{} {}", route.method, route.path);
             let Some(access) = &route.access else {
                 let answer = app.call(route.method.clone(), &own, None, None).await;
@@ -210,5 +244,14 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
             .await;
         me.expect(200, "acme's key still works");
         assert_eq!(me.body["user"]["roles"], json!(["owner"]));
+        let waiting = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/tasks/{task}"),
+                Some(&app.acme.key),
+                None,
+            )
+            .await;
+        assert_eq!(waiting.expect(200, "acme's task")["state"], "submitted");
     }
 }

@@ -1,0 +1,280 @@
+//! Running one claimed task: the invocation, its log lines as events, and how it ended.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use omniforge_runtime::{GuestLogLine, Outcome, TaskRun, Usage};
+use omniforge_store::{
+    Ending, EventKind, NewEvent, Release, Task, TaskId, TaskState, TaskUsage, now_ms,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{RunHandle, Tasks};
+use crate::catalog::ResolveError;
+use crate::invocations::{Call, EntryPoint, InvokeError};
+
+/// Log lines are appended as events in batches of at most this many …
+const LOG_BATCH: usize = 64;
+/// … or after at most this long.
+const LOG_FLUSH: Duration = Duration::from_millis(100);
+
+/// How long a run refused before it started (the tenant at its concurrency limit, the
+/// server at its memory budget) waits in the queue before it is claimed again.
+const REFUSED_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a run whose skill is still compiling here waits in the queue.
+const COMPILING_RETRY: Duration = Duration::from_secs(5);
+
+/// How a run ends for the queue.
+enum Settled {
+    /// The task ended (completed, failed, canceled).
+    Ended(Ending),
+    /// The task goes back to the queue.
+    Released(Release),
+}
+
+impl Tasks {
+    pub(super) fn register(&self, id: &TaskId) -> Arc<RunHandle> {
+        let handle = Arc::new(RunHandle {
+            token: CancellationToken::new(),
+            asked: Default::default(),
+        });
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), Arc::clone(&handle));
+        handle
+    }
+
+    pub(super) fn handle(&self, id: &TaskId) -> Option<Arc<RunHandle>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Runs a claimed task's attempt and records how it ended.
+    pub(super) async fn run_task(&self, task: Task, handle: Arc<RunHandle>) {
+        let id = task.id.clone();
+        self.signals.events(&id).await;
+        if task.cancel_requested {
+            handle.asked.store(true, Ordering::SeqCst);
+            handle.token.cancel();
+        }
+        let (logs, lines) = mpsc::unbounded_channel();
+        let ran = CancellationToken::new();
+        let pump = tokio::spawn(pump_logs(
+            Arc::clone(&self.signals),
+            self.db.clone(),
+            self.owner.clone(),
+            id.clone(),
+            lines,
+            ran.clone(),
+        ));
+        let call = Call {
+            tenant: task.tenant_id.clone(),
+            skill: task.skill.clone(),
+            requirement: Some(format!("={}", task.version)),
+            input: task.input,
+            request_id: task.request_id.clone(),
+            deadline: None,
+            entry: EntryPoint::Task,
+            cancel: Some(handle.token.clone()),
+            task: Some(TaskRun {
+                id: id.clone(),
+                attempt: task.attempts,
+                logs: Some(logs),
+            }),
+        };
+        let result = if handle.token.is_cancelled() {
+            Err(InvokeError::Ended {
+                outcome: Outcome::Canceled,
+                usage: Usage::default(),
+            })
+        } else {
+            self.invocations.invoke(call).await
+        };
+        // The run is over: the pump hands back what it did not append, which goes in with
+        // the ending.
+        ran.cancel();
+        let unwritten = pump.await.unwrap_or_default();
+        let settled = self.settle(&task.skill, result, &handle);
+        let platform = self.db.platform();
+        let written = match &settled {
+            Settled::Ended(ending) => {
+                platform
+                    .finish_task(
+                        &id,
+                        &self.owner,
+                        task.attempts,
+                        ending,
+                        &unwritten,
+                        now_ms(),
+                    )
+                    .await
+            }
+            Settled::Released(release) => {
+                platform
+                    .release_task(&id, &self.owner, release, &unwritten, now_ms())
+                    .await
+            }
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(task = %id, "the task's lease was lost before it ended; its new attempt records the result")
+            }
+            // The lease lapses and the sweep puts the task back in the queue.
+            Err(e) => tracing::error!(task = %id, "cannot record how the task ended: {e}"),
+        }
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        match settled {
+            Settled::Released(_) => self.signals.wake(),
+            Settled::Ended(_) => {}
+        }
+        self.signals.events(&id).await;
+    }
+
+    fn settle(
+        &self,
+        skill: &omniforge_types::SkillName,
+        result: Result<crate::Invoked, InvokeError>,
+        handle: &RunHandle,
+    ) -> Settled {
+        let release = |after: Duration, counts: bool, reason: String| {
+            Settled::Released(Release {
+                not_before_ms: now_ms() + i64::try_from(after.as_millis()).unwrap_or(0),
+                counts,
+                reason,
+            })
+        };
+        let error = match result {
+            Ok(invoked) => {
+                return Settled::Ended(Ending {
+                    state: TaskState::Completed,
+                    output: Some(invoked.output.get().to_owned()),
+                    error: None,
+                    usage: Some(task_usage(&invoked.usage)),
+                });
+            }
+            Err(error) => error,
+        };
+        match &error {
+            InvokeError::Ended {
+                outcome: Outcome::Canceled,
+                ..
+            } if !handle.asked.load(Ordering::SeqCst) && self.is_draining() => {
+                return release(
+                    Duration::ZERO,
+                    true,
+                    "the server running it stopped; it runs again".into(),
+                );
+            }
+            InvokeError::Ended { outcome, .. } if outcome.refused_before_running() => {
+                return release(REFUSED_RETRY, false, format!("not started: {outcome}"));
+            }
+            InvokeError::Resolve(ResolveError::Compiling { version }) => {
+                return release(
+                    COMPILING_RETRY,
+                    false,
+                    format!("version {version} is still compiling on this server"),
+                );
+            }
+            _ => {}
+        }
+        let state = match &error {
+            InvokeError::Ended {
+                outcome: Outcome::Canceled,
+                ..
+            } => TaskState::Canceled,
+            _ => TaskState::Failed,
+        };
+        let usage = error.usage().map(task_usage);
+        Settled::Ended(Ending {
+            state,
+            output: None,
+            error: Some(self.problems.failed(error, skill)),
+            usage,
+        })
+    }
+}
+
+fn task_usage(usage: &Usage) -> TaskUsage {
+    TaskUsage {
+        fuel: usage.fuel_consumed,
+        wall_us: usage.wall_time_us,
+        peak_memory_bytes: usage.peak_memory_bytes,
+        log_messages: usage.log_messages,
+        http_requests: usage.http_requests,
+        skill_calls: usage.skill_calls,
+    }
+}
+
+fn log_event(line: GuestLogLine) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Log,
+        data: json!({ "level": line.level, "message": line.message }),
+    }
+}
+
+/// Appends the run's log lines as events, in batches, while it runs; returns the lines it
+/// did not append (those of the last moments, or all after a failure) once `done`, which
+/// the ending records with the result.
+async fn pump_logs(
+    signals: Arc<super::Signals>,
+    db: omniforge_store::Database,
+    owner: String,
+    task: TaskId,
+    mut lines: mpsc::UnboundedReceiver<GuestLogLine>,
+    done: CancellationToken,
+) -> Vec<NewEvent> {
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => batch.push(log_event(line)),
+                None => return batch,
+            },
+            () = done.cancelled() => break,
+        }
+        // Gather what follows for a moment, so a chatty skill writes batches, not lines.
+        let flush_at = tokio::time::Instant::now() + LOG_FLUSH;
+        while batch.len() < LOG_BATCH {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Some(line) => batch.push(log_event(line)),
+                    None => return batch,
+                },
+                () = tokio::time::sleep_until(flush_at) => break,
+                () = done.cancelled() => break,
+            }
+        }
+        if done.is_cancelled() {
+            break;
+        }
+        match db
+            .platform()
+            .append_task_events(&task, &owner, &batch, now_ms())
+            .await
+        {
+            Ok(true) => {
+                batch.clear();
+                signals.events(&task).await;
+            }
+            // Lost the task, or the database failed: keep the lines for the ending.
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%task, "cannot append log events: {e}"),
+        }
+    }
+    while let Ok(line) = lines.try_recv() {
+        batch.push(log_event(line));
+    }
+    batch
+}

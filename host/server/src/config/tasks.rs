@@ -1,0 +1,87 @@
+//! Settings of the durable task workers of this process (`[tasks]`).
+
+use omniforge_control::TaskSettings;
+use serde::Deserialize;
+
+/// Task worker settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// Tasks this process runs at once (each tenant also within its `max_running_tasks`).
+    pub workers: u32,
+    /// How long a claimed task is held without its lease being extended, ms: the tasks of a
+    /// process that died run again this long after it died. Leases are extended every
+    /// third of it.
+    pub lease_ms: u64,
+    /// Attempts a task gets when its runs keep being lost to dying processes; then it fails.
+    pub max_attempts: u32,
+    /// How often expired leases are looked for (and missed wake-ups caught), ms.
+    pub sweep_ms: u64,
+    /// Finished tasks and their events are deleted this long after they ended, ms.
+    pub retention_ms: u64,
+    /// How long idempotency keys are remembered, ms (at least a day).
+    pub idempotency_ttl_ms: u64,
+    /// On shutdown, how long running tasks may finish before they are put back in the
+    /// queue, ms.
+    pub drain_ms: u64,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        let d = TaskSettings::default();
+        Self {
+            workers: u32::try_from(d.workers).unwrap_or(32),
+            lease_ms: d.lease_ms,
+            max_attempts: d.max_attempts,
+            sweep_ms: d.sweep_ms,
+            retention_ms: d.retention_ms,
+            idempotency_ttl_ms: d.idempotency_ttl_ms,
+            drain_ms: d.drain_ms,
+        }
+    }
+}
+
+/// A day, the shortest time idempotency keys are kept.
+const DAY_MS: u64 = 24 * 3_600_000;
+
+impl TasksConfig {
+    /// The workers' settings.
+    pub fn settings(&self) -> TaskSettings {
+        TaskSettings {
+            workers: self.workers as usize,
+            lease_ms: self.lease_ms,
+            max_attempts: self.max_attempts,
+            sweep_ms: self.sweep_ms,
+            retention_ms: self.retention_ms,
+            idempotency_ttl_ms: self.idempotency_ttl_ms,
+            drain_ms: self.drain_ms,
+        }
+    }
+
+    /// Adds a problem for every unusable value.
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if !(1..=4096).contains(&self.workers) {
+            problems.push("tasks.workers: must be 1 to 4096".into());
+        }
+        if !(300..=3_600_000).contains(&self.lease_ms) {
+            problems.push("tasks.lease_ms: must be 300 to 3600000".into());
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            problems.push("tasks.max_attempts: must be 1 to 100".into());
+        }
+        if !(10..=60_000).contains(&self.sweep_ms) {
+            problems.push("tasks.sweep_ms: must be 10 to 60000".into());
+        }
+        if self.retention_ms < 60_000 {
+            problems.push("tasks.retention_ms: must be at least 60000".into());
+        }
+        if self.idempotency_ttl_ms < DAY_MS {
+            problems.push(format!(
+                "tasks.idempotency_ttl_ms: must be at least {DAY_MS} (a day)"
+            ));
+        }
+        if self.drain_ms > 3_600_000 {
+            problems.push("tasks.drain_ms: must be at most 3600000".into());
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Durable tasks: asynchronous runs of a skill, their events, and the queue workers claim
+//! them from.
+//!
+//! A tenant reaches its tasks through [`TenantStore`](crate::TenantStore) (submit, read,
+//! list, cancel, delete, events); workers reach the queue through
+//! [`Platform`](crate::Platform) (claim, extend leases, finish, put back, sweep). Every state
+//! change appends an event in the transaction that makes it, numbered per task from 1, so
+//! the event stream is the task's history and cannot disagree with its row.
+
+mod events;
+mod manage;
+mod queue;
+mod read;
+mod signals;
+mod submit;
+
+use crate::records::text_enum;
+use omniforge_types::{SkillName, TaskId, TenantId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::StoreError;
+
+pub use events::{EventKind, NewEvent, TaskEvent};
+pub use manage::Canceled;
+pub use queue::{Claim, Ending, Release};
+pub use read::{StateCount, TaskFilter, TaskSort, TaskTiming};
+pub use signals::TaskListener;
+pub use submit::{Idempotency, NewTask, Submission};
+
+text_enum!(
+    /// Where a task is in its life, as A2A v1.0 names task states (lower-case). The
+    /// reserved `input-required` and `rejected` belong to agents (step 10).
+    TaskState {
+        /// Queued: waiting for a worker (or for its `not_before_ms`).
+        Submitted = "submitted",
+        /// A worker runs it.
+        Working = "working",
+        /// It ended with an output.
+        Completed = "completed",
+        /// It ended without one; `error` says why.
+        Failed = "failed",
+        /// It was canceled, before it started or while it ran.
+        Canceled = "canceled",
+    }
+);
+
+impl TaskState {
+    /// Whether the task has ended (no event follows the one that made it so).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled)
+    }
+}
+
+/// What a task's run used, as the worker recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Wall time, microseconds.
+    pub wall_us: u64,
+    /// Peak linear memory, bytes.
+    pub peak_memory_bytes: u64,
+    /// Log lines written.
+    pub log_messages: u32,
+    /// Outbound HTTP requests.
+    pub http_requests: u32,
+    /// Skills it called.
+    pub skill_calls: u32,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Its id (`tsk_…`).
+    pub id: TaskId,
+    /// The tenant it runs for.
+    pub tenant_id: TenantId,
+    /// The skill.
+    pub skill: SkillName,
+    /// The version requirement as asked (`None`: the newest).
+    pub requirement: Option<String>,
+    /// The version resolved at submission, which every attempt runs.
+    pub version: semver::Version,
+    /// The input, JSON.
+    pub input: Box<RawValue>,
+    /// Its state.
+    pub state: TaskState,
+    /// Higher runs first among the tenant's queued tasks.
+    pub priority: i32,
+    /// It is not started before this time, unix ms.
+    pub not_before_ms: i64,
+    /// Runs started, the current one included.
+    pub attempts: u32,
+    /// The task this one retries.
+    pub retry_of: Option<TaskId>,
+    /// A cancel was asked for while it ran; its worker stops it.
+    pub cancel_requested: bool,
+    /// The output, once completed.
+    pub output: Option<Box<RawValue>>,
+    /// Why it failed or was canceled: a problem document.
+    pub error: Option<serde_json::Value>,
+    /// What its last run used.
+    pub usage: Option<TaskUsage>,
+    /// The last event's sequence number.
+    pub last_seq: i64,
+    /// Who submitted it.
+    pub created_by: String,
+    /// The request that submitted it.
+    pub request_id: String,
+    /// Submission time, unix ms.
+    pub created_at_ms: i64,
+    /// When its first run started.
+    pub started_at_ms: Option<i64>,
+    /// When it ended.
+    pub finished_at_ms: Option<i64>,
+}
+
+pub(crate) const TASK_COLUMNS: &str = "id, tenant_id, skill, requirement, version, input, state, \
+     priority, not_before_ms, attempts, retry_of, cancel_requested, output, error, usage, \
+     last_seq, created_by, request_id, created_at_ms, started_at_ms, finished_at_ms";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    id: String,
+    tenant_id: String,
+    skill: String,
+    requirement: Option<String>,
+    version: String,
+    input: String,
+    state: String,
+    priority: i32,
+    not_before_ms: i64,
+    attempts: i32,
+    retry_of: Option<String>,
+    cancel_requested: bool,
+    output: Option<String>,
+    error: Option<String>,
+    usage: Option<String>,
+    last_seq: i64,
+    created_by: String,
+    request_id: String,
+    created_at_ms: i64,
+    started_at_ms: Option<i64>,
+    finished_at_ms: Option<i64>,
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("task {what}: {detail}"))
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = StoreError;
+
+    fn try_from(row: TaskRow) -> Result<Self, StoreError> {
+        let json =
+            |what: &str, text: String| RawValue::from_string(text).map_err(|e| corrupt(what, e));
+        Ok(Task {
+            skill: row.skill.parse().map_err(|e| corrupt("skill", e))?,
+            version: row.version.parse().map_err(|e| corrupt("version", e))?,
+            input: json("input", row.input)?,
+            state: row.state.parse().map_err(|e| corrupt("state", e))?,
+            output: row.output.map(|o| json("output", o)).transpose()?,
+            error: row
+                .error
+                .map(|e| serde_json::from_str(&e).map_err(|e| corrupt("error", e)))
+                .transpose()?,
+            usage: row
+                .usage
+                .map(|u| serde_json::from_str(&u).map_err(|e| corrupt("usage", e)))
+                .transpose()?,
+            id: TaskId::from(row.id),
+            tenant_id: TenantId::from(row.tenant_id),
+            requirement: row.requirement,
+            priority: row.priority,
+            not_before_ms: row.not_before_ms,
+            attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", e))?,
+            retry_of: row.retry_of.map(TaskId::from),
+            cancel_requested: row.cancel_requested,
+            last_seq: row.last_seq,
+            created_by: row.created_by,
+            request_id: row.request_id,
+            created_at_ms: row.created_at_ms,
+            started_at_ms: row.started_at_ms,
+            finished_at_ms: row.finished_at_ms,
+        })
+    }
+}
