@@ -62,7 +62,7 @@ claims = b64(json.dumps({"iss": "https://contract.test", "aud": "omniforge-contr
                          "sub": "owner@contract.test", "tenant": "contract",
                          "scope": "tenant:manage tenant:read tenant:export user:read user:manage "
                                   "apikey:manage audit:read skill:read skill:publish skill:invoke "
-                                  "agent:write task:read",
+                                  "agent:write task:read task:write",
                          "iat": now, "exp": now + 86400}).encode())
 signature = hmac.new(sys.argv[1].encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
 print(f"{header}.{claims}.{b64(signature)}")

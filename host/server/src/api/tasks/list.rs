@@ -66,12 +66,20 @@ pub async fn list(
         .map(str::parse::<TaskState>)
         .transpose()
         .map_err(|e| bad("state", &e))?;
-    let skill = query
-        .skill
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: omniforge_types::InvalidSkillName| bad("skill", &e.to_string()))?;
+    if let Some(skill) = &query.skill {
+        crate::api::rules::SKILL_REF.check_query(skill)?;
+    }
+    let skill = match query.skill.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(skill)) => Some(skill),
+        // A name no skill can have: no task has it either.
+        Some(Err(_)) => {
+            return Ok(ApiJson(TaskPage {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+    };
     let sort = query
         .sort
         .as_deref()
