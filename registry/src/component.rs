@@ -149,7 +149,8 @@ fn check_imports(info: &ComponentInfo, manifest: &Manifest) -> Result<(), Packag
         };
         match interface {
             _ if wasi_02 && WASI_BASE.iter().any(|base| interface.starts_with(base)) => {}
-            "omniforge:skill/types" | "omniforge:skill/log" if ours_01 => {}
+            "omniforge:skill/types" | "omniforge:skill/log" | "omniforge:skill/context"
+                if ours_01 => {}
             "omniforge:skill/kv" if ours_01 => {
                 if !is_skill {
                     return Err(undeclared("world = \"skill\""));

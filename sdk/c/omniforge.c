@@ -222,6 +222,19 @@ bool exports_omniforge_skill_handler_invoke(exports_omniforge_skill_handler_invo
     return false;
 }
 
+/* ---- the invocation's task ---------------------------------------------------------------- */
+
+bool of_task_id(of_buf *out) {
+    skill_string_t id;
+    if (!omniforge_skill_context_task_id(&id))
+        return false;
+    of_buf_append(out, id.ptr, id.len);
+    skill_string_free(&id);
+    return true;
+}
+
+uint32_t of_attempt(void) { return omniforge_skill_context_attempt(); }
+
 /* ---- logging ------------------------------------------------------------------------------ */
 
 void of_log(of_log_level level, const char *format, ...) {

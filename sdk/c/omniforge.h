@@ -99,6 +99,14 @@ typedef struct of_context {
     uint64_t deadline_unix_ms;
 } of_context;
 
+/* The durable task this invocation runs for (`tsk_…`), appended to `out`; false (and `out`
+ * untouched) for a synchronous call. A task runs at least once (a run lost with its server
+ * runs again): key side effects outside the platform on it to make them happen once. */
+bool of_task_id(of_buf *out);
+
+/* Which run of the task this is: 1 for the first, 2 after a lost run; 1 without a task. */
+uint32_t of_attempt(void);
+
 /* The kinds of error a skill returns on purpose (WIT `skill-error`). */
 typedef enum of_error_kind {
     /* The input is well-formed but not acceptable. */

@@ -14,6 +14,14 @@ export interface Context {
   deadlineUnixMs: number;
   /** Milliseconds left before the host ends the invocation. */
   remainingMs(): number;
+  /**
+   * The durable task this invocation runs for (`tsk_…`), or null for a synchronous call. A
+   * task runs at least once (a run lost with its server runs again): key side effects
+   * outside the platform on it to make them happen once.
+   */
+  taskId(): string | null;
+  /** Which run of the task this is: 1 for the first, 2 after a lost run; 1 without a task. */
+  attempt(): number;
 }
 
 /** The error kinds callers see (`422 skill-error` with `kind`). */

@@ -15,7 +15,8 @@
 // `[permissions] kv` / `http` / `skills`), since the component is built against exactly what
 // the manifest allows.
 
-import { log as hostLog } from 'omniforge:skill/log@0.1.1';
+import { log as hostLog } from 'omniforge:skill/log@0.1.2';
+import { taskId as hostTaskId, attempt as hostAttempt } from 'omniforge:skill/context@0.1.2';
 import { SkillError } from './errors.js';
 
 export { SkillError } from './errors.js';
@@ -51,6 +52,12 @@ export function skill(fn) {
         deadlineUnixMs: Number(ctx.deadlineUnixMs),
         remainingMs() {
           return Math.max(0, this.deadlineUnixMs - Date.now());
+        },
+        taskId() {
+          return hostTaskId() ?? null;
+        },
+        attempt() {
+          return hostAttempt();
         },
       };
       let result;

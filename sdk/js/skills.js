@@ -5,7 +5,7 @@
 // and it ends no later than our deadline. Failures throw `InvokeError` (a SkillError with the
 // host's kind and message unchanged), so an uncaught one passes the callee's error through.
 
-import { invoke as hostInvoke } from 'omniforge:skill/skills@0.1.1';
+import { invoke as hostInvoke } from 'omniforge:skill/skills@0.1.2';
 import { SkillError } from './errors.js';
 
 /**

@@ -98,7 +98,7 @@ impl Invocations {
             }),
             // Runs inside its caller's host call: cancelling the caller drops it.
             cancel: None,
-            task: None,
+            task: call.task,
         }))
         .await;
         match answer {

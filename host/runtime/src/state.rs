@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use wasmtime::component::Linker;
 
+use crate::capabilities::context::ContextState;
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
@@ -64,6 +65,7 @@ macro_rules! capabilities {
 
 capabilities! {
     log: LogState,
+    context: ContextState,
     kv: KvState,
     http: OutboundHttp,
     skills: SkillsState,

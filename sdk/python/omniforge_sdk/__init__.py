@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import http, kv, log, skills
 from .errors import SkillError
@@ -46,6 +46,7 @@ def _preload_bindings() -> None:
         "wit_world.imports.types",
         "wit_world.imports.omniforge_skill_types",
         "wit_world.imports.log",
+        "wit_world.imports.context",
         "wit_world.imports.kv",
         "wit_world.imports.skills",
         "wit_world.imports.outgoing_handler",
@@ -81,6 +82,21 @@ class Context:
     def remaining_ms(self) -> int:
         """Milliseconds left before the host ends the invocation (0 once past it)."""
         return max(0, self.deadline_unix_ms - int(time.time() * 1000))
+
+    def task_id(self) -> Optional[str]:
+        """The durable task this invocation runs for (``tsk_…``), or ``None`` for a
+        synchronous call. A task runs at least once (a run lost with its server runs again),
+        so key side effects outside the platform on it to make them happen once."""
+        from wit_world.imports import context
+
+        return context.task_id()
+
+    def attempt(self) -> int:
+        """Which run of the task this is: 1 for the first, 2 after a lost run, …; 1
+        without a task."""
+        from wit_world.imports import context
+
+        return context.attempt()
 
 
 def skill(func: Callable[[Context, Any], Any]) -> Callable[[Context, Any], Any]:

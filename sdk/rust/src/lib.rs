@@ -106,6 +106,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// The durable task this invocation runs for (`tsk_…`), or `None` for a synchronous
+    /// call. A task runs at least once — a run lost with its server runs again — so key
+    /// side effects outside the platform on it (an idempotency key for the API you call) to
+    /// make them happen once. Needs a host with WIT 0.1.2.
+    pub fn task_id(&self) -> Option<String> {
+        bindings::omniforge::skill::context::task_id()
+    }
+
+    /// Which run of the task this is: 1 for the first, 2 after a lost run, …; 1 without a
+    /// task.
+    pub fn attempt(&self) -> u32 {
+        bindings::omniforge::skill::context::attempt()
+    }
+
     /// Time left before the host ends the invocation (zero once past the deadline).
     pub fn remaining(&self) -> Duration {
         let now = SystemTime::now()

@@ -1,4 +1,4 @@
-//! Calling other skills through the host (WIT 0.1.1). Needs `world = "skill"` and the callee
+//! Calling other skills through the host (since WIT 0.1.1). Needs `world = "skill"` and the callee
 //! under `[permissions] skills` in `omniforge.toml`:
 //!
 //! ```toml

@@ -1,6 +1,7 @@
 /* The host's side of the C SDK's imports, for running the SDK natively in unit tests: the
  * key-value store and skill calls answer from a fixed table the way the bindings do (an empty
- * list's pointer is its alignment, not an allocation), logging prints. */
+ * list's pointer is its alignment, not an allocation), logging prints, the task is what the
+ * test set. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,24 @@ bool omniforge_skill_skills_invoke(skill_string_t *name, skill_string_t *version
     err->val.not_found = host_string(why, sizeof why - 1);
     return false;
 }
+
+/* The invocation's task: set by the tests through `stub_task`. */
+static const char *task_id;
+static uint32_t task_attempt = 1;
+
+void stub_task(const char *id, uint32_t attempt) {
+    task_id = id;
+    task_attempt = attempt;
+}
+
+bool omniforge_skill_context_task_id(skill_string_t *ret) {
+    if (task_id == NULL)
+        return false;
+    *ret = host_string(task_id, strlen(task_id));
+    return true;
+}
+
+uint32_t omniforge_skill_context_attempt(void) { return task_attempt; }
 
 /* The generated frees, as skill.c has them, for what the SDK hands back to the bindings. */
 void omniforge_skill_kv_kv_error_free(omniforge_skill_kv_kv_error_t *ptr) {

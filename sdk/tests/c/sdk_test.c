@@ -343,6 +343,19 @@ static void handler_export(void) {
     free(out);
 }
 
+void stub_task(const char *id, uint32_t attempt);
+
+static void task_context(void) {
+    of_buf id = {0};
+    CHECK(!of_task_id(&id) && id.len == 0);
+    CHECK(of_attempt() == 1);
+    stub_task("tsk_0193", 2);
+    CHECK(of_task_id(&id) && strcmp(of_buf_cstr(&id), "tsk_0193") == 0);
+    CHECK(of_attempt() == 2);
+    of_buf_free(&id);
+    stub_task(NULL, 1);
+}
+
 int main(void) {
     parsing();
     integers();
@@ -351,6 +364,7 @@ int main(void) {
     key_value();
     skill_calls();
     handler_export();
+    task_context();
     printf("%s (%d failed)\n", failures ? "FAILED" : "ok", failures);
     return failures ? 1 : 0;
 }

@@ -223,7 +223,7 @@ struct WorldImports {
 fn write_world(to: &Path, manifest: &Manifest) -> Result<WorldImports> {
     use super::templates::{contract_line, write_wit};
     write_wit(to)?;
-    let mut imports = vec!["log"];
+    let mut imports = vec!["log", "context"];
     let skill = manifest.skill.world == World::Skill;
     let http = skill && !manifest.permissions.http.is_empty();
     if skill && manifest.permissions.kv {

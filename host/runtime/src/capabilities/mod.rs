@@ -5,6 +5,7 @@
 //! invocation was not granted still links (so one linker serves every skill) but answers
 //! `denied`; it never aborts the guest. docs/architecture.md says how to add one.
 
+pub(crate) mod context;
 pub mod http;
 pub mod kv;
 pub mod log;

@@ -1,4 +1,4 @@
-//! The `skills` capability (`omniforge:skill/skills`, WIT 0.1.1): a skill calling another
+//! The `skills` capability (`omniforge:skill/skills`, since WIT 0.1.1): a skill calling another
 //! skill through the host.
 //!
 //! The runtime checks the grant (the callee must be in the manifest's `[permissions]
@@ -21,13 +21,13 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 
 use crate::bindings::omniforge::skill::types::SkillError;
-use crate::invocation::{InvocationContext, SkillName, TenantId};
+use crate::invocation::{InvocationContext, SkillName, TaskRun, TenantId};
 use crate::outcome::{GuestErrorKind, Usage};
 use crate::state::InvocationState;
 
 /// The interface as the host exports it; components built against any 0.1.x import it
 /// (the linker matches semver-compatibly).
-const INTERFACE: &str = "omniforge:skill/skills@0.1.1";
+const INTERFACE: &str = "omniforge:skill/skills@0.1.2";
 
 /// One call of a skill by another, as the platform receives it.
 #[derive(Debug, Clone)]
@@ -50,6 +50,9 @@ pub struct SkillCall {
     pub fuel: Option<u64>,
     /// When the callee must have ended: the caller's deadline.
     pub deadline: Instant,
+    /// The durable task the caller runs for: the callee runs for it too (its context, its
+    /// log lines as the task's events).
+    pub task: Option<TaskRun>,
 }
 
 /// Why a call did not answer an output, as the calling guest sees it.
@@ -126,6 +129,7 @@ pub(crate) struct SkillsState {
     deadline: Instant,
     fuel_metered: bool,
     invocations: u32,
+    task: Option<TaskRun>,
 }
 
 impl SkillsState {
@@ -165,6 +169,7 @@ impl SkillsState {
                 input,
                 fuel,
                 deadline: self.deadline,
+                task: self.task.clone(),
             },
         ))
     }
@@ -236,6 +241,7 @@ impl super::Capability for SkillsState {
             deadline: setup.deadline,
             fuel_metered: setup.invoker.config.fuel_metering,
             invocations: 0,
+            task: setup.task.cloned(),
         }
     }
 

@@ -241,6 +241,24 @@ fn lifecycle(backend: &Backend) {
             .map(|e| e["data"]["message"].as_str().unwrap())
             .collect();
         assert_eq!(logs, ["tick 1", "tick 2", "tick 3"], "{events:?}");
+        // The skill knows its task and attempt (omniforge:skill/context); a synchronous call
+        // has neither.
+        assert_eq!(
+            ticked["output"],
+            json!({"ticks": 3, "task": tid, "attempt": 1})
+        );
+        let direct = api
+            .expect(
+                "POST",
+                "/api/v1/skills/acme/ticker/invoke",
+                Some(json!({"input": {"lines": 0}})),
+                200,
+            )
+            .await;
+        assert_eq!(
+            direct["output"],
+            json!({"ticks": 0, "task": null, "attempt": 1})
+        );
 
         // Another tenant: every route of acme's task answers 404, its list is empty.
         for (method, path) in [

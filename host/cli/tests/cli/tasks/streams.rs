@@ -115,6 +115,12 @@ fn task_watch_follows_a_task_across_a_server_restart() {
         .collect();
     assert_eq!(attempts, [&json!(1), &json!(2)], "{events:?}");
     assert_eq!(events.last().unwrap()["data"]["state"], "completed");
+    let result = events.iter().find(|e| e["type"] == "result").unwrap();
+    assert_eq!(
+        result["data"]["output"],
+        json!({"ticks": 15, "task": id, "attempt": 2}),
+        "the second run knows it is the second"
+    );
 }
 
 #[test]

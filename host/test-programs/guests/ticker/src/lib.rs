@@ -1,10 +1,12 @@
 //! Writes log lines over time: `{"lines": n, "every_ms": m}` logs `tick 1` … `tick n` at
 //! info level, sleeping m milliseconds before each (defaults 10 and 100), then returns how
-//! many it wrote. A task's event stream has something to follow while it runs.
+//! many it wrote with the task and attempt it ran as (`omniforge:skill/context`). A task's
+//! event stream has something to follow while it runs.
 
 wit_bindgen::generate!({ path: "../../../../wit", world: "omniforge:skill/tool" });
 
 use exports::omniforge::skill::handler::Guest;
+use omniforge::skill::context;
 use omniforge::skill::log::{Level, log};
 use omniforge::skill::types::{Invocation, SkillError};
 
@@ -20,7 +22,12 @@ impl Guest for Ticker {
             std::thread::sleep(std::time::Duration::from_millis(every_ms));
             log(Level::Info, &format!("tick {i}"));
         }
-        Ok(format!("{{\"ticks\": {lines}}}"))
+        let answer = serde_json::json!({
+            "ticks": lines,
+            "task": context::task_id(),
+            "attempt": context::attempt(),
+        });
+        Ok(answer.to_string())
     }
 }
 
