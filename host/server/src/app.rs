@@ -15,6 +15,7 @@ use crate::auth::client::ClientAddressRule;
 use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
 use crate::ratelimit::{RateLimits, RequestLimiter};
+use crate::slots::StreamSlots;
 use omniforge_control::catalog::Catalog;
 use omniforge_control::changes::{Applied, Caches, LocalChanges};
 use omniforge_control::compiles::Compiles;
@@ -54,6 +55,8 @@ pub struct App {
     pub invocations: Arc<Invocations>,
     /// Durable tasks: submission, cancel, retry, and the workers `Server::run` starts.
     pub tasks: Arc<Tasks>,
+    /// Open task event streams per tenant.
+    pub task_streams: Arc<StreamSlots>,
     /// Compiles published components.
     pub compiles: Arc<Compiles>,
     /// How long a request waits for a compile (a publish before answering `compiled:
@@ -165,6 +168,7 @@ impl App {
         );
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
+            task_streams: StreamSlots::new(config.tasks.streams_per_tenant),
             stopping: CancellationToken::new(),
             validator: workers
                 .validator

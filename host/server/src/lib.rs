@@ -22,6 +22,7 @@ pub mod mcp;
 pub mod middleware;
 pub mod ratelimit;
 pub mod router;
+pub mod slots;
 
 use std::future::Future;
 use std::net::SocketAddr;

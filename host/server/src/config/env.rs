@@ -82,6 +82,10 @@ impl Config {
         );
         rate("OMNIFORGE_TASK_WORKERS", &mut self.tasks.workers);
         rate("OMNIFORGE_TASK_MAX_ATTEMPTS", &mut self.tasks.max_attempts);
+        rate(
+            "OMNIFORGE_TASK_STREAMS_PER_TENANT",
+            &mut self.tasks.streams_per_tenant,
+        );
         if let Some(v) = env("OMNIFORGE_PUBLIC_URL") {
             self.http.public_url = Some(v);
         }

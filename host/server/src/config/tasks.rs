@@ -24,6 +24,9 @@ pub struct TasksConfig {
     /// On shutdown, how long running tasks may finish before they are put back in the
     /// queue, ms.
     pub drain_ms: u64,
+    /// Task event streams (`text/event-stream`) one tenant may hold open on this server;
+    /// one more answers 429.
+    pub streams_per_tenant: u32,
 }
 
 impl Default for TasksConfig {
@@ -37,6 +40,7 @@ impl Default for TasksConfig {
             retention_ms: d.retention_ms,
             idempotency_ttl_ms: d.idempotency_ttl_ms,
             drain_ms: d.drain_ms,
+            streams_per_tenant: 1000,
         }
     }
 }
@@ -79,6 +83,9 @@ impl TasksConfig {
             problems.push(format!(
                 "tasks.idempotency_ttl_ms: must be at least {DAY_MS} (a day)"
             ));
+        }
+        if self.streams_per_tenant == 0 {
+            problems.push("tasks.streams_per_tenant: must be positive".into());
         }
         if self.drain_ms > 3_600_000 {
             problems.push("tasks.drain_ms: must be at most 3600000".into());

@@ -12,9 +12,9 @@
 //!
 //! [`Applied`]: omniforge_control::changes::Applied
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -30,64 +30,13 @@ use super::{Caller, internal};
 use crate::app::AppState;
 use crate::auth::rbac::Permission;
 use crate::router::{check_rate, principal_of};
-
-/// Open change streams per tenant on this server.
-pub(crate) struct Listeners {
-    open: Mutex<HashMap<TenantId, u32>>,
-    per_tenant: u32,
-}
-
-/// One open stream, counted until it drops.
-struct Slot {
-    listeners: Arc<Listeners>,
-    tenant: TenantId,
-}
-
-impl Listeners {
-    /// Room for `per_tenant` streams of each tenant.
-    pub(crate) fn new(per_tenant: u32) -> Arc<Self> {
-        Arc::new(Self {
-            open: Mutex::new(HashMap::new()),
-            per_tenant,
-        })
-    }
-
-    /// A slot for one more stream of `tenant`, unless it holds as many as it may.
-    fn admit(self: &Arc<Self>, tenant: &TenantId) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(tenant.clone()).or_insert(0);
-        if *count >= self.per_tenant {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            listeners: Arc::clone(self),
-            tenant: tenant.clone(),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self
-            .listeners
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.tenant) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.tenant);
-            }
-        }
-    }
-}
+use crate::slots::StreamSlots;
 
 /// Serves one acknowledged `subscriptions/listen` until the client goes away, its
 /// credentials stop holding, or the server stops.
 pub(crate) async fn listen(
     app: &AppState,
-    listeners: &Arc<Listeners>,
+    listeners: &Arc<StreamSlots>,
     cx: SubscriptionContext,
 ) -> Result<(), ErrorData> {
     if cx.accepted().tools_list_changed != Some(true) {
@@ -104,7 +53,7 @@ pub(crate) async fn listen(
             format!(
                 "this tenant already holds {} open change streams on this server; close one \
                  before opening another",
-                listeners.per_tenant
+                listeners.per_tenant()
             ),
             None,
         )
@@ -195,28 +144,5 @@ async fn still_allowed(
             Ok(())
         }
         Err(_) => Err(gone()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tenant_holds_at_most_its_number_of_streams_and_a_closed_one_frees_its_place() {
-        let listeners = Listeners::new(2);
-        let (acme, other) = (TenantId::new("ten_acme"), TenantId::new("ten_other"));
-        let first = listeners.admit(&acme).expect("one");
-        let _second = listeners.admit(&acme).expect("two");
-        assert!(listeners.admit(&acme).is_none(), "a third is refused");
-        assert!(
-            listeners.admit(&other).is_some(),
-            "other tenants count apart"
-        );
-        drop(first);
-        assert!(
-            listeners.admit(&acme).is_some(),
-            "a closed stream frees its place"
-        );
     }
 }

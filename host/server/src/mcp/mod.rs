@@ -42,6 +42,7 @@ use crate::auth::Principal;
 use crate::auth::rbac::Permission;
 use crate::middleware::{RequestId, RequestStart};
 use crate::router::{authenticate, check_rate};
+use crate::slots::StreamSlots;
 
 /// Tools per `tools/list` page.
 const PAGE: u32 = 100;
@@ -54,7 +55,7 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 pub(crate) struct SkillTools {
     app: AppState,
     /// The change streams open on this server.
-    listeners: Arc<listen::Listeners>,
+    listeners: Arc<StreamSlots>,
 }
 
 /// The MCP endpoint as a service to mount at `/mcp`, behind [`require_credentials`].
@@ -71,7 +72,7 @@ pub(crate) fn service(app: AppState) -> StreamableHttpService<SkillTools, NeverS
         .with_max_request_body_bytes(body_limit)
         .disable_allowed_hosts();
     let tools = SkillTools {
-        listeners: listen::Listeners::new(app.config.mcp.listeners_per_tenant),
+        listeners: StreamSlots::new(app.config.mcp.listeners_per_tenant),
         app,
     };
     StreamableHttpService::new(

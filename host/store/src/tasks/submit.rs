@@ -2,6 +2,7 @@
 
 use omniforge_types::{SkillName, TaskId};
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::database::{BeginExclusive, BeginWrite, with_pool};
 use crate::error::StoreError;
@@ -65,9 +66,9 @@ impl TenantStore<'_> {
     /// idempotency key, a key seen within its time answers its task (same body) or is
     /// refused (another body) instead.
     ///
-    /// The queue bound is checked against the queued tasks when the submission starts, so
-    /// submissions racing each other may pass it by at most their number; it bounds the
-    /// queue, it is not a quota.
+    /// The queue bound is checked against the queued tasks counted when the submission
+    /// starts, so submissions racing each other may pass it by at most their number; it
+    /// bounds the queue, it is not a quota.
     pub async fn submit_task(
         &self,
         task: NewTask,
@@ -78,6 +79,21 @@ impl TenantStore<'_> {
         let id = new_id("tsk");
         let now = now_ms();
         let not_before = task.not_before_ms.unwrap_or(now);
+        // Counted before the write begins, so the count does not hold SQLite's one writer.
+        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
+        let queued: i64 = with_pool!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM tasks \
+                 WHERE tenant_id = $1 AND state = 'submitted' LIMIT $2) AS queued",
+            )
+            .bind(tenant)
+            .bind(bound)
+            .fetch_one(pool)
+            .await?
+        });
+        if queued >= bound && idempotency.is_none() {
+            return Ok(Submission::QueueFull { max_queued });
+        }
         let submitted = with_pool!(self.db(), |pool| {
             // Only submissions carrying a key take the tenant's lock, so that two of them
             // with the same key cannot both create a task; the others only insert.
@@ -122,15 +138,7 @@ impl TenantStore<'_> {
                     }
                 }
             }
-            let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
-            let queued: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM tasks \
-                 WHERE tenant_id = $1 AND state = 'submitted' LIMIT $2) AS queued",
-            )
-            .bind(tenant)
-            .bind(bound)
-            .fetch_one(&mut *tx)
-            .await?;
+            // A key seen before answers its task even with the queue full; a new one does not.
             if queued >= bound {
                 return Ok(Submission::QueueFull { max_queued });
             }
@@ -195,10 +203,30 @@ impl TenantStore<'_> {
             Ok::<_, StoreError>(())
         });
         submitted?;
-        let task = self
-            .task(&TaskId::from(id))
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a submitted task vanished".into()))?;
-        Ok(Submission::Created(task))
+        // As stored: what the insert wrote, without reading it back.
+        Ok(Submission::Created(Task {
+            id: TaskId::from(id),
+            tenant_id: self.tenant_id().clone(),
+            skill: task.skill,
+            requirement: task.requirement,
+            version: task.version,
+            input: RawValue::from_string(task.input)
+                .map_err(|e| StoreError::Invalid(format!("task input: {e}")))?,
+            state: TaskState::Submitted,
+            priority: task.priority,
+            not_before_ms: not_before,
+            attempts: 0,
+            retry_of: task.retry_of,
+            cancel_requested: false,
+            output: None,
+            error: None,
+            usage: None,
+            last_seq: 1,
+            created_by: task.created_by,
+            request_id: task.request_id,
+            created_at_ms: now,
+            started_at_ms: None,
+            finished_at_ms: None,
+        }))
     }
 }

@@ -6,3 +6,4 @@ mod common;
 mod kv;
 mod migrations;
 mod repositories;
+mod tasks;

@@ -90,6 +90,7 @@ fn two_servers_on_one_postgres_database_share_the_queue() {
     let workers = [("OMNIFORGE_TASK_WORKERS", "3")];
     let (first, cli) = start(dir.path(), &backend, &workers);
     cli.publish_wasm(&cli.key, "acme/sleeper", programs::SLEEPER, "", "");
+    cli.publish_wasm(&cli.key, "acme/spin", programs::SPIN_LOOP, "", "");
     // A second process on the same database. It shares the data directory too: blobs live
     // on local disk until object storage (step 12), and artifacts are safe to share.
     let mut envs = vec![
@@ -130,4 +131,74 @@ fn two_servers_on_one_postgres_database_share_the_queue() {
         by_first > 0 && by_second > 0,
         "both servers worked: {by_first} and {by_second}"
     );
+}
+
+#[test]
+fn sigterm_lets_running_tasks_finish_within_the_drain_and_puts_the_rest_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let drain = [("OMNIFORGE_TASK_DRAIN_MS", "2000")];
+    let (mut server, cli) = start(dir.path(), &Backend::Sqlite, &drain);
+    cli.publish_wasm(&cli.key, "acme/sleeper", programs::SLEEPER, "", "");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = Api::new(&cli.url, &cli.key);
+    let (short, long) = runtime.block_on(async {
+        let short = api
+            .submit(json!({"skill": "acme/sleeper", "input": {"ms": 800}}))
+            .await;
+        let long = api
+            .submit(json!({"skill": "acme/sleeper", "input": {"ms": 60000}}))
+            .await;
+        let (short, long) = (
+            short["id"].as_str().unwrap().to_owned(),
+            long["id"].as_str().unwrap().to_owned(),
+        );
+        for id in [&short, &long] {
+            api.wait_for(id, Duration::from_secs(30), |t| t["state"] == "working")
+                .await;
+        }
+        (short, long)
+    });
+    let stopping = std::time::Instant::now();
+    assert!(server.terminate().success());
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the drain is bounded: {took:?}"
+    );
+
+    let mut envs = vec![
+        ("OMNIFORGE_TASK_LEASE_MS", "1500"),
+        ("OMNIFORGE_TASK_SWEEP_MS", "200"),
+    ];
+    envs.extend(Backend::Sqlite.envs());
+    let restarted = serve_in(dir.path(), &envs);
+    let api = Api::new(&format!("http://127.0.0.1:{}", restarted.port), &cli.key);
+    runtime.block_on(async {
+        // The short one finished before the server stopped.
+        let finished = api.task(&short).await;
+        assert_eq!(finished["state"], "completed", "{finished}");
+        assert_eq!(finished["attempts"], 1);
+        // The long one was put back when the drain ran out, and runs again here.
+        let again = api
+            .wait_for(&long, Duration::from_secs(30), |t| t["attempts"] == 2)
+            .await;
+        assert_eq!(again["state"], "working", "{again}");
+        let events = api.events(&long).await;
+        let released = events
+            .iter()
+            .find(|e| e["data"]["state"] == "submitted" && e["data"]["reason"].is_string())
+            .unwrap_or_else(|| panic!("put back with a reason: {events:?}"));
+        assert!(
+            released["data"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("stopped"),
+            "{released}"
+        );
+        api.expect("POST", &format!("/api/v1/tasks/{long}/cancel"), None, 202)
+            .await;
+        let canceled = api.ended(&long, Duration::from_secs(10)).await;
+        check_history(&canceled, &api.events(&long).await);
+    });
+    drop(restarted);
 }

@@ -88,7 +88,8 @@ pub struct EventPage {
            ("Last-Event-ID" = Option<String>, Header, description = "Resume a stream after this event")),
     responses((status = 200, description = "The events: JSON, or Server-Sent Events (`id:` the number, `event:` the type, `data:` the JSON data)",
                content((EventPage = "application/json"), (String = "text/event-stream"))),
-              (status = 404, description = "No such task in the caller's tenant", body = crate::error::Problem)))]
+              (status = 404, description = "No such task in the caller's tenant", body = crate::error::Problem),
+              (status = 429, description = "`limit: task_streams`: the tenant holds as many event streams open on this server as `tasks.streams_per_tenant` allows", body = crate::error::Problem)))]
 pub async fn events(
     State(app): State<AppState>,
     principal: Principal,
@@ -149,17 +150,23 @@ pub async fn events(
             return Ok(Sse::new(ended).into_response());
         }
     }
+    let slot = app.task_streams.admit(&principal.tenant).ok_or_else(|| {
+        ApiError::too_many_requests(
+            format!(
+                "this tenant already holds {} task event streams open on this server",
+                app.task_streams.per_tenant()
+            ),
+            "task_streams",
+            Duration::from_secs(1),
+        )
+    })?;
     let (sender, receiver) = mpsc::channel(64);
     let follow = app.tasks.signals().follow_events();
-    tokio::spawn(follow_task(
-        app,
-        principal.tenant,
-        id,
-        after,
-        first,
-        follow,
-        sender,
-    ));
+    tokio::spawn(async move {
+        follow_task(app, principal.tenant, id, after, first, follow, sender).await;
+        // The stream's place is taken until its follower ends.
+        drop(slot);
+    });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver
             .recv()
