@@ -16,7 +16,8 @@ impl Guest for Ticker {
     fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
         let input: serde_json::Value =
             serde_json::from_str(&input).map_err(|e| SkillError::InvalidInput(e.to_string()))?;
-        let number = |key: &str, default: u64| input.get(key).and_then(|v| v.as_u64()).unwrap_or(default);
+        let number =
+            |key: &str, default: u64| input.get(key).and_then(|v| v.as_u64()).unwrap_or(default);
         let (lines, every_ms) = (number("lines", 10), number("every_ms", 100));
         for i in 1..=lines {
             std::thread::sleep(std::time::Duration::from_millis(every_ms));
