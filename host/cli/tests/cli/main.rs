@@ -12,6 +12,7 @@ mod publish;
 mod readme;
 mod run;
 mod server;
+mod server_cli;
 mod tasks;
 
 use std::io::{Read, Write};

@@ -73,6 +73,19 @@ impl From<&Usage> for UsageView {
     }
 }
 
+impl From<&omniforge_store::TaskUsage> for UsageView {
+    fn from(u: &omniforge_store::TaskUsage) -> Self {
+        Self {
+            fuel: u.fuel,
+            wall_ms: u.wall_us as f64 / 1000.0,
+            peak_memory_bytes: u.peak_memory_bytes,
+            log_messages: u.log_messages,
+            http_requests: u.http_requests,
+            skill_calls: u.skill_calls,
+        }
+    }
+}
+
 /// A successful invocation.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvokeResponse {

@@ -15,13 +15,13 @@ use axum::response::{IntoResponse, Response};
 use omniforge_control::InvokeError;
 use omniforge_control::TaskProblems;
 use omniforge_control::tasks::SubmitError;
-use omniforge_store::{Submission, Task, TaskId, TaskUsage};
+use omniforge_store::{Submission, Task, TaskId};
 use omniforge_types::SkillName;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::api::invoke::{input_error, invoke_error, resolve_error};
+use crate::api::invoke::{UsageView, input_error, invoke_error, resolve_error};
 use crate::error::{ApiError, ApiJson};
 
 /// The problem documents stored as task errors: the REST problem table's, so a task's
@@ -57,36 +57,6 @@ impl TaskProblems for HttpTaskProblems {
     }
 }
 
-/// What a task's run used.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskUsageView {
-    /// Fuel consumed.
-    pub fuel: u64,
-    /// Wall time, milliseconds (fractional).
-    pub wall_ms: f64,
-    /// Peak linear memory, bytes.
-    pub peak_memory_bytes: u64,
-    /// Log lines written.
-    pub log_messages: u32,
-    /// Outbound HTTP requests made.
-    pub http_requests: u32,
-    /// Skills it called.
-    pub skill_calls: u32,
-}
-
-impl From<&TaskUsage> for TaskUsageView {
-    fn from(u: &TaskUsage) -> Self {
-        Self {
-            fuel: u.fuel,
-            wall_ms: u.wall_us as f64 / 1000.0,
-            peak_memory_bytes: u.peak_memory_bytes,
-            log_messages: u.log_messages,
-            http_requests: u.http_requests,
-            skill_calls: u.skill_calls,
-        }
-    }
-}
-
 /// A task: one asynchronous run of a skill.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
@@ -115,7 +85,7 @@ pub struct TaskView {
     pub error: Option<serde_json::Value>,
     /// What its last run used, once it ended after running.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<TaskUsageView>,
+    pub usage: Option<UsageView>,
     /// Higher runs first among the tenant's queued tasks.
     pub priority: i32,
     /// Not started before this time, unix ms.
@@ -148,7 +118,7 @@ impl From<Task> for TaskView {
             input: task.input,
             output: task.output,
             error: task.error,
-            usage: task.usage.as_ref().map(TaskUsageView::from),
+            usage: task.usage.as_ref().map(UsageView::from),
             priority: task.priority,
             not_before_ms: task.not_before_ms,
             attempts: task.attempts,
