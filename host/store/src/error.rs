@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A stored value could not be read back (a value outside its allowed set).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A write handed to a shared commit got no answer (the commit failed unexpectedly); it
+    /// may or may not have been written.
+    #[error("the database write was interrupted: {0}")]
+    Interrupted(String),
     /// The SQLite file's directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {

@@ -14,6 +14,7 @@
 //! on PostgreSQL, every other replica through `NOTIFY` ([`signals`]); a one-second sweep
 //! covers anything a signal missed.
 
+mod batch;
 mod metrics;
 mod runner;
 pub mod signals;
@@ -24,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use omniforge_store::{
-    AuditContext, Canceled, Database, Idempotency, NewTask, StoreError, Submission, TaskId,
-    TaskState, TenantId,
+    AuditContext, Canceled, Database, Finish, Idempotency, NewTask, QueuedTask, StoreError,
+    Submission, Task, TaskId, TaskState, TenantId,
 };
 use omniforge_types::SkillName;
 use serde_json::value::RawValue;
@@ -34,6 +35,13 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::ResolveError;
 use crate::input::{self, InputError};
 use crate::invocations::{Invocations, InvokeError};
+use batch::Batcher;
+
+/// Submissions committed together at most.
+const SUBMISSIONS_PER_COMMIT: usize = 256;
+
+/// Endings committed together at most.
+const ENDINGS_PER_COMMIT: usize = 256;
 
 pub use metrics::{Percentiles, SkillTimes, TaskMetrics};
 pub use signals::Signals;
@@ -139,6 +147,10 @@ pub struct Tasks {
     running: Mutex<HashMap<TaskId, Arc<RunHandle>>>,
     /// Cancelled when the process stops claiming.
     draining: CancellationToken,
+    /// Submissions without an idempotency key, committed together.
+    submissions: Batcher<QueuedTask, Result<Task, StoreError>>,
+    /// Endings of this process's runs, committed together.
+    endings: Batcher<Finish, Result<bool, StoreError>>,
 }
 
 impl Tasks {
@@ -152,6 +164,8 @@ impl Tasks {
         let owner = omniforge_store::new_id("wrk");
         Arc::new(Self {
             signals: Arc::new(Signals::new(db.clone(), owner.clone())),
+            submissions: submissions(db.clone()),
+            endings: endings(db.clone(), owner.clone()),
             db,
             invocations,
             settings,
@@ -214,13 +228,23 @@ impl Tasks {
             created_by: submit.created_by,
             request_id: submit.request_id,
         };
-        let submission = self
-            .db
-            .tenant(tenant)
-            .submit_task(task, policy.max_queued_tasks, idempotency)
-            .await?;
+        let store = self.db.tenant(tenant);
+        let submission = match idempotency {
+            // A key takes the tenant's lock to look itself up: such a submission commits alone.
+            Some(key) => {
+                store
+                    .submit_task(task, policy.max_queued_tasks, Some(key))
+                    .await?
+            }
+            None if !store.queue_has_room(policy.max_queued_tasks).await? => {
+                Submission::QueueFull {
+                    max_queued: policy.max_queued_tasks,
+                }
+            }
+            None => Submission::Created(self.queue(tenant, task).await?),
+        };
         if let Submission::Created(task) = &submission {
-            self.signals.submitted(task).await;
+            self.signals.submitted(task);
         }
         Ok(submission)
     }
@@ -268,11 +292,15 @@ impl Tasks {
             created_by,
             request_id,
         };
-        let submission = store
-            .submit_task(task, policy.max_queued_tasks, None)
-            .await?;
+        let submission = if store.queue_has_room(policy.max_queued_tasks).await? {
+            Submission::Created(self.queue(tenant, task).await?)
+        } else {
+            Submission::QueueFull {
+                max_queued: policy.max_queued_tasks,
+            }
+        };
         if let Submission::Created(task) = &submission {
-            self.signals.submitted(task).await;
+            self.signals.submitted(task);
         }
         Ok(Some(submission))
     }
@@ -293,12 +321,24 @@ impl Tasks {
             .await?;
         match &canceled {
             Some(Canceled::Requested(_)) if !self.stop_local(id) => {
-                self.signals.cancel_requested(id).await;
+                self.signals.cancel_requested(id);
             }
-            Some(Canceled::Dequeued(task)) => self.signals.events(&task.id).await,
+            Some(Canceled::Dequeued(task)) => self.signals.events(&task.id),
             _ => {}
         }
         Ok(canceled)
+    }
+
+    /// Queues the tenant's `task` in the next group commit.
+    async fn queue(&self, tenant: &TenantId, task: NewTask) -> Result<Task, StoreError> {
+        let queued = QueuedTask {
+            tenant: tenant.clone(),
+            task,
+        };
+        self.submissions
+            .call(queued)
+            .await
+            .unwrap_or_else(|| Err(uncommitted()))
     }
 
     /// Stops `id` if this process runs it, as its tenant asked; whether it did.
@@ -325,4 +365,61 @@ impl Tasks {
     fn sweep_interval(&self) -> Duration {
         Duration::from_millis(self.settings.sweep_ms.max(10))
     }
+}
+
+/// What a caller of a group commit that panicked gets.
+fn uncommitted() -> StoreError {
+    StoreError::Interrupted("the group commit that carried it stopped".into())
+}
+
+/// The group commit of submissions. A batch that fails is committed again item by item, so
+/// that one submission's failure (its tenant deleted meanwhile, say) fails no other.
+fn submissions(db: Database) -> Batcher<QueuedTask, Result<Task, StoreError>> {
+    Batcher::new(SUBMISSIONS_PER_COMMIT, move |batch: Vec<QueuedTask>| {
+        let db = db.clone();
+        async move {
+            let platform = db.platform();
+            match platform.queue_tasks(&batch).await {
+                Ok(tasks) => tasks.into_iter().map(Ok).collect(),
+                Err(e) if batch.len() == 1 => vec![Err(e)],
+                Err(_) => {
+                    let mut answers = Vec::with_capacity(batch.len());
+                    for queued in batch {
+                        let queued = platform.queue_tasks(std::slice::from_ref(&queued)).await;
+                        answers.push(queued.and_then(|tasks| {
+                            tasks.into_iter().next().ok_or_else(|| {
+                                StoreError::Corrupt("a queued task went missing".into())
+                            })
+                        }));
+                    }
+                    answers
+                }
+            }
+        }
+    })
+}
+
+/// The group commit of this process's endings (`owner`'s runs), with the same fallback.
+fn endings(db: Database, owner: String) -> Batcher<Finish, Result<bool, StoreError>> {
+    Batcher::new(ENDINGS_PER_COMMIT, move |batch: Vec<Finish>| {
+        let (db, owner) = (db.clone(), owner.clone());
+        async move {
+            let platform = db.platform();
+            let now = omniforge_store::now_ms();
+            match platform.finish_tasks(&owner, &batch, now).await {
+                Ok(written) => written.into_iter().map(Ok).collect(),
+                Err(e) if batch.len() == 1 => vec![Err(e)],
+                Err(_) => {
+                    let mut answers = Vec::with_capacity(batch.len());
+                    for finish in &batch {
+                        let written = platform
+                            .finish_tasks(&owner, std::slice::from_ref(finish), now)
+                            .await;
+                        answers.push(written.map(|w| w.first().copied().unwrap_or(false)));
+                    }
+                    answers
+                }
+            }
+        }
+    })
 }

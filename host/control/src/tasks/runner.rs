@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use omniforge_runtime::{GuestLogLine, Outcome, TaskRun, Usage};
 use omniforge_store::{
-    Ending, EventKind, NewEvent, Release, Task, TaskId, TaskState, TaskUsage, now_ms,
+    Ending, EventKind, Finish, NewEvent, Release, Task, TaskId, TaskState, TaskUsage,
+    now_ms,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -60,7 +61,7 @@ impl Tasks {
     /// Runs a claimed task's attempt and records how it ended.
     pub(super) async fn run_task(&self, task: Task, handle: Arc<RunHandle>) {
         let id = task.id.clone();
-        self.signals.events(&id).await;
+        self.signals.events(&id);
         if task.cancel_requested {
             handle.asked.store(true, Ordering::SeqCst);
             handle.token.cancel();
@@ -103,22 +104,22 @@ impl Tasks {
         ran.cancel();
         let unwritten = pump.await.unwrap_or_default();
         let settled = self.settle(&task.skill, result, &handle);
-        let platform = self.db.platform();
         let written = match &settled {
             Settled::Ended(ending) => {
-                platform
-                    .finish_task(
-                        &id,
-                        &self.owner,
-                        task.attempts,
-                        ending,
-                        &unwritten,
-                        now_ms(),
-                    )
+                let finish = Finish {
+                    task: id.clone(),
+                    attempt: task.attempts,
+                    ending: ending.clone(),
+                    logs: unwritten,
+                };
+                self.endings
+                    .call(finish)
                     .await
+                    .unwrap_or_else(|| Err(super::uncommitted()))
             }
             Settled::Released(release) => {
-                platform
+                self.db
+                    .platform()
                     .release_task(&id, &self.owner, release, &unwritten, now_ms())
                     .await
             }
@@ -139,7 +140,7 @@ impl Tasks {
             Settled::Released(_) => self.signals.wake(),
             Settled::Ended(_) => {}
         }
-        self.signals.events(&id).await;
+        self.signals.events(&id);
     }
 
     fn settle(
@@ -266,7 +267,7 @@ async fn pump_logs(
         {
             Ok(true) => {
                 batch.clear();
-                signals.events(&task).await;
+                signals.events(&task);
             }
             // Lost the task, or the database failed: keep the lines for the ending.
             Ok(false) => {}

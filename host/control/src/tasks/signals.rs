@@ -2,9 +2,11 @@
 //!
 //! In one process: a submission wakes the claimer (`Notify`), an appended event wakes the
 //! streams that follow the task (a broadcast of task ids). Across replicas on PostgreSQL,
-//! each signal is also sent with `NOTIFY` (`work`, `events <task>`, `cancel <task>`, tagged
-//! with the sender so it ignores its own), and one listener per process turns the others'
-//! into the same in-memory signals. A lost signal costs latency, not correctness: the
+//! each signal is also sent with `NOTIFY` (`work`, `events <task>…`, `cancel <task>…`,
+//! tagged with the sender so it ignores its own), and one listener per process turns the
+//! others' into the same in-memory signals. Signals sent while a `NOTIFY` is in flight
+//! travel together in the next one ([`Batcher`]): PostgreSQL serialises the commits of
+//! notifying transactions, so one `NOTIFY` per signal would bound the whole queue. A lost signal costs latency, not correctness: the
 //! claimer sweeps every second, streams re-read every second, and workers poll for cancels.
 
 use std::sync::Arc;
@@ -13,6 +15,22 @@ use omniforge_store::{Database, Task, TaskId};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use super::batch::Batcher;
+
+/// Signals gathered into one `NOTIFY` at most.
+const SIGNALS_PER_NOTIFY: usize = 1024;
+
+/// A payload stays below PostgreSQL's 8,000-byte limit.
+const MAX_PAYLOAD: usize = 7_000;
+
+/// A signal to other replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Signal {
+    Work,
+    Events(TaskId),
+    Cancel(TaskId),
+}
+
 /// Signals of one process.
 pub struct Signals {
     db: Database,
@@ -20,25 +38,41 @@ pub struct Signals {
     work: Notify,
     events: broadcast::Sender<TaskId>,
     cancels: broadcast::Sender<TaskId>,
+    /// Signals on their way to other replicas (`None`: there are none, on SQLite).
+    outbox: Option<Batcher<Signal, ()>>,
 }
 
 impl Signals {
     /// Signals sent as `origin` (the process's worker id).
     pub fn new(db: Database, origin: String) -> Self {
+        let outbox = db.signals_replicas().then(|| {
+            let (db, origin) = (db.clone(), origin.clone());
+            Batcher::new(SIGNALS_PER_NOTIFY, move |signals: Vec<Signal>| {
+                let (db, count) = (db.clone(), signals.len());
+                let payloads = payloads(&origin, signals);
+                async move {
+                    if let Err(e) = db.notify_tasks(&payloads).await {
+                        tracing::warn!("cannot signal other replicas: {e}");
+                    }
+                    vec![(); count]
+                }
+            })
+        });
         Self {
             db,
             origin,
             work: Notify::new(),
             events: broadcast::channel(4096).0,
             cancels: broadcast::channel(256).0,
+            outbox,
         }
     }
 
     /// A task was queued (or put back): wake a claimer here and on other replicas.
-    pub async fn submitted(&self, task: &Task) {
+    pub fn submitted(&self, task: &Task) {
         self.work.notify_one();
         self.events.send(task.id.clone()).ok();
-        self.send("work", None).await;
+        self.send(Signal::Work);
     }
 
     /// A worker slot freed or work may be waiting: wake this process's claimer.
@@ -52,9 +86,9 @@ impl Signals {
     }
 
     /// `task` has new events: wake the streams that follow it, here and elsewhere.
-    pub async fn events(&self, task: &TaskId) {
+    pub fn events(&self, task: &TaskId) {
         self.events.send(task.clone()).ok();
-        self.send("events", Some(task)).await;
+        self.send(Signal::Events(task.clone()));
     }
 
     /// Tasks with new events from now on.
@@ -63,8 +97,8 @@ impl Signals {
     }
 
     /// A running task was asked to cancel and does not run here.
-    pub async fn cancel_requested(&self, task: &TaskId) {
-        self.send("cancel", Some(task)).await;
+    pub fn cancel_requested(&self, task: &TaskId) {
+        self.send(Signal::Cancel(task.clone()));
     }
 
     /// Cancels other replicas asked for, from now on.
@@ -72,13 +106,9 @@ impl Signals {
         self.cancels.subscribe()
     }
 
-    async fn send(&self, kind: &str, task: Option<&TaskId>) {
-        let payload = match task {
-            Some(task) => format!("{} {kind} {task}", self.origin),
-            None => format!("{} {kind}", self.origin),
-        };
-        if let Err(e) = self.db.notify_tasks(&payload).await {
-            tracing::warn!("cannot signal other replicas ({kind}): {e}");
+    fn send(&self, signal: Signal) {
+        if let Some(outbox) = &self.outbox {
+            outbox.send(signal);
         }
     }
 
@@ -121,16 +151,70 @@ impl Signals {
         if origin == self.origin {
             return;
         }
-        let task = parts.next().map(TaskId::new);
-        match (kind, task) {
-            ("work", _) => self.work.notify_one(),
-            ("events", Some(task)) => {
-                self.events.send(task).ok();
+        let to = match kind {
+            "work" => {
+                self.work.notify_one();
+                return;
             }
-            ("cancel", Some(task)) => {
-                self.cancels.send(task).ok();
-            }
-            _ => {}
+            "events" => &self.events,
+            "cancel" => &self.cancels,
+            _ => return,
+        };
+        for task in parts.filter(|p| !p.is_empty()) {
+            to.send(TaskId::new(task)).ok();
         }
+    }
+}
+
+/// The `NOTIFY` payloads that carry `signals` from `origin`: one `work` at most, and the
+/// tasks of each other kind, each once, in as few payloads as fit.
+fn payloads(origin: &str, signals: Vec<Signal>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let (mut events, mut cancels) = (String::new(), String::new());
+    let add = |out: &mut Vec<String>, open: &mut String, kind: &str, task: &TaskId| {
+        if open.len() + task.as_str().len() + 1 > MAX_PAYLOAD {
+            out.push(std::mem::take(open));
+        }
+        if open.is_empty() {
+            *open = format!("{origin} {kind}");
+        }
+        open.push(' ');
+        open.push_str(task.as_str());
+    };
+    for signal in signals {
+        if !seen.insert(signal.clone()) {
+            continue;
+        }
+        match &signal {
+            Signal::Work => out.push(format!("{origin} work")),
+            Signal::Events(task) => add(&mut out, &mut events, "events", task),
+            Signal::Cancel(task) => add(&mut out, &mut cancels, "cancel", task),
+        }
+    }
+    out.extend([events, cancels].into_iter().filter(|p| !p.is_empty()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_each_signal_once_and_stay_under_the_limit() {
+        let task = |i: usize| TaskId::new(format!("tsk_{i:026}"));
+        let mut signals = vec![Signal::Work, Signal::Cancel(task(1)), Signal::Work];
+        signals.extend((0..600).map(|i| Signal::Events(task(i % 400))));
+        let payloads = payloads("wrk_a", signals);
+        assert_eq!(payloads.iter().filter(|p| *p == "wrk_a work").count(), 1);
+        assert!(payloads.contains(&format!("wrk_a cancel {}", task(1))));
+        let events: Vec<&str> = payloads
+            .iter()
+            .filter_map(|p| p.strip_prefix("wrk_a events "))
+            .flat_map(|p| p.split(' '))
+            .collect();
+        assert_eq!(events.len(), 400, "each task once");
+        assert!(payloads.len() > 3, "400 ids need more than one payload");
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
     }
 }

@@ -8,6 +8,7 @@
 //! the event stream is the task's history and cannot disagree with its row.
 
 mod events;
+mod finish;
 mod manage;
 mod queue;
 mod read;
@@ -22,11 +23,12 @@ use serde_json::value::RawValue;
 use crate::error::StoreError;
 
 pub use events::{EventKind, NewEvent, TaskEvent};
+pub use finish::{Ending, Finish};
 pub use manage::Canceled;
-pub use queue::{Claim, Ending, Release};
+pub use queue::{Claim, Release};
 pub use read::{StateCount, TaskFilter, TaskSort, TaskTiming};
 pub use signals::TaskListener;
-pub use submit::{Idempotency, NewTask, Submission};
+pub use submit::{Idempotency, NewTask, QueuedTask, Submission};
 
 text_enum!(
     /// Where a task is in its life, as A2A v1.0 names task states (lower-case). The

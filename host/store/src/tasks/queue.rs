@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::platform::Platform;
 use crate::rows::convert;
 use crate::tasks::events::append_events;
-use crate::tasks::{NewEvent, TASK_COLUMNS, Task, TaskRow, TaskState, TaskUsage};
+use crate::tasks::{NewEvent, TASK_COLUMNS, Task, TaskRow, TaskState};
 
 /// Marks the tenant of task `$task` as waiting, through `$conn` (a transaction).
 macro_rules! mark_waiting {
@@ -46,19 +46,6 @@ pub struct Claim<'a> {
     pub lease_ms: i64,
     /// The current time, unix ms.
     pub now_ms: i64,
-}
-
-/// How a run ended, as the worker records it.
-#[derive(Debug, Clone)]
-pub struct Ending {
-    /// `Completed`, `Failed` or `Canceled`.
-    pub state: TaskState,
-    /// The output (completed).
-    pub output: Option<String>,
-    /// The problem (failed, canceled).
-    pub error: Option<serde_json::Value>,
-    /// What the run used (`None`: it did not run).
-    pub usage: Option<TaskUsage>,
 }
 
 /// Why a running task goes back to the queue.
@@ -201,66 +188,6 @@ impl Platform<'_> {
             .await?
         });
         Ok(ids.into_iter().map(TaskId::from).collect())
-    }
-
-    /// Records the end of attempt `attempt` of `task`, run by `owner`, with `logs` (events
-    /// the run wrote and had not appended yet) before its result. `false`: the worker no
-    /// longer holds the task (its lease expired and it was claimed again or ended), so
-    /// nothing was written.
-    pub async fn finish_task(
-        &self,
-        task: &TaskId,
-        owner: &str,
-        attempt: u32,
-        ending: &Ending,
-        logs: &[NewEvent],
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut events = logs.to_vec();
-        let mut result = json!({});
-        if let Some(output) = &ending.output {
-            let output: serde_json::Value = serde_json::from_str(output)
-                .map_err(|e| StoreError::Invalid(format!("task output: {e}")))?;
-            result["output"] = output;
-        }
-        if let Some(error) = &ending.error {
-            result["error"] = error.clone();
-        }
-        if let Some(usage) = &ending.usage {
-            result["usage"] = json!(usage);
-        }
-        events.push(NewEvent {
-            kind: super::EventKind::Result,
-            data: result,
-        });
-        events.push(NewEvent::state(ending.state, json!({ "attempt": attempt })));
-        let usage = ending.usage.as_ref().map(|u| json!(u).to_string());
-        let error = ending.error.as_ref().map(ToString::to_string);
-        Ok(with_pool!(self.db(), |pool| {
-            let mut tx = pool.begin_write().await?;
-            let updated = sqlx::query(
-                "UPDATE tasks SET state = $4, output = $5, error = $6, usage = $7, \
-                 finished_at_ms = $8, lease_owner = NULL, lease_expires_ms = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'working'",
-            )
-            .bind(task.as_str())
-            .bind(owner)
-            .bind(i64::from(attempt))
-            .bind(ending.state.as_str())
-            .bind(&ending.output)
-            .bind(&error)
-            .bind(&usage)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                return Ok(false);
-            }
-            append_events!(&mut *tx, task.as_str(), &events, now_ms)?;
-            tx.commit().await?;
-            true
-        }))
     }
 
     /// Appends events (log lines) to a task `owner` still runs; `false` when it does not.

@@ -21,16 +21,27 @@ impl TaskListener {
 }
 
 impl Database {
-    /// Sends `payload` to every replica listening; nothing on SQLite.
-    pub async fn notify_tasks(&self, payload: &str) -> Result<(), StoreError> {
-        if let Self::Postgres(pool) = self {
-            sqlx::query("SELECT pg_notify($1, $2)")
+    /// Sends `payloads` to every replica listening, in one statement; nothing on SQLite.
+    ///
+    /// A notifying transaction takes a lock every notifying transaction of the database
+    /// shares until its commit is flushed, so callers send what they have in batches
+    /// rather than one signal per statement.
+    pub async fn notify_tasks(&self, payloads: &[String]) -> Result<(), StoreError> {
+        if let Self::Postgres(pool) = self
+            && !payloads.is_empty()
+        {
+            sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::TEXT[]) AS payload")
                 .bind(CHANNEL)
-                .bind(payload)
+                .bind(payloads)
                 .execute(pool)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Whether [`Database::notify_tasks`] reaches anyone (PostgreSQL).
+    pub fn signals_replicas(&self) -> bool {
+        matches!(self, Self::Postgres(_))
     }
 
     /// A listener for the signals of [`Database::notify_tasks`]; `None` on SQLite.

@@ -1,15 +1,91 @@
-//! Submitting a task: the queue bound, idempotency keys, and the first event.
+//! Submitting tasks: the queue bound, idempotency keys, the first event, and batches of
+//! submissions that share one commit.
 
-use omniforge_types::{SkillName, TaskId};
+use omniforge_types::{SkillName, TaskId, TenantId};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::database::{BeginExclusive, BeginWrite, with_pool};
 use crate::error::StoreError;
+use crate::platform::Platform;
 use crate::records::{new_id, now_ms};
-use crate::tasks::events::append_events;
-use crate::tasks::{NewEvent, TASK_COLUMNS, Task, TaskRow, TaskState};
+use crate::tasks::{EventKind, TASK_COLUMNS, Task, TaskRow, TaskState};
 use crate::tenant::TenantStore;
+
+/// Tasks per insert statement: 13 parameters a row stays far below both engines' limits.
+const QUEUE_CHUNK: usize = 500;
+
+/// One row [`queue_new!`] inserts.
+pub(crate) struct Queued<'a> {
+    pub(crate) tenant: &'a TenantId,
+    pub(crate) id: &'a str,
+    pub(crate) task: &'a NewTask,
+}
+
+/// Inserts `$new` (a slice of [`Queued`]) as submitted tasks with their first event through
+/// `$conn` (a transaction), and marks their tenants as waiting. Tenants' rows are written in
+/// one order, so two batches naming the same tenants cannot deadlock; a row is written only
+/// when its tenant was not waiting already, so that submissions do not all queue behind one
+/// row lock.
+macro_rules! queue_new {
+    ($conn:expr, $new:expr, $now:expr) => {{
+        let new: &[Queued<'_>] = $new;
+        let now: i64 = $now;
+        let mut tasks = sqlx::QueryBuilder::new(
+            "INSERT INTO tasks (id, tenant_id, skill, requirement, version, input, state, \
+             priority, not_before_ms, retry_of, created_by, request_id, created_at_ms, \
+             last_seq) ",
+        );
+        tasks.push_values(new, |mut row, q| {
+            row.push_bind(q.id)
+                .push_bind(q.tenant.as_str())
+                .push_bind(q.task.skill.as_str())
+                .push_bind(&q.task.requirement)
+                .push_bind(q.task.version.to_string())
+                .push_bind(&q.task.input)
+                .push_bind("submitted")
+                .push_bind(q.task.priority)
+                .push_bind(q.task.not_before_ms.unwrap_or(now))
+                .push_bind(q.task.retry_of.as_ref().map(TaskId::as_str))
+                .push_bind(&q.task.created_by)
+                .push_bind(&q.task.request_id)
+                .push_bind(now)
+                .push_bind(1_i64);
+        });
+        tasks.build().execute(&mut *$conn).await?;
+        let mut events =
+            sqlx::QueryBuilder::new("INSERT INTO task_events (task_id, seq, kind, data, at_ms) ");
+        events.push_values(new, |mut row, q| {
+            let data = match &q.task.retry_of {
+                Some(retry_of) => json!({ "state": "submitted", "retry_of": retry_of }),
+                None => json!({ "state": "submitted" }),
+            };
+            row.push_bind(q.id)
+                .push_bind(1_i64)
+                .push_bind(EventKind::State.as_str())
+                .push_bind(data.to_string())
+                .push_bind(now);
+        });
+        events.build().execute(&mut *$conn).await?;
+        let tenants: std::collections::BTreeSet<&str> =
+            new.iter().map(|q| q.tenant.as_str()).collect();
+        for tenant in tenants {
+            sqlx::query(
+                "INSERT INTO task_tenants (tenant_id, waiting) VALUES ($1, TRUE) \
+                 ON CONFLICT (tenant_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .execute(&mut *$conn)
+            .await?;
+            sqlx::query(
+                "UPDATE task_tenants SET waiting = TRUE WHERE tenant_id = $1 AND waiting = FALSE",
+            )
+            .bind(tenant)
+            .execute(&mut *$conn)
+            .await?;
+        }
+    }};
+}
 
 /// A task to submit.
 #[derive(Debug, Clone)]
@@ -78,20 +154,9 @@ impl TenantStore<'_> {
         let tenant = self.tenant_id().as_str();
         let id = new_id("tsk");
         let now = now_ms();
-        let not_before = task.not_before_ms.unwrap_or(now);
         // Counted before the write begins, so the count does not hold SQLite's one writer.
-        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
-        let queued: i64 = with_pool!(self.db(), |pool| {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM tasks \
-                 WHERE tenant_id = $1 AND state = 'submitted' LIMIT $2) AS queued",
-            )
-            .bind(tenant)
-            .bind(bound)
-            .fetch_one(pool)
-            .await?
-        });
-        if queued >= bound && idempotency.is_none() {
+        let room = self.queue_has_room(max_queued).await?;
+        if !room && idempotency.is_none() {
             return Ok(Submission::QueueFull { max_queued });
         }
         let submitted = with_pool!(self.db(), |pool| {
@@ -139,53 +204,15 @@ impl TenantStore<'_> {
                 }
             }
             // A key seen before answers its task even with the queue full; a new one does not.
-            if queued >= bound {
+            if !room {
                 return Ok(Submission::QueueFull { max_queued });
             }
-            sqlx::query(
-                "INSERT INTO tasks (id, tenant_id, skill, requirement, version, input, state, \
-                 priority, not_before_ms, retry_of, created_by, request_id, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&id)
-            .bind(tenant)
-            .bind(task.skill.as_str())
-            .bind(&task.requirement)
-            .bind(task.version.to_string())
-            .bind(&task.input)
-            .bind(task.priority)
-            .bind(not_before)
-            .bind(task.retry_of.as_ref().map(TaskId::as_str))
-            .bind(&task.created_by)
-            .bind(&task.request_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let mut first = json!({});
-            if let Some(retry_of) = &task.retry_of {
-                first = json!({ "retry_of": retry_of });
-            }
-            append_events!(
-                &mut *tx,
-                &id,
-                &[NewEvent::state(TaskState::Submitted, first)],
-                now
-            )?;
-            // A tenant's row is written only when it was not waiting already, so that
-            // submissions do not all queue behind one row lock.
-            sqlx::query(
-                "INSERT INTO task_tenants (tenant_id, waiting) VALUES ($1, TRUE) \
-                 ON CONFLICT (tenant_id) DO NOTHING",
-            )
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE task_tenants SET waiting = TRUE WHERE tenant_id = $1 AND waiting = FALSE",
-            )
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
+            let new = [Queued {
+                tenant: self.tenant_id(),
+                id: &id,
+                task: &task,
+            }];
+            queue_new!(&mut *tx, &new, now);
             if let Some(key) = &idempotency {
                 sqlx::query(
                     "INSERT INTO task_idempotency (tenant_id, key, body_sha256, task_id, \
@@ -203,30 +230,95 @@ impl TenantStore<'_> {
             Ok::<_, StoreError>(())
         });
         submitted?;
-        // As stored: what the insert wrote, without reading it back.
-        Ok(Submission::Created(Task {
-            id: TaskId::from(id),
-            tenant_id: self.tenant_id().clone(),
-            skill: task.skill,
-            requirement: task.requirement,
-            version: task.version,
-            input: RawValue::from_string(task.input)
-                .map_err(|e| StoreError::Invalid(format!("task input: {e}")))?,
-            state: TaskState::Submitted,
-            priority: task.priority,
-            not_before_ms: not_before,
-            attempts: 0,
-            retry_of: task.retry_of,
-            cancel_requested: false,
-            output: None,
-            error: None,
-            usage: None,
-            last_seq: 1,
-            created_by: task.created_by,
-            request_id: task.request_id,
-            created_at_ms: now,
-            started_at_ms: None,
-            finished_at_ms: None,
-        }))
+        Ok(Submission::Created(stored(self.tenant_id(), id, task, now)?))
     }
+
+    /// Whether the tenant has fewer than `max_queued` tasks queued.
+    pub async fn queue_has_room(&self, max_queued: u64) -> Result<bool, StoreError> {
+        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
+        let queued: i64 = with_pool!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM tasks \
+                 WHERE tenant_id = $1 AND state = 'submitted' LIMIT $2) AS queued",
+            )
+            .bind(self.tenant_id().as_str())
+            .bind(bound)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(queued < bound)
+    }
+}
+
+/// A task to queue, of one tenant, in a batch of several tenants' ([`Platform::queue_tasks`]).
+#[derive(Debug, Clone)]
+pub struct QueuedTask {
+    /// The tenant it runs for.
+    pub tenant: TenantId,
+    /// The task.
+    pub task: NewTask,
+}
+
+impl Platform<'_> {
+    /// Queues `batch` in one transaction (group commit: submissions that arrive together
+    /// share one commit), in order; no queue bound or idempotency key is looked at here
+    /// (the caller checks the bound before it joins the batch, see
+    /// [`TenantStore::queue_has_room`]). All or nothing.
+    pub async fn queue_tasks(&self, batch: &[QueuedTask]) -> Result<Vec<Task>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let ids: Vec<String> = batch.iter().map(|_| new_id("tsk")).collect();
+        let new: Vec<Queued<'_>> = batch
+            .iter()
+            .zip(&ids)
+            .map(|(queued, id)| Queued {
+                tenant: &queued.tenant,
+                id,
+                task: &queued.task,
+            })
+            .collect();
+        with_pool!(self.db(), |pool| {
+            let mut tx = pool.begin_write().await?;
+            for chunk in new.chunks(QUEUE_CHUNK) {
+                queue_new!(&mut *tx, chunk, now);
+            }
+            tx.commit().await?;
+        });
+        batch
+            .iter()
+            .zip(ids)
+            .map(|(queued, id)| stored(&queued.tenant, id, queued.task.clone(), now))
+            .collect()
+    }
+}
+
+
+/// A task as [`queue_new!`] stored it, without reading it back.
+fn stored(tenant: &TenantId, id: String, task: NewTask, now: i64) -> Result<Task, StoreError> {
+    Ok(Task {
+        id: TaskId::from(id),
+        tenant_id: tenant.clone(),
+        not_before_ms: task.not_before_ms.unwrap_or(now),
+        skill: task.skill,
+        requirement: task.requirement,
+        version: task.version,
+        input: RawValue::from_string(task.input)
+            .map_err(|e| StoreError::Invalid(format!("task input: {e}")))?,
+        state: TaskState::Submitted,
+        priority: task.priority,
+        attempts: 0,
+        retry_of: task.retry_of,
+        cancel_requested: false,
+        output: None,
+        error: None,
+        usage: None,
+        last_seq: 1,
+        created_by: task.created_by,
+        request_id: task.request_id,
+        created_at_ms: now,
+        started_at_ms: None,
+        finished_at_ms: None,
+    })
 }

@@ -1,11 +1,11 @@
 //! The task queue on both engines: claims honour the running limit and serve the least
 //! recently served tenant first; only the lease holder records an ending; an expired lease
 //! puts the task back as a new attempt, until the attempts run out; idempotency keys expire;
-//! old finished tasks are purged.
+//! old finished tasks are purged; batches of submissions and of endings commit together.
 
 use omniforge_store::{
-    AuditContext, Claim, Database, Ending, Idempotency, NewTask, Submission, Task, TaskState,
-    TenantId, now_ms,
+    AuditContext, Claim, Database, Ending, EventKind, Finish, Idempotency, NewEvent, NewTask,
+    QueuedTask, Submission, Task, TaskState, TenantId, now_ms,
 };
 use serde_json::json;
 
@@ -312,4 +312,122 @@ async fn idempotency_keys_answer_their_task_until_they_expire_and_old_tasks_are_
             "still running"
         );
     }
+}
+
+#[tokio::test]
+async fn batches_of_submissions_and_endings_commit_together_and_keep_each_answer() {
+    for test in all().await {
+        let db = &test.db;
+        db.migrate().await.unwrap();
+        let audit = AuditContext::system("test", "tasks");
+        let platform = db.platform();
+        let acme = platform
+            .create_tenant(&audit, "acme", "Acme")
+            .await
+            .unwrap()
+            .id;
+        let globex = platform
+            .create_tenant(&audit, "globex", "Globex")
+            .await
+            .unwrap()
+            .id;
+        let queued = |tenant: &TenantId, task: NewTask| QueuedTask {
+            tenant: tenant.clone(),
+            task,
+        };
+        let retried = submit(db, &acme, hello()).await;
+        let batch = vec![
+            queued(&acme, hello()),
+            queued(&globex, hello()),
+            queued(
+                &acme,
+                NewTask {
+                    retry_of: Some(retried.id.clone()),
+                    priority: 3,
+                    ..hello()
+                },
+            ),
+        ];
+        let tasks = platform.queue_tasks(&batch).await.unwrap();
+        assert_eq!(tasks.len(), 3);
+        assert_eq!(
+            tasks.iter().map(|t| &t.tenant_id).collect::<Vec<_>>(),
+            [&acme, &globex, &acme],
+            "answers in the batch's order"
+        );
+        // What the batch answered is what was stored, first event included.
+        for task in &tasks {
+            let read = db
+                .tenant(&task.tenant_id)
+                .task(&task.id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (read.state, read.priority, read.last_seq, &read.retry_of),
+                (task.state, task.priority, 1, &task.retry_of)
+            );
+            let events = db
+                .tenant(&task.tenant_id)
+                .task_events(&task.id, 0, 10)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(events.len(), 1);
+            let data: serde_json::Value = serde_json::from_str(events[0].data.get()).unwrap();
+            assert_eq!(data["state"], "submitted");
+            assert_eq!(data.get("retry_of").is_some(), task.retry_of.is_some());
+        }
+        // Both tenants are waiting to be served.
+        let waiting = platform.waiting_tenants(10).await.unwrap();
+        assert!(waiting.contains(&acme) && waiting.contains(&globex));
+
+        // Endings of one worker in one commit: the one it lost is not written, the others
+        // are, each with its own event numbers.
+        let now = now_ms() + 1000;
+        let running: Vec<Task> = claim(db, &acme, 10, "w1", now).await;
+        assert_eq!(running.len(), 3);
+        let finish = |task: &Task, attempt: u32, logs: usize| Finish {
+            task: task.id.clone(),
+            attempt,
+            ending: completed(),
+            logs: (0..logs)
+                .map(|i| NewEvent {
+                    kind: EventKind::Log,
+                    data: json!({"level": "info", "message": format!("line {i}")}),
+                })
+                .collect(),
+        };
+        let finishes = [
+            finish(&running[0], 1, 2),
+            finish(&running[1], 7, 0),
+            finish(&running[2], 1, 0),
+        ];
+        let written = platform.finish_tasks("w1", &finishes, now).await.unwrap();
+        assert_eq!(written, [true, false, true]);
+        assert_eq!(
+            seqs(db, &running[0]).await,
+            [1, 2, 3, 4, 5, 6],
+            "logs, result, state"
+        );
+        assert_eq!(seqs(db, &running[1]).await, [1, 2], "not written");
+        assert_eq!(seqs(db, &running[2]).await, [1, 2, 3, 4]);
+        let still = db
+            .tenant(&acme)
+            .task(&running[1].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(still.state, TaskState::Working);
+    }
+}
+
+async fn seqs(db: &Database, task: &Task) -> Vec<i64> {
+    let events = db
+        .tenant(&task.tenant_id)
+        .task_events(&task.id, 0, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    events.iter().map(|e| e.seq).collect()
 }
