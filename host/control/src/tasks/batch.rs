@@ -99,9 +99,7 @@ impl<T: Send + 'static, R: Send + 'static> Shared<T, R> {
             // In a task of its own, so that a panicking commit drops this batch's replies
             // (its callers see `None`) instead of the flusher, which would leave every later
             // item waiting for a flush that never comes.
-            let results = tokio::spawn((self.commit)(items))
-                .await
-                .unwrap_or_default();
+            let results = tokio::spawn((self.commit)(items)).await.unwrap_or_default();
             for (reply, result) in replies.into_iter().zip(results) {
                 if let Some(reply) = reply {
                     reply.send(result).ok();
@@ -135,7 +133,11 @@ mod tests {
             })
             .collect();
         for (i, call) in (0..).zip(calls) {
-            assert_eq!(call.await.unwrap(), Some(i * 2), "each caller gets its own result");
+            assert_eq!(
+                call.await.unwrap(),
+                Some(i * 2),
+                "each caller gets its own result"
+            );
         }
         let commits = commits.load(Ordering::SeqCst);
         assert!(

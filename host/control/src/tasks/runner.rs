@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use omniforge_runtime::{GuestLogLine, Outcome, TaskRun, Usage};
 use omniforge_store::{
-    Ending, EventKind, Finish, NewEvent, Release, Task, TaskId, TaskState, TaskUsage,
-    now_ms,
+    Ending, EventKind, Finish, NewEvent, Release, Task, TaskId, TaskState, TaskUsage, now_ms,
 };
 use serde_json::json;
 use tokio::sync::mpsc;

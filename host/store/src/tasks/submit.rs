@@ -230,7 +230,12 @@ impl TenantStore<'_> {
             Ok::<_, StoreError>(())
         });
         submitted?;
-        Ok(Submission::Created(stored(self.tenant_id(), id, task, now)?))
+        Ok(Submission::Created(stored(
+            self.tenant_id(),
+            id,
+            task,
+            now,
+        )?))
     }
 
     /// Whether the tenant has fewer than `max_queued` tasks queued.
@@ -293,7 +298,6 @@ impl Platform<'_> {
             .collect()
     }
 }
-
 
 /// A task as [`queue_new!`] stored it, without reading it back.
 fn stored(tenant: &TenantId, id: String, task: NewTask, now: i64) -> Result<Task, StoreError> {
