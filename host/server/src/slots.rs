@@ -1,11 +1,18 @@
 //! Long-lived streams each tenant may hold open on this server (MCP change streams, task
 //! event streams): each holds a connection and a task for as long as its client wants, so
-//! one tenant must not be able to open them without bound.
+//! one tenant must not be able to open them without bound ([`StreamSlots`]), nor keep one
+//! open after its credentials stopped holding ([`still_allowed`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use axum::http::HeaderMap;
 use omniforge_store::TenantId;
+
+use crate::app::AppState;
+use crate::auth::rbac::Permission;
+use crate::router::principal_of;
 
 /// Open streams of one kind, counted per tenant.
 pub struct StreamSlots {
@@ -57,6 +64,27 @@ impl Drop for StreamSlot {
                 open.remove(&self.tenant);
             }
         }
+    }
+}
+
+/// Whether the credentials a stream was opened with (its request's `headers`, sent from
+/// `peer`) still give `tenant` the `permission` the stream needs: a revoked key, a disabled
+/// user, an expired token or a lost permission say no. A failure of the server itself (the
+/// database unreachable for a moment) says yes: the next check decides.
+pub async fn still_allowed(
+    app: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    tenant: &TenantId,
+    permission: Permission,
+) -> bool {
+    match principal_of(app, headers, peer).await {
+        Ok(principal) => principal.tenant == *tenant && principal.can(permission),
+        Err(error) if error.status().is_server_error() => {
+            tracing::warn!(error = %error.message(), "cannot check a stream's credentials now");
+            true
+        }
+        Err(_) => false,
     }
 }
 

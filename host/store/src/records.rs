@@ -337,4 +337,6 @@ pub struct TenantExport {
     pub policy: Option<serde_json::Value>,
     /// What its skills keep in the `kv` capability.
     pub kv_entries: Vec<crate::kv::KvExportEntry>,
+    /// Its tasks not yet purged, oldest first, each with its events.
+    pub tasks: Vec<crate::tasks::ExportedTask>,
 }

@@ -510,8 +510,10 @@ impl TenantStore<'_> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
         let kv_entries = self.export_kv().await?;
+        let tasks = self.export_tasks().await?;
         Ok(Some(TenantExport {
             kv_entries,
+            tasks,
             skills,
             skill_versions,
             installations,

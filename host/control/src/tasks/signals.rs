@@ -5,9 +5,10 @@
 //! each signal is also sent with `NOTIFY` (`work`, `events <task>…`, `cancel <task>…`,
 //! tagged with the sender so it ignores its own), and one listener per process turns the
 //! others' into the same in-memory signals. Signals sent while a `NOTIFY` is in flight
-//! travel together in the next one ([`Batcher`]): PostgreSQL serialises the commits of
-//! notifying transactions, so one `NOTIFY` per signal would bound the whole queue. A lost signal costs latency, not correctness: the
-//! claimer sweeps every second, streams re-read every second, and workers poll for cancels.
+//! travel together in the next one (the group commit of `batch.rs`): PostgreSQL serialises
+//! the commits of notifying transactions, so one `NOTIFY` per signal would bound the whole
+//! queue. A lost signal costs latency, not correctness: the claimer sweeps every second,
+//! streams re-read every second, and workers poll for cancels.
 
 use std::sync::Arc;
 

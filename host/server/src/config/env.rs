@@ -46,6 +46,10 @@ impl Config {
         number("OMNIFORGE_TASK_SWEEP_MS", &mut self.tasks.sweep_ms);
         number("OMNIFORGE_TASK_DRAIN_MS", &mut self.tasks.drain_ms);
         number("OMNIFORGE_TASK_RETENTION_MS", &mut self.tasks.retention_ms);
+        number(
+            "OMNIFORGE_TASK_STREAM_RECHECK_MS",
+            &mut self.tasks.stream_recheck_ms,
+        );
         let mut rate = |name: &str, target: &mut u32| {
             if let Some(value) = env(name) {
                 match value.trim().parse() {

@@ -27,6 +27,9 @@ pub struct TasksConfig {
     /// Task event streams (`text/event-stream`) one tenant may hold open on this server;
     /// one more answers 429.
     pub streams_per_tenant: u32,
+    /// An open task event stream authenticates its request again this often, ms: a revoked
+    /// key or a lost permission ends it.
+    pub stream_recheck_ms: u64,
 }
 
 impl Default for TasksConfig {
@@ -41,6 +44,7 @@ impl Default for TasksConfig {
             idempotency_ttl_ms: d.idempotency_ttl_ms,
             drain_ms: d.drain_ms,
             streams_per_tenant: 1000,
+            stream_recheck_ms: 60_000,
         }
     }
 }
@@ -86,6 +90,9 @@ impl TasksConfig {
         }
         if self.streams_per_tenant == 0 {
             problems.push("tasks.streams_per_tenant: must be positive".into());
+        }
+        if !(100..=3_600_000).contains(&self.stream_recheck_ms) {
+            problems.push("tasks.stream_recheck_ms: must be 100 to 3600000".into());
         }
         if self.drain_ms > 3_600_000 {
             problems.push("tasks.drain_ms: must be at most 3600000".into());

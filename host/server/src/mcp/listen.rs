@@ -29,8 +29,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Caller, internal};
 use crate::app::AppState;
 use crate::auth::rbac::Permission;
-use crate::router::{check_rate, principal_of};
-use crate::slots::StreamSlots;
+use crate::router::check_rate;
+use crate::slots::{StreamSlots, still_allowed};
 
 /// Serves one acknowledged `subscriptions/listen` until the client goes away, its
 /// credentials stop holding, or the server stops.
@@ -68,7 +68,7 @@ pub(crate) async fn listen(
         tokio::select! {
             () = cx.cancelled() => return Ok(()),
             () = app.stopping.cancelled() => return Ok(()),
-            _ = recheck.tick() => still_allowed(app, cx.request_context().extensions.get::<Parts>(), &tenant).await?,
+            _ = recheck.tick() => credentials_hold(app, cx.request_context().extensions.get::<Parts>(), &tenant).await?,
             change = changes.recv() => {
                 let tell = match change {
                     Ok(change) => {
@@ -114,35 +114,30 @@ async fn installed_skills(
     }
 }
 
-/// Authenticates the stream's request again: a revoked key, a disabled user, an expired
-/// token or a lost permission ends the stream. A failure of the server itself (the database
-/// unreachable for a moment) does not: the next check decides.
-async fn still_allowed(
+/// Authenticates the stream's request again ([`still_allowed`]): credentials that no
+/// longer hold end the stream.
+async fn credentials_hold(
     app: &AppState,
     parts: Option<&Parts>,
     tenant: &TenantId,
 ) -> Result<(), ErrorData> {
-    let gone = || {
-        ErrorData::invalid_request(
+    let allowed = match parts {
+        Some(parts) => {
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            still_allowed(app, &parts.headers, peer, tenant, Permission::SkillRead).await
+        }
+        None => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ErrorData::invalid_request(
             "the credentials this stream was opened with no longer allow it; listen again with \
              valid ones",
             None,
-        )
-    };
-    let parts = parts.ok_or_else(gone)?;
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    match principal_of(app, &parts.headers, peer).await {
-        Ok(principal) if principal.tenant == *tenant && principal.can(Permission::SkillRead) => {
-            Ok(())
-        }
-        Ok(_) => Err(gone()),
-        Err(error) if error.status().is_server_error() => {
-            tracing::warn!(error = %error.message(), "cannot check an MCP stream's credentials now");
-            Ok(())
-        }
-        Err(_) => Err(gone()),
+        ))
     }
 }

@@ -22,11 +22,12 @@ text_enum!(
 );
 
 /// One event of a task.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TaskEvent {
     /// Its number: 1 for the first event of the task, then one more for each.
     pub seq: i64,
     /// What it records.
+    #[serde(rename = "type")]
     pub kind: EventKind,
     /// Its data, a JSON object.
     pub data: Box<RawValue>,
@@ -97,7 +98,7 @@ macro_rules! append_events {
 pub(crate) use append_events;
 
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(crate) struct EventRow {
     seq: i64,
     kind: String,
     data: String,

@@ -26,7 +26,7 @@ pub use events::{EventKind, NewEvent, TaskEvent};
 pub use finish::{Ending, Finish};
 pub use manage::Canceled;
 pub use queue::{Claim, Release};
-pub use read::{StateCount, TaskFilter, TaskSort, TaskTiming};
+pub use read::{ExportedTask, StateCount, TaskFilter, TaskSort, TaskTiming};
 pub use signals::TaskListener;
 pub use submit::{Idempotency, NewTask, QueuedTask, Submission};
 
@@ -72,7 +72,7 @@ pub struct TaskUsage {
 }
 
 /// A task as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Task {
     /// Its id (`tsk_…`).
     pub id: TaskId,

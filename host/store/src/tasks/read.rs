@@ -1,13 +1,17 @@
 //! Reading a tenant's tasks: one, a filtered page, and what the metrics are computed from.
 
+use std::collections::HashMap;
+
 use crate::records::text_enum;
 use omniforge_types::{SkillName, TaskId};
+use serde::Serialize;
 
 use crate::audit::page_size;
 use crate::database::with_pool;
 use crate::error::StoreError;
 use crate::rows::convert;
-use crate::tasks::{TASK_COLUMNS, Task, TaskRow, TaskState};
+use crate::tasks::events::EventRow;
+use crate::tasks::{TASK_COLUMNS, Task, TaskEvent, TaskRow, TaskState};
 use crate::tenant::TenantStore;
 
 text_enum!(
@@ -75,7 +79,65 @@ pub struct TaskTiming {
     pub finished_at_ms: i64,
 }
 
+/// A task with its events, as a tenant export holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedTask {
+    /// The task.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Its events, in order.
+    pub events: Vec<TaskEvent>,
+}
+
+/// An event with the task it belongs to, as an export reads them.
+#[derive(sqlx::FromRow)]
+struct ExportEventRow {
+    task_id: String,
+    #[sqlx(flatten)]
+    event: EventRow,
+}
+
 impl TenantStore<'_> {
+    /// Every task of the tenant with its events, oldest first, read in one transaction so
+    /// that tasks and events agree (for exports).
+    pub(crate) async fn export_tasks(&self) -> Result<Vec<ExportedTask>, StoreError> {
+        let tasks_sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 ORDER BY created_at_ms, id"
+        );
+        let (tasks, events): (Vec<TaskRow>, Vec<ExportEventRow>) = with_pool!(self.db(), |pool| {
+            let mut tx = pool.begin().await?;
+            let tasks = sqlx::query_as(sqlx::AssertSqlSafe(tasks_sql))
+                .bind(self.tenant_id().as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            let events = sqlx::query_as(
+                "SELECT e.task_id, e.seq, e.kind, e.data, e.at_ms FROM task_events e \
+                     JOIN tasks t ON t.id = e.task_id WHERE t.tenant_id = $1 \
+                     ORDER BY e.task_id, e.seq",
+            )
+            .bind(self.tenant_id().as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (tasks, events)
+        });
+        let mut by_task: HashMap<String, Vec<TaskEvent>> = HashMap::new();
+        for row in events {
+            by_task
+                .entry(row.task_id)
+                .or_default()
+                .push(row.event.try_into()?);
+        }
+        tasks
+            .into_iter()
+            .map(|row| {
+                let task = Task::try_from(row)?;
+                let events = by_task.remove(task.id.as_str()).unwrap_or_default();
+                Ok(ExportedTask { task, events })
+            })
+            .collect()
+    }
+
     /// The tenant's task `id`.
     pub async fn task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2");

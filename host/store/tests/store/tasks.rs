@@ -1,7 +1,8 @@
 //! The task queue on both engines: claims honour the running limit and serve the least
 //! recently served tenant first; only the lease holder records an ending; an expired lease
 //! puts the task back as a new attempt, until the attempts run out; idempotency keys expire;
-//! old finished tasks are purged; batches of submissions and of endings commit together.
+//! old finished tasks are purged; batches of submissions and of endings commit together;
+//! a tenant's export holds its tasks and their events.
 
 use omniforge_store::{
     AuditContext, Claim, Database, Ending, EventKind, Finish, Idempotency, NewEvent, NewTask,
@@ -419,6 +420,29 @@ async fn batches_of_submissions_and_endings_commit_together_and_keep_each_answer
             .unwrap()
             .unwrap();
         assert_eq!(still.state, TaskState::Working);
+
+        // A tenant's export holds its tasks with their events, and only its own.
+        let export = db.tenant(&acme).export().await.unwrap().unwrap();
+        let exported: Vec<_> = export.tasks.iter().map(|t| &t.task.id).collect();
+        assert_eq!(exported.len(), 3, "{exported:?}");
+        for task in [&retried, &tasks[0], &tasks[2]] {
+            assert!(exported.contains(&&task.id), "{} missing", task.id);
+        }
+        let first = export
+            .tasks
+            .iter()
+            .find(|t| t.task.id == running[0].id)
+            .unwrap();
+        assert_eq!(
+            first.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        let json = serde_json::to_value(&export.tasks).unwrap();
+        assert_eq!(json[0]["events"][0]["type"], "state", "{}", json[0]);
+        assert_eq!(json[0]["skill"], "acme/hello", "{}", json[0]);
+        let globex_export = db.tenant(&globex).export().await.unwrap().unwrap();
+        assert_eq!(globex_export.tasks.len(), 1);
+        assert_eq!(globex_export.tasks[0].task.tenant_id, globex);
     }
 }
 

@@ -52,6 +52,71 @@ fn a_resumed_event_stream_gets_every_event_once_in_order() {
     });
 }
 
+#[test]
+fn an_open_event_stream_ends_when_its_key_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let recheck = [("OMNIFORGE_TASK_STREAM_RECHECK_MS", "300")];
+    let (_server, cli) = start(dir.path(), &Backend::Sqlite, &recheck);
+    cli.publish_wasm(&cli.key, "acme/ticker", programs::TICKER, "", "");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = Api::new(&cli.url, &cli.key);
+    runtime.block_on(async {
+        let created = api
+            .expect(
+                "POST",
+                "/api/v1/api-keys",
+                Some(json!({"name": "watcher"})),
+                201,
+            )
+            .await;
+        let watcher = Api::new(&cli.url, created["key"].as_str().unwrap());
+        let key_path = format!(
+            "/api/v1/api-keys/{}",
+            created["api_key"]["id"].as_str().unwrap()
+        );
+        // Ten seconds of ticks: the stream would stay open that long.
+        let task = api
+            .submit(json!({"skill": "acme/ticker", "input": {"lines": 200, "every_ms": 50}}))
+            .await;
+        let id = task["id"].as_str().unwrap().to_owned();
+        let stream = {
+            let (watcher, id) = (watcher.clone(), id.clone());
+            tokio::spawn(async move { watcher.stream(&id, None, None).await })
+        };
+        api.wait_for(&id, Duration::from_secs(10), |t| t["state"] == "working")
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        api.expect("DELETE", &key_path, None, 200).await;
+        let revoked = Instant::now();
+        let seen = tokio::time::timeout(Duration::from_secs(5), stream)
+            .await
+            .expect("the stream ends soon after the key is revoked")
+            .unwrap();
+        eprintln!(
+            "the stream ended {:?} after the revocation",
+            revoked.elapsed()
+        );
+        assert!(!seen.is_empty(), "it streamed while the key held");
+        assert_ne!(
+            seen.last().unwrap().data["state"],
+            "completed",
+            "it ended before the task did"
+        );
+        assert_eq!(api.task(&id).await["state"], "working");
+        let again = watcher
+            .call(
+                "GET",
+                &format!("/api/v1/tasks/{id}/events"),
+                None,
+                &[("accept", "text/event-stream")],
+            )
+            .await;
+        assert_eq!(again.status, 401, "{}", again.body);
+        api.expect("POST", &format!("/api/v1/tasks/{id}/cancel"), None, 202)
+            .await;
+    });
+}
+
 /// A port free now, for a server that must come back on the same one.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -5,13 +5,15 @@
 //! `Last-Event-ID` (or `after`), then waits for a signal that the task has new events (from
 //! this process, or from another replica over PostgreSQL's `NOTIFY`), or a second, and
 //! reads again. So a client that reconnects with the last id it saw gets exactly what it
-//! missed, whichever replica it reaches.
+//! missed, whichever replica it reaches. A stream authenticates its request again every
+//! `tasks.stream_recheck_ms` and ends when the credentials no longer hold.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{Extensions, HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use omniforge_store::{EventKind, TaskEvent, TaskId, TaskState, TenantId};
@@ -23,7 +25,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::task_id;
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::auth::rbac::Permission;
 use crate::error::{ApiError, ApiJson};
+use crate::slots::still_allowed;
 
 /// Events read from the database at once.
 const READ_PAGE: u32 = 500;
@@ -96,6 +100,7 @@ pub async fn events(
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Result<Response, ApiError> {
     let id = task_id(&id)?;
     let mut after = query.after.unwrap_or(0);
@@ -161,9 +166,17 @@ pub async fn events(
         )
     })?;
     let (sender, receiver) = mpsc::channel(64);
-    let follow = app.tasks.signals().follow_events();
+    let follower = Follower {
+        tenant: principal.tenant,
+        headers,
+        peer: extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip()),
+        follow: app.tasks.signals().follow_events(),
+        sender,
+    };
     tokio::spawn(async move {
-        follow_task(app, principal.tenant, id, after, first, follow, sender).await;
+        follower.follow(app, id, after, first).await;
         // The stream's place is taken until its follower ends.
         drop(slot);
     });
@@ -188,47 +201,77 @@ fn is_last(event: &TaskEvent) -> bool {
         && serde_json::from_str::<StateData>(event.data.get()).is_ok_and(|d| d.state.is_terminal())
 }
 
-/// Sends the task's events after `after` into `sender` until the task's last one, the
-/// client leaving, the task being deleted, or the server stopping.
-async fn follow_task(
-    app: AppState,
+/// What a stream needs to follow its task.
+struct Follower {
     tenant: TenantId,
-    id: TaskId,
-    mut after: i64,
-    mut events: Vec<TaskEvent>,
-    mut follow: broadcast::Receiver<TaskId>,
+    /// The request's headers and address, authenticated again now and then.
+    headers: HeaderMap,
+    peer: Option<IpAddr>,
+    follow: broadcast::Receiver<TaskId>,
     sender: mpsc::Sender<Event>,
-) {
-    let store = app.db.tenant(&tenant);
-    loop {
-        let full = events.len() == READ_PAGE as usize;
-        for event in events.drain(..) {
-            let last = is_last(&event);
-            after = event.seq;
-            let sse = Event::default()
-                .id(event.seq.to_string())
-                .event(event.kind.as_str())
-                .data(event.data.get());
-            if sender.send(sse).await.is_err() || last {
-                return;
+}
+
+impl Follower {
+    /// Sends the task's events after `after` (starting with `events`, already read) until
+    /// the task's last one, the client leaving, the task being deleted, the credentials no
+    /// longer holding, or the server stopping.
+    async fn follow(
+        mut self,
+        app: AppState,
+        id: TaskId,
+        mut after: i64,
+        mut events: Vec<TaskEvent>,
+    ) {
+        let store = app.db.tenant(&self.tenant);
+        let every = Duration::from_millis(app.config.tasks.stream_recheck_ms);
+        let mut recheck = tokio::time::Instant::now() + every;
+        loop {
+            let full = events.len() == READ_PAGE as usize;
+            for event in events.drain(..) {
+                let last = is_last(&event);
+                after = event.seq;
+                let sse = Event::default()
+                    .id(event.seq.to_string())
+                    .event(event.kind.as_str())
+                    .data(event.data.get());
+                if self.sender.send(sse).await.is_err() || last {
+                    return;
+                }
             }
+            if !full {
+                tokio::select! {
+                    () = signalled(&mut self.follow, &id) => {}
+                    () = tokio::time::sleep(REREAD) => {}
+                    () = tokio::time::sleep_until(recheck) => {}
+                    () = self.sender.closed() => return,
+                    () = app.stopping.cancelled() => return,
+                }
+            }
+            // Checked between reads, so that a task writing pages without pause is no way
+            // around it.
+            if tokio::time::Instant::now() >= recheck {
+                let allowed = still_allowed(
+                    &app,
+                    &self.headers,
+                    self.peer,
+                    &self.tenant,
+                    Permission::TaskRead,
+                )
+                .await;
+                if !allowed {
+                    return;
+                }
+                recheck = tokio::time::Instant::now() + every;
+            }
+            events = match store.task_events(&id, after, READ_PAGE).await {
+                Ok(Some(events)) => events,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(task = %id, "cannot read task events for a stream: {e}");
+                    Vec::new()
+                }
+            };
         }
-        if !full {
-            tokio::select! {
-                () = signalled(&mut follow, &id) => {}
-                () = tokio::time::sleep(REREAD) => {}
-                () = sender.closed() => return,
-                () = app.stopping.cancelled() => return,
-            }
-        }
-        events = match store.task_events(&id, after, READ_PAGE).await {
-            Ok(Some(events)) => events,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(task = %id, "cannot read task events for a stream: {e}");
-                Vec::new()
-            }
-        };
     }
 }
 
