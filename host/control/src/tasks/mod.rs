@@ -15,6 +15,7 @@
 //! covers anything a signal missed.
 
 mod batch;
+mod bound;
 mod metrics;
 mod runner;
 pub mod signals;
@@ -36,6 +37,7 @@ use crate::catalog::ResolveError;
 use crate::input::{self, InputError};
 use crate::invocations::{Invocations, InvokeError};
 use batch::Batcher;
+use bound::QueueBound;
 
 /// Submissions committed together at most.
 const SUBMISSIONS_PER_COMMIT: usize = 256;
@@ -151,6 +153,8 @@ pub struct Tasks {
     submissions: Batcher<QueuedTask, Result<Task, StoreError>>,
     /// Endings of this process's runs, committed together.
     endings: Batcher<Finish, Result<bool, StoreError>>,
+    /// Recent counts of tenants' queues, for `max_queued_tasks`.
+    bound: QueueBound,
 }
 
 impl Tasks {
@@ -173,6 +177,7 @@ impl Tasks {
             owner,
             running: Mutex::default(),
             draining: CancellationToken::new(),
+            bound: QueueBound::default(),
         })
     }
 
@@ -236,7 +241,7 @@ impl Tasks {
                     .submit_task(task, policy.max_queued_tasks, Some(key))
                     .await?
             }
-            None if !store.queue_has_room(policy.max_queued_tasks).await? => {
+            None if !self.bound.admit(&store, policy.max_queued_tasks).await? => {
                 Submission::QueueFull {
                     max_queued: policy.max_queued_tasks,
                 }
@@ -292,7 +297,7 @@ impl Tasks {
             created_by,
             request_id,
         };
-        let submission = if store.queue_has_room(policy.max_queued_tasks).await? {
+        let submission = if self.bound.admit(&store, policy.max_queued_tasks).await? {
             Submission::Created(self.queue(tenant, task).await?)
         } else {
             Submission::QueueFull {

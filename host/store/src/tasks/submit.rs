@@ -155,7 +155,7 @@ impl TenantStore<'_> {
         let id = new_id("tsk");
         let now = now_ms();
         // Counted before the write begins, so the count does not hold SQLite's one writer.
-        let room = self.queue_has_room(max_queued).await?;
+        let room = self.queued_tasks(max_queued).await? < max_queued;
         if !room && idempotency.is_none() {
             return Ok(Submission::QueueFull { max_queued });
         }
@@ -238,20 +238,21 @@ impl TenantStore<'_> {
         )?))
     }
 
-    /// Whether the tenant has fewer than `max_queued` tasks queued.
-    pub async fn queue_has_room(&self, max_queued: u64) -> Result<bool, StoreError> {
-        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
+    /// How many tasks the tenant has queued, counted up to `cap` (a count reads as many
+    /// index entries as it counts, so it stops where the answer stops mattering).
+    pub async fn queued_tasks(&self, cap: u64) -> Result<u64, StoreError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         let queued: i64 = with_pool!(self.db(), |pool| {
             sqlx::query_scalar(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM tasks \
                  WHERE tenant_id = $1 AND state = 'submitted' LIMIT $2) AS queued",
             )
             .bind(self.tenant_id().as_str())
-            .bind(bound)
+            .bind(cap)
             .fetch_one(pool)
             .await?
         });
-        Ok(queued < bound)
+        Ok(u64::try_from(queued).unwrap_or(0))
     }
 }
 
@@ -268,7 +269,7 @@ impl Platform<'_> {
     /// Queues `batch` in one transaction (group commit: submissions that arrive together
     /// share one commit), in order; no queue bound or idempotency key is looked at here
     /// (the caller checks the bound before it joins the batch, see
-    /// [`TenantStore::queue_has_room`]). All or nothing.
+    /// [`TenantStore::queued_tasks`]). All or nothing.
     pub async fn queue_tasks(&self, batch: &[QueuedTask]) -> Result<Vec<Task>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
