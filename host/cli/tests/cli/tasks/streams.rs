@@ -190,7 +190,15 @@ fn task_watch_follows_a_task_across_a_server_restart() {
 #[test]
 fn one_tenants_backlog_does_not_hold_back_another_tenants_task() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, cli) = start(dir.path(), &Backend::Sqlite, &[]);
+    // The backlog is queued as fast as the server takes it: far above the default rates,
+    // which are not what this test is about.
+    let rates = [
+        ("OMNIFORGE_RATE_PER_KEY_PER_SECOND", "1000000"),
+        ("OMNIFORGE_RATE_PER_KEY_BURST", "1000000"),
+        ("OMNIFORGE_RATE_PER_TENANT_PER_SECOND", "1000000"),
+        ("OMNIFORGE_RATE_PER_TENANT_BURST", "1000000"),
+    ];
+    let (_server, cli) = start(dir.path(), &Backend::Sqlite, &rates);
     let other_key = bootstrap_env(&cli.dir, "other", "bob@other.test", &[]);
     cli.publish_wasm(&cli.key, "acme/sleeper", programs::SLEEPER, "", "");
     cli.publish_wasm(&other_key, "other/hello", programs::HELLO, "", "");
