@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod agents;
 mod audit;
 mod database;
 mod error;
@@ -27,13 +28,14 @@ mod tasks;
 mod tenant;
 mod usage;
 
+pub use agents::{Agent, AgentFilter, AgentSort, AgentStatus, NewAgent, NewPin, Pin, Saved};
 pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;
 pub use installations::Installation;
 pub use kv::{KV_ENTRY_OVERHEAD, KvExportEntry, KvIncrement, KvQuota, KvUsage, KvWrite};
 pub use migrations::MigrationStatus;
-pub use omniforge_types::{ApiKeyId, TaskId, TenantId, UserId};
+pub use omniforge_types::{AgentId, ApiKeyId, TaskId, TenantId, UserId};
 pub use platform::{Bootstrapped, Platform};
 pub use records::{
     ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser,

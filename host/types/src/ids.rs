@@ -55,6 +55,10 @@ id_type!(
     /// Identifies a durable task (`tsk_` + a time-ordered UUID).
     TaskId
 );
+id_type!(
+    /// Identifies an agent (`agt_` + a time-ordered UUID); its name may change, its id not.
+    AgentId
+);
 
 #[cfg(test)]
 mod tests {

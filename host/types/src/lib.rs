@@ -38,6 +38,6 @@ mod permission;
 
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use hosts::{HostPattern, InvalidHostPattern, parse_ip};
-pub use ids::{ApiKeyId, TaskId, TenantId, UserId};
+pub use ids::{AgentId, ApiKeyId, TaskId, TenantId, UserId};
 pub use name::{InvalidSkillName, SkillName};
 pub use permission::{InvalidPermissionKind, PermissionKind};

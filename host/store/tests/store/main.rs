@@ -2,6 +2,7 @@
 //! `OMNIFORGE_TEST_DATABASE_URL` is set (`.ci/run` sets it), a fresh PostgreSQL database per
 //! test. Under `CI=true` a missing PostgreSQL fails the run instead of skipping.
 
+mod agents;
 mod common;
 mod kv;
 mod migrations;
