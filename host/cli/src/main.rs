@@ -4,6 +4,7 @@
 //! (`omniforge migrate`, `omniforge admin …`).
 
 mod admin;
+mod agent;
 mod author;
 mod exit;
 mod key;
@@ -60,6 +61,12 @@ enum Command {
     /// Submit, follow, cancel and retry durable tasks on a server.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Create, read, update, delete and relock agents on a server.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Check workflow documents.
+    #[command(subcommand)]
+    Workflow(agent::WorkflowCommand),
     /// Print the server's OpenAPI document (docs/api/openapi.json).
     Openapi,
     /// Internal commands the server runs as child processes.
@@ -107,6 +114,8 @@ fn main() -> ExitCode {
             Command::Admin(command) => report(admin::run(command).await),
             Command::Mcp(command) => report(mcp::run(command)),
             Command::Task(command) => task::run(command).await,
+            Command::Agent(command) => agent::run(command).await,
+            Command::Workflow(command) => agent::run_workflow(command),
             Command::Openapi => report(print_openapi()),
             Command::Internal(InternalCommand::Compile(args)) => report(offload::compile(args)),
             Command::Internal(InternalCommand::Validate(args)) => report(offload::validate(args)),

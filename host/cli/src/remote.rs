@@ -217,9 +217,21 @@ impl Client {
             .and_then(|t| t.rsplit('/').next())
             .unwrap_or_default()
             .to_owned();
-        let detail = body["detail"]
+        let mut detail = body["detail"]
             .as_str()
             .map_or_else(|| body.to_string(), str::to_owned);
+        // Every problem of a refused document, one per line (the detail names the first).
+        if let Some(problems) = body["problems"].as_array().filter(|p| p.len() > 1) {
+            for problem in problems {
+                let step = problem["step"].as_str().map(|s| format!("step {s:?}, "));
+                detail.push_str(&format!(
+                    "\n  {}{}: {}",
+                    step.unwrap_or_default(),
+                    problem["field"].as_str().unwrap_or_default(),
+                    problem["message"].as_str().unwrap_or_default()
+                ));
+            }
+        }
         // A skill's own error names its kind (`invalid-input`, `not-found`, …) too.
         let label = match (kind.as_str(), body["kind"].as_str()) {
             ("", _) => String::new(),

@@ -9,6 +9,8 @@
 //! ([`QuotaLedger`], today [`meter::Meter`]) and cache invalidation ([`ChangeFeed`], today
 //! [`changes::LocalChanges`]).
 //!
+//! [`agents`] are saved here: their workflows checked, their skills resolved and pinned.
+//!
 //! Durable [`tasks`] run through the same pipeline, claimed from the database by workers in
 //! every process.
 //!
@@ -21,6 +23,7 @@
 //! one manifest → [`limits`] and grants mapping that `omniforge run` and `skill test` use
 //! too.
 
+pub mod agents;
 pub mod catalog;
 pub mod changes;
 pub mod compiles;

@@ -16,6 +16,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
 use crate::ratelimit::{RateLimits, RequestLimiter};
 use crate::slots::StreamSlots;
+use omniforge_control::agents::Agents;
 use omniforge_control::catalog::Catalog;
 use omniforge_control::changes::{Applied, Caches, LocalChanges};
 use omniforge_control::compiles::Compiles;
@@ -55,6 +56,8 @@ pub struct App {
     pub invocations: Arc<Invocations>,
     /// Durable tasks: submission, cancel, retry, and the workers `Server::run` starts.
     pub tasks: Arc<Tasks>,
+    /// Saving agents: definitions checked, skills resolved and pinned.
+    pub agents: Arc<Agents>,
     /// Open task event streams per tenant.
     pub task_streams: Arc<StreamSlots>,
     /// Compiles published components.
@@ -166,8 +169,10 @@ impl App {
             config.tasks.settings(),
             Arc::new(crate::api::tasks::HttpTaskProblems),
         );
+        let agents = Arc::new(Agents::new(db.clone(), Arc::clone(invocations.catalog())));
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
+            agents,
             task_streams: StreamSlots::new(config.tasks.streams_per_tenant),
             stopping: CancellationToken::new(),
             validator: workers

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{
-    api_keys, audit, docs, health, installations, invoke, me, publish, skills, tasks, tenants,
-    usage, users, versions,
+    agents, api_keys, audit, docs, health, installations, invoke, me, publish, skills, tasks,
+    tenants, usage, users, versions,
 };
 use crate::app::AppState;
 use crate::auth::rbac::{Access, Permission};
@@ -200,6 +200,14 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(guard(Requires(TaskWrite), routes!(tasks::actions::retry)))
         .routes(guard(Requires(TaskWrite), routes!(tasks::actions::delete)))
         .routes(guard(Requires(TaskRead), routes!(tasks::events::events)))
+        .routes(guard(Requires(AgentWrite), routes!(agents::crud::create)))
+        .routes(guard(Requires(AgentRead), routes!(agents::crud::list)))
+        .routes(guard(Requires(AgentRead), routes!(agents::crud::get)))
+        .routes(guard(Requires(AgentWrite), routes!(agents::crud::update)))
+        .routes(guard(Requires(AgentWrite), routes!(agents::crud::delete)))
+        .routes(guard(Requires(AgentRead), routes!(agents::lock::lock)))
+        .routes(guard(Requires(AgentWrite), routes!(agents::lock::relock)))
+        .routes(guard(Public, routes!(agents::lock::workflow_schema)))
         .routes(guard(Public, routes!(mcp::metadata::document)))
         .routes(guard(Public, routes!(mcp::metadata::document_for_mcp)))
 }

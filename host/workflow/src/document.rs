@@ -281,33 +281,58 @@ impl Step {
         }
     }
 
-    /// The steps directly inside this one, in document order.
-    pub fn children(&self) -> Vec<&Step> {
+    /// The steps directly inside this one, in document order, with their JSON pointers
+    /// below it.
+    pub fn children(&self) -> Vec<(String, &Step)> {
+        fn list<'a>(name: &str, steps: &'a [Step]) -> Vec<(String, &'a Step)> {
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("/{name}/{i}"), s))
+                .collect()
+        }
         match self {
             Step::Skill(_) | Step::Agent(_) => Vec::new(),
-            Step::Sequence(s) => s.steps.iter().collect(),
-            Step::Parallel(p) => p.branches.iter().collect(),
-            Step::Map(m) => vec![&m.step],
+            Step::Sequence(s) => list("steps", &s.steps),
+            Step::Parallel(p) => list("branches", &p.branches),
+            Step::Map(m) => vec![("/step".to_owned(), &*m.step)],
             Step::Switch(s) => s
                 .cases
                 .iter()
-                .map(|c| &c.step)
-                .chain(s.default.as_deref())
+                .enumerate()
+                .map(|(i, c)| (format!("/cases/{i}/step"), &c.step))
+                .chain(s.default.as_deref().map(|d| ("/default".to_owned(), d)))
                 .collect(),
         }
     }
 }
 
 impl Workflow {
-    /// Every step, depth first in document order.
-    pub fn all_steps(&self) -> Vec<&Step> {
+    /// Every step with its JSON pointer in the document, depth first in document order.
+    pub fn located_steps(&self) -> Vec<(String, &Step)> {
         let mut all = Vec::new();
-        let mut pending: Vec<&Step> = self.steps.iter().rev().collect();
-        while let Some(step) = pending.pop() {
-            all.push(step);
-            pending.extend(step.children().into_iter().rev());
+        let mut pending: Vec<(String, &Step)> = self
+            .steps
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, s)| (format!("/steps/{i}"), s))
+            .collect();
+        while let Some((at, step)) = pending.pop() {
+            pending.extend(
+                step.children()
+                    .into_iter()
+                    .rev()
+                    .map(|(below, child)| (format!("{at}{below}"), child)),
+            );
+            all.push((at, step));
         }
         all
+    }
+
+    /// Every step, depth first in document order.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        self.located_steps().into_iter().map(|(_, s)| s).collect()
     }
 
     /// The `skill` steps.

@@ -103,6 +103,15 @@ fn a_document_with_every_step_kind_reads_checks_and_matches_the_published_schema
         ["summarizer"]
     );
     assert_eq!(workflow.skill_steps().count(), 6);
+    let pointers: std::collections::HashMap<&str, String> = workflow
+        .located_steps()
+        .into_iter()
+        .map(|(at, step)| (step.id(), at))
+        .collect();
+    assert_eq!(pointers["hello2"], "/steps/1/branches/1/steps/1");
+    assert_eq!(pointers["greet"], "/steps/2/step");
+    assert_eq!(pointers["long"], "/steps/3/cases/0/step");
+    assert_eq!(pointers["short"], "/steps/3/default");
     assert!(plan.compiled("route").unwrap().conditions.len() == 1);
     assert!(plan.compiled("each").unwrap().over.is_some());
 

@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`, one module per resource, plus the public endpoints.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod docs;

@@ -63,7 +63,9 @@ permissions! {
     SkillPublish = "skill:publish",
     /// Invoke skills.
     SkillInvoke = "skill:invoke",
-    /// Create and change agents and workflows.
+    /// Read agents and their lockfiles.
+    AgentRead = "agent:read",
+    /// Create, change, relock and delete agents.
     AgentWrite = "agent:write",
     /// Read tasks and their events.
     TaskRead = "task:read",
@@ -93,6 +95,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillRead,
             SkillPublish,
             SkillInvoke,
+            AgentRead,
             AgentWrite,
             TaskRead,
             TaskWrite,
@@ -106,6 +109,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillRead,
             SkillPublish,
             SkillInvoke,
+            AgentRead,
             AgentWrite,
             TaskRead,
             TaskWrite,
@@ -117,6 +121,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             SkillRead,
             SkillPublish,
             SkillInvoke,
+            AgentRead,
             AgentWrite,
             TaskRead,
             TaskWrite,
@@ -128,10 +133,11 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             AuditRead,
             SkillRead,
             SkillInvoke,
+            AgentRead,
             TaskRead,
             TaskWrite,
         ],
-        Role::Viewer => &[TenantRead, UserRead, SkillRead, TaskRead],
+        Role::Viewer => &[TenantRead, UserRead, SkillRead, AgentRead, TaskRead],
     }
 }
 

@@ -22,6 +22,7 @@ fn role_permissions(role: &str) -> BTreeSet<&'static str> {
         ("skill:read", "OADPV"),
         ("skill:publish", "OAD"),
         ("skill:invoke", "OADP"),
+        ("agent:read", "OADPV"),
         ("agent:write", "OAD"),
         ("task:read", "OADPV"),
         ("task:write", "OADP"),

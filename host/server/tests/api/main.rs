@@ -2,6 +2,7 @@
 //! `OMNIFORGE_TEST_DATABASE_URL` is set (`.ci/run` sets it; under `CI=true` it must be), a
 //! fresh PostgreSQL database per test.
 
+mod agents;
 mod common;
 mod escalation;
 mod flows;

@@ -49,6 +49,7 @@ struct Ids<'a> {
     user: &'a str,
     key: &'a str,
     task: &'a str,
+    agent: &'a str,
 }
 
 /// The path with its `{id}` filled by acme's resource the route's collection holds.
@@ -71,6 +72,8 @@ fn fill(path: &str, ids: &Ids<'_>) -> String {
         ids.key
     } else if path.starts_with("/api/v1/tasks/") {
         ids.task
+    } else if path.starts_with("/api/v1/agents/") {
+        ids.agent
     } else {
         panic!("{path}: teach this test which resource its parameter names")
     };
@@ -87,12 +90,19 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/skills/{namespace}/{name}/invoke") => {
             Some(json!({"input": {"name": "Eve"}}))
         }
+        ("PUT", "/api/v1/agents/{id}") => Some(agent_definition()),
         ("POST", p) if p.ends_with("/cancel") || p.ends_with("/retry") => None,
+        ("POST", p) if p.ends_with("/relock") => None,
         (_, p) if p.ends_with("/yank") || p.ends_with("/unyank") => None,
         ("GET" | "DELETE", _) => None,
         (_, p) if p.ends_with("/suspend") || p.ends_with("/resume") => None,
         (m, p) => panic!("{m} {p}: teach this test a valid body"),
     }
+}
+
+/// An agent that greets through acme's `examples/hello`.
+fn agent_definition() -> Value {
+    json!({"name": "greeter", "skill": {"name": "examples/hello"}})
 }
 
 #[test]
@@ -146,11 +156,24 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
             .as_str()
             .unwrap()
             .to_owned();
+        let agent = app
+            .call(
+                Method::POST,
+                "/api/v1/agents",
+                Some(&app.acme.key),
+                Some(agent_definition()),
+            )
+            .await
+            .expect(201, "create an agent")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let ids = Ids {
             tenant: &app.acme.id,
             user: &app.acme.owner_id,
             key: &acme_key_id,
             task: &task,
+            agent: &agent,
         };
         let (revoked, revoked_id) = app.scoped_key(&["*"]).await;
         app.call(
@@ -253,5 +276,14 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
             )
             .await;
         assert_eq!(waiting.expect(200, "acme's task")["state"], "submitted");
+        let untouched = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/agents/{agent}"),
+                Some(&app.acme.key),
+                None,
+            )
+            .await;
+        assert_eq!(untouched.expect(200, "acme's agent")["version"], 1);
     }
 }
