@@ -28,7 +28,10 @@ mod tasks;
 mod tenant;
 mod usage;
 
-pub use agents::{Agent, AgentFilter, AgentSort, AgentStatus, NewAgent, NewPin, Pin, Saved};
+pub use agents::{
+    Agent, AgentFilter, AgentSort, AgentStatus, ExportedAgent, ExportedAgentVersion, NewAgent,
+    NewPin, Pin, Saved,
+};
 pub use audit::MAX_PAGE;
 pub use database::{Backend, Database};
 pub use error::StoreError;

@@ -339,4 +339,6 @@ pub struct TenantExport {
     pub kv_entries: Vec<crate::kv::KvExportEntry>,
     /// Its tasks not yet purged, oldest first, each with its events.
     pub tasks: Vec<crate::tasks::ExportedTask>,
+    /// Its agents, deleted ones included, each with every saved version.
+    pub agents: Vec<crate::agents::ExportedAgent>,
 }

@@ -511,9 +511,11 @@ impl TenantStore<'_> {
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
         let kv_entries = self.export_kv().await?;
         let tasks = self.export_tasks().await?;
+        let agents = self.export_agents().await?;
         Ok(Some(TenantExport {
             kv_entries,
             tasks,
+            agents,
             skills,
             skill_versions,
             installations,

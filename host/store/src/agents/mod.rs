@@ -11,7 +11,7 @@
 mod read;
 mod write;
 
-pub use read::{AgentFilter, AgentSort, AgentStatus};
+pub use read::{AgentFilter, AgentSort, AgentStatus, ExportedAgent, ExportedAgentVersion};
 pub use write::Saved;
 
 use omniforge_types::{AgentId, Sha256Digest, SkillName};
@@ -120,6 +120,7 @@ const AGENTS_WITH_VERSION: &str = "agents a JOIN agent_versions v ON v.tenant_id
 #[derive(sqlx::FromRow)]
 struct PinRow {
     agent_id: String,
+    version: i64,
     skill: String,
     requirement: String,
     pinned_version: String,

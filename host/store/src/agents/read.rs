@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use omniforge_types::{AgentId, SkillName};
+use serde::Serialize;
 
 use crate::agents::{AGENT_COLUMNS, AGENTS_WITH_VERSION, Agent, AgentRow, Pin, PinRow, agent_of};
 use crate::audit::page_size;
@@ -59,7 +60,7 @@ impl AgentFilter {
 }
 
 /// Pins with what became of them (`$1` tenant; the caller adds which agents and versions).
-const PINS: &str = "SELECT p.agent_id, p.skill, p.requirement, p.pinned_version, p.digest, \
+const PINS: &str = "SELECT p.agent_id, p.version, p.skill, p.requirement, p.pinned_version, p.digest, \
      sv.yanked, (s.deleted_at_ms IS NOT NULL) AS skill_deleted FROM agent_pins p \
      JOIN skills s ON s.id = p.skill_id \
      LEFT JOIN skill_versions sv ON sv.skill_id = p.skill_id AND sv.version = p.pinned_version";
@@ -70,7 +71,121 @@ const HAS_WARNING: &str = "EXISTS (SELECT 1 FROM agent_pins p JOIN skills s ON s
      WHERE p.tenant_id = a.tenant_id AND p.agent_id = a.id AND p.version = a.version \
      AND (sv.skill_id IS NULL OR sv.yanked OR s.deleted_at_ms IS NOT NULL))";
 
+/// An agent as a tenant export holds it: deleted or not, with every version.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedAgent {
+    /// Its id.
+    pub id: AgentId,
+    /// Its name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Whether its card is public.
+    pub public: bool,
+    /// Its current version.
+    pub version: i64,
+    /// When it was created, unix ms.
+    pub created_at_ms: i64,
+    /// When it was last saved, unix ms.
+    pub updated_at_ms: i64,
+    /// When it was deleted, unix ms.
+    pub deleted_at_ms: Option<i64>,
+    /// Every saved version, oldest first.
+    pub versions: Vec<ExportedAgentVersion>,
+}
+
+/// One saved version of an exported agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedAgentVersion {
+    /// The version.
+    pub version: i64,
+    /// Its definition.
+    pub definition: serde_json::Value,
+    /// Its lockfile.
+    pub pins: Vec<Pin>,
+    /// When it was saved, unix ms.
+    pub created_at_ms: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    id: String,
+    name: String,
+    description: String,
+    public: bool,
+    version: i64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    deleted_at_ms: Option<i64>,
+}
+
 impl TenantStore<'_> {
+    /// Every agent of the tenant, deleted ones included, with every version, read in one
+    /// transaction (for exports).
+    pub(crate) async fn export_agents(&self) -> Result<Vec<ExportedAgent>, StoreError> {
+        let pins_sql =
+            format!("{PINS} WHERE p.tenant_id = $1 ORDER BY p.agent_id, p.version, p.skill");
+        let (agents, versions, pins) = with_pool!(self.db(), |pool| {
+            let mut tx = pool.begin().await?;
+            let agents: Vec<ExportRow> = sqlx::query_as(
+                "SELECT id, name, description, public, version, created_at_ms, updated_at_ms, \
+                 deleted_at_ms FROM agents WHERE tenant_id = $1 ORDER BY created_at_ms, id",
+            )
+            .bind(self.tenant_id().as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let versions: Vec<(String, i64, String, i64)> = sqlx::query_as(
+                "SELECT agent_id, version, definition, created_at_ms FROM agent_versions \
+                 WHERE tenant_id = $1 ORDER BY agent_id, version",
+            )
+            .bind(self.tenant_id().as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let pins: Vec<PinRow> = sqlx::query_as(sqlx::AssertSqlSafe(pins_sql))
+                .bind(self.tenant_id().as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            (agents, versions, pins)
+        });
+        let mut pins_of: HashMap<(String, i64), Vec<Pin>> = HashMap::new();
+        for row in pins {
+            let key = (row.agent_id.clone(), row.version);
+            pins_of.entry(key).or_default().push(row.try_into()?);
+        }
+        let mut versions_of: HashMap<String, Vec<ExportedAgentVersion>> = HashMap::new();
+        for (agent, version, definition, created_at_ms) in versions {
+            let definition = serde_json::from_str(&definition)
+                .map_err(|e| StoreError::Corrupt(format!("agent definition: {e}")))?;
+            let pins = pins_of
+                .remove(&(agent.clone(), version))
+                .unwrap_or_default();
+            versions_of
+                .entry(agent)
+                .or_default()
+                .push(ExportedAgentVersion {
+                    version,
+                    definition,
+                    pins,
+                    created_at_ms,
+                });
+        }
+        Ok(agents
+            .into_iter()
+            .map(|row| ExportedAgent {
+                versions: versions_of.remove(&row.id).unwrap_or_default(),
+                id: AgentId::new(row.id),
+                name: row.name,
+                description: row.description,
+                public: row.public,
+                version: row.version,
+                created_at_ms: row.created_at_ms,
+                updated_at_ms: row.updated_at_ms,
+                deleted_at_ms: row.deleted_at_ms,
+            })
+            .collect())
+    }
+
     /// The tenant's agent `id` at its current version (`None`: absent or deleted).
     pub async fn agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
         self.one_agent("a.id = $2", id.as_str()).await

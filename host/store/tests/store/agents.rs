@@ -275,6 +275,36 @@ async fn agents_keep_every_version_lose_stale_writes_and_flag_yanked_pins() {
             .await
             .unwrap();
 
+        // The export holds every agent, deleted ones too, with every version and its pins.
+        let export = store.export().await.unwrap().unwrap();
+        let exported: Vec<(&str, bool, usize)> = export
+            .agents
+            .iter()
+            .map(|a| (a.name.as_str(), a.deleted_at_ms.is_some(), a.versions.len()))
+            .collect();
+        assert_eq!(
+            exported,
+            [
+                ("welcomer", true, 2),
+                ("second", false, 1),
+                ("welcomer", false, 1)
+            ]
+        );
+        assert_eq!(export.agents[0].versions[0].definition["name"], "greeter");
+        assert_eq!(
+            export.agents[0].versions[0].pins[0].skill,
+            skill_name("acme/hello")
+        );
+        assert!(
+            db.tenant(&other)
+                .export()
+                .await
+                .unwrap()
+                .unwrap()
+                .agents
+                .is_empty()
+        );
+
         let actions: Vec<String> = store
             .list_audit_events(&omniforge_store::AuditFilter {
                 limit: 200,
