@@ -99,8 +99,10 @@ pub(crate) fn document(operation: &mut Operation, access: Access) {
         .as_ref()
         .map(|body| body.content.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    let json_body = media.iter().any(|m| m.starts_with("application/json"));
-    let upload = media.iter().any(|m| !m.starts_with("application/json"));
+    // A document body: JSON, or YAML where an operation also takes it (agent definitions).
+    let document = |m: &&str| m.starts_with("application/json") || *m == "application/yaml";
+    let json_body = media.iter().any(document);
+    let upload = media.iter().any(|m| !document(m));
     let parameters = operation.parameters.as_deref().unwrap_or_default();
     let query = parameters
         .iter()
@@ -136,14 +138,19 @@ pub(crate) fn document(operation: &mut Operation, access: Access) {
     }
     if json_body {
         answers.extend([
-            ("400", "`malformed-json`: the body is not JSON"),
+            (
+                "400",
+                "`malformed-json`: the body is not JSON (`malformed-yaml`: not YAML, where YAML is \
+                 accepted)",
+            ),
             (
                 "413",
                 "`body-too-large`: larger than the server's JSON body limit",
             ),
             (
                 "415",
-                "`unsupported-media-type`: not sent as `Content-Type: application/json`",
+                "`unsupported-media-type`: not sent as `Content-Type: application/json` (or \
+                 `application/yaml` where the operation takes it)",
             ),
             (
                 "422",

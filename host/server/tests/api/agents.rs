@@ -366,6 +366,56 @@ async fn agents_are_checked_pinned_versioned_and_deleted_softly() {
 }
 
 #[tokio::test]
+async fn definitions_may_be_sent_as_yaml() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        app.publish(&app.acme.key, &hello_package("0.1.0"))
+            .await
+            .expect(201, "hello");
+        let post = |body: &'static str| {
+            let app = &app;
+            async move {
+                answer(
+                    app.client
+                        .post(format!("{}/api/v1/agents", app.base))
+                        .bearer_auth(&app.acme.key)
+                        .header("content-type", "application/yaml")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await
+            }
+        };
+        let created = post(
+            "name: yaml-greeter\nworkflow:\n  steps:\n    - id: hi\n      kind: skill\n      \
+             skill: examples/hello\n      input: {name: \"${input.who}\"}\n",
+        )
+        .await;
+        let created = created.expect(201, "a YAML definition");
+        assert_eq!(
+            created["workflow"]["steps"][0]["input"]["name"],
+            "${input.who}"
+        );
+        assert_eq!(created["lock"][0]["skill"], "examples/hello");
+        let malformed = post("name: [unclosed\n").await;
+        assert_eq!(
+            malformed.expect(400, "malformed YAML")["type"],
+            "https://omniforge.dev/problems/malformed-yaml"
+        );
+        post("- a list\n").await.expect(422, "not a mapping");
+        let unknown = post("name: x\nskill: {name: examples/hello}\nfavourite: true\n").await;
+        assert!(
+            unknown.expect(422, "unknown field")["detail"]
+                .as_str()
+                .unwrap()
+                .contains("favourite")
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_workflow_schema_is_public() {
     for db in all().await {
         let app = TestApp::start(db).await;

@@ -7,6 +7,7 @@ use omniforge_store::{AgentFilter, AgentSort, AgentStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::AgentBody;
 use super::{AgentAnswer, AgentView, agent_id, if_match};
 use crate::api::page_limit;
 use crate::app::AppState;
@@ -17,7 +18,9 @@ use crate::middleware::RequestId;
 /// Creates an agent: its workflow is checked (problems name the step and field), every skill
 /// it uses is resolved for the tenant and pinned, and agent steps that would form a cycle
 /// are refused.
-#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = AgentSpec,
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents",
+    request_body(description = "The definition, as JSON or YAML", content(
+        (AgentSpec = "application/json"), (AgentSpec = "application/yaml"))),
     responses((status = 201, description = "Created at version 1; `ETag` and `Location` name it", body = AgentView),
               (status = 409, description = "Another agent of the tenant has the name", body = crate::error::Problem),
               (status = 422, description = "`invalid-request`: `problems` lists each problem with its `field` (a JSON pointer) and `step`", body = crate::error::Problem)))]
@@ -25,7 +28,7 @@ pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
-    ApiJson(spec): ApiJson<AgentSpec>,
+    AgentBody(spec): AgentBody,
 ) -> Result<AgentAnswer, ApiError> {
     let agent = app
         .agents
@@ -155,7 +158,9 @@ pub async fn get(
 
 /// Replaces an agent's definition as its next version. Requires `If-Match` with the `ETag`
 /// the caller read, so two editors cannot overwrite each other unseen.
-#[utoipa::path(put, path = "/api/v1/agents/{id}", tag = "agents", request_body = AgentSpec,
+#[utoipa::path(put, path = "/api/v1/agents/{id}", tag = "agents",
+    request_body(description = "The definition, as JSON or YAML", content(
+        (AgentSpec = "application/json"), (AgentSpec = "application/yaml"))),
     params(("id" = String, Path), ("If-Match" = String, Header, description = "The `ETag` of the version this change is based on")),
     responses((status = 200, description = "Saved as the next version", body = AgentView),
               (status = 404, description = "No such agent in the caller's tenant", body = crate::error::Problem),
@@ -169,7 +174,7 @@ pub async fn update(
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
-    ApiJson(spec): ApiJson<AgentSpec>,
+    AgentBody(spec): AgentBody,
 ) -> Result<AgentAnswer, ApiError> {
     let id = agent_id(&id)?;
     let expected = if_match(&headers);

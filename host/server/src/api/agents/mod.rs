@@ -2,6 +2,7 @@
 //! `ETag: "<version>"`, `PUT` requires `If-Match` with it (428 without, 412 when the agent
 //! was saved since), `DELETE` and `relock` honour it when sent.
 
+pub mod body;
 pub mod crud;
 pub mod lock;
 
