@@ -7,7 +7,8 @@
 //! This crate knows the format and nothing else: [`document`] is its single definition (serde
 //! reads it; [`schema`] derives the published JSON Schema from it), [`parse`] reads JSON or
 //! YAML with errors that point at the field, [`validate`] checks what types cannot say and
-//! compiles the expressions ([`expr`]) into a [`Plan`]. Resolving the skills a document
+//! compiles the expressions ([`expr`]) into a [`Plan`]; [`reliability`] holds the rules of
+//! retries and circuit breakers as pure functions of time. Resolving the skills a document
 //! names and running it are the invocation service's (`omniforge-control`).
 //!
 //! ```
@@ -23,6 +24,7 @@
 pub mod document;
 pub mod expr;
 pub mod parse;
+pub mod reliability;
 pub mod schema;
 pub mod validate;
 
