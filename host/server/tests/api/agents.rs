@@ -366,6 +366,65 @@ async fn agents_are_checked_pinned_versioned_and_deleted_softly() {
 }
 
 #[tokio::test]
+async fn another_tenants_public_skill_is_pinned_only_once_installed() {
+    for db in all().await {
+        let app = TestApp::start(db).await;
+        app.publish(&app.acme.key, &hello_package("0.1.0"))
+            .await
+            .expect(201, "hello");
+        app.call(
+            Method::PUT,
+            "/api/v1/skills/examples/hello",
+            Some(&app.acme.key),
+            Some(json!({"visibility": "public"})),
+        )
+        .await
+        .expect(200, "make hello public");
+        let definition = json!({"name": "borrower", "skill": {"name": "examples/hello"}});
+        let create = || {
+            app.call(
+                Method::POST,
+                "/api/v1/agents",
+                Some(&app.globex.key),
+                Some(definition.clone()),
+            )
+        };
+        let refused = create().await;
+        let refused = refused.expect(422, "not installed");
+        assert_eq!(refused["field"], "/skill/name");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("install it first"),
+            "{refused}"
+        );
+        app.call(
+            Method::POST,
+            "/api/v1/installations",
+            Some(&app.globex.key),
+            Some(json!({"skill": "examples/hello"})),
+        )
+        .await
+        .expect(200, "install");
+        let created = create().await;
+        let created = created.expect(201, "installed");
+        assert_eq!(created["lock"][0]["skill"], "examples/hello");
+        assert_eq!(created["lock"][0]["version"], "0.1.0");
+        // The owner sees none of globex's agents.
+        let theirs = app
+            .call(Method::GET, "/api/v1/agents", Some(&app.acme.key), None)
+            .await;
+        assert!(
+            theirs.expect(200, "acme's agents")["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
 async fn definitions_may_be_sent_as_yaml() {
     for db in all().await {
         let app = TestApp::start(db).await;
