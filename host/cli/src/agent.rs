@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::exit;
 use crate::remote::{Client, ClientArgs};
+use crate::task::print;
 
 /// Agents: workflows of skills, versioned, with lockfiles.
 #[derive(Debug, Subcommand)]
@@ -251,9 +252,4 @@ async fn list(args: ListArgs) -> Result<()> {
         .request(reqwest::Method::GET, "/api/v1/agents")?
         .query(&query);
     print(&client.send(request).await?)
-}
-
-fn print(value: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }

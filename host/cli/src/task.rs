@@ -175,7 +175,8 @@ async fn list(args: ListArgs) -> Result<()> {
     print(&client.send(request).await?)
 }
 
-fn print(value: &Value) -> Result<()> {
+/// Prints a server's answer as pretty JSON.
+pub(crate) fn print(value: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::body::AgentBody;
 use super::{AgentAnswer, AgentView, agent_id, if_match};
-use crate::api::page_limit;
+use crate::api::{next_cursor, page_limit};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson};
@@ -127,9 +127,7 @@ pub async fn list(
         .tenant(&principal.tenant)
         .list_agents(&filter)
         .await?;
-    let next_cursor = (agents.len() as u32 == filter.limit)
-        .then(|| agents.last().map(|a| filter.cursor_after(a)))
-        .flatten();
+    let next_cursor = next_cursor(&agents, filter.limit, |a| filter.cursor_after(a));
     let items = agents
         .into_iter()
         .map(AgentView::try_from)
