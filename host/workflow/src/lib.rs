@@ -8,8 +8,9 @@
 //! reads it; [`schema`] derives the published JSON Schema from it), [`parse`] reads JSON or
 //! YAML with errors that point at the field, [`validate`] checks what types cannot say and
 //! compiles the expressions ([`expr`]) into a [`Plan`]; [`reliability`] holds the rules of
-//! retries and circuit breakers as pure functions of time. Resolving the skills a document
-//! names and running it are the invocation service's (`omniforge-control`).
+//! retries and circuit breakers as pure functions of time; [`engine`] runs a plan durably
+//! from its journal against a host that does the I/O. Resolving the skills a document names,
+//! the journal's storage and the invocations are the platform's (`omniforge-control`).
 //!
 //! ```
 //! let plan = omniforge_workflow::parse::plan(
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod document;
+pub mod engine;
 pub mod expr;
 pub mod parse;
 pub mod reliability;

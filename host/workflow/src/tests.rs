@@ -191,6 +191,16 @@ fn rule_errors_name_the_step_and_the_field() {
             "/steps/1/id",
             "already used",
         ),
+        // An item's step runs once per item: after the map, only the map's output is there.
+        (
+            json!({"steps": [
+                {"id": "m", "kind": "map", "over": "input.xs", "step": skill("each", json!({}))},
+                skill("after", json!("${steps.each.output}")),
+            ]}),
+            "after",
+            "/steps/1/input",
+            "steps.each is not available",
+        ),
         (
             json!({"steps": [skill("in", json!({}))]}),
             "in",

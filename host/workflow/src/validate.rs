@@ -269,13 +269,15 @@ impl Checker {
                     self.problem(Some(id), format!("{at}/concurrency"), "1 to 64");
                 }
                 self.timeout(m.timeout_ms, at, id);
-                made.extend(self.step(
+                // The item's steps run once per item: outside the map only its own output
+                // (theirs, in item order) is available.
+                self.step(
                     &m.step,
                     &format!("{at}/step"),
                     Scope::MapItem,
                     available,
                     depth + 1,
-                ));
+                );
             }
             Step::Switch(s) => {
                 if s.cases.is_empty() {
