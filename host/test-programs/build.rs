@@ -41,6 +41,7 @@ const WORKSPACES: &[GuestWorkspace] = &[
             "relay",
             "legacy-hello",
             "ticker",
+            "flaky",
         ],
     },
 ];

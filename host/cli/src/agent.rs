@@ -1,5 +1,5 @@
-//! `omniforge agent create|get|list|update|delete|lock|relock` (agents on a server, from
-//! JSON or YAML files) and `omniforge workflow validate` (a document checked locally).
+//! `omniforge agent create|get|list|update|delete|run|lock|relock` (agents on a server,
+//! from JSON or YAML files) and `omniforge workflow validate` (a document checked locally).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +26,8 @@ pub enum AgentCommand {
     Update(UpdateArgs),
     /// Delete an agent.
     Delete(VersionedIdArgs),
+    /// Start a run of an agent (a task) and print it, or follow it with `--watch`.
+    Run(RunArgs),
     /// Print an agent's lockfile: the exact version each skill runs.
     Lock(IdArgs),
     /// Resolve an agent's skills again and save the new pins as its next version.
@@ -101,6 +103,24 @@ pub struct ListArgs {
     client: ClientArgs,
 }
 
+/// Arguments of `omniforge agent run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent's id (`agt_…`).
+    id: String,
+    /// The input JSON; `-` reads it from stdin, `@FILE` from a file.
+    #[arg(long, short, default_value = "{}")]
+    input: String,
+    /// Makes the submission safe to repeat: the same key and input answer the same run.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Follow the run's events (its steps) until it ends; the exit status says how.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
 /// Arguments of `omniforge workflow validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -116,6 +136,7 @@ pub async fn run(command: AgentCommand) -> ExitCode {
             show(&args.client, reqwest::Method::GET, &args.id, "", None).await
         }
         AgentCommand::List(args) => list(args).await,
+        AgentCommand::Run(args) => return start_run(args).await,
         AgentCommand::Update(args) => update(args).await,
         AgentCommand::Delete(args) => {
             show(
@@ -141,6 +162,35 @@ pub async fn run(command: AgentCommand) -> ExitCode {
             .await
         }
     })
+}
+
+async fn start_run(args: RunArgs) -> ExitCode {
+    let started = async {
+        let input: Value = serde_json::from_str(&crate::run::read_input(&args.input)?)
+            .context("the input is not JSON")?;
+        let client = Client::new(&args.client)?;
+        let mut request = client
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/agents/{}/runs", args.id),
+            )?
+            .json(&serde_json::json!({ "input": input }));
+        if let Some(key) = &args.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let run = client.send(request).await?;
+        Ok::<_, anyhow::Error>((client, run))
+    }
+    .await;
+    let (client, run) = match started {
+        Ok(started) => started,
+        Err(e) => return exit::report(Err(e)),
+    };
+    if !args.watch {
+        return exit::report(print(&run));
+    }
+    let id = run["id"].as_str().unwrap_or_default().to_owned();
+    crate::task::watch(&client, &id, 0, 120).await
 }
 
 /// Runs a `workflow` command.

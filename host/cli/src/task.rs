@@ -191,7 +191,12 @@ struct Event {
 
 /// Follows `id`'s events after `after`, printing each as a JSON line, until its last; exits
 /// 0 when it completed, otherwise with the code of its error.
-async fn watch(client: &Client, id: &str, mut after: i64, reconnect_secs: u64) -> ExitCode {
+pub(crate) async fn watch(
+    client: &Client,
+    id: &str,
+    mut after: i64,
+    reconnect_secs: u64,
+) -> ExitCode {
     let mut last_contact = Instant::now();
     loop {
         match follow(client, id, &mut after).await {

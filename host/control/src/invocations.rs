@@ -65,17 +65,21 @@ pub enum EntryPoint {
     Mcp,
     /// A durable task's run.
     Task,
+    /// A `skill` step of an agent's run.
+    Workflow,
     /// A running skill calling another (`omniforge:skill/skills`).
     Nested(Nesting),
 }
 
 impl EntryPoint {
-    /// The stable lower-case label it is recorded under: `rest`, `mcp`, `task`, `nested`.
+    /// The stable lower-case label it is recorded under: `rest`, `mcp`, `task`, `workflow`,
+    /// `nested`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Rest => "rest",
             Self::Mcp => "mcp",
             Self::Task => "task",
+            Self::Workflow => "workflow",
             Self::Nested(_) => "nested",
         }
     }
@@ -275,7 +279,7 @@ impl Invocations {
                 }
                 (nesting.callers, true)
             }
-            EntryPoint::Rest | EntryPoint::Mcp | EntryPoint::Task => {
+            EntryPoint::Rest | EntryPoint::Mcp | EntryPoint::Task | EntryPoint::Workflow => {
                 limits.fuel = Some(reservation.fuel());
                 (Vec::new(), false)
             }

@@ -24,6 +24,7 @@
 //! too.
 
 pub mod agents;
+pub mod breakers;
 pub mod catalog;
 pub mod changes;
 pub mod compiles;

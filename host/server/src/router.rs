@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{
-    agents, api_keys, audit, docs, health, installations, invoke, me, publish, skills, tasks,
-    tenants, usage, users, versions,
+    agents, api_keys, audit, breakers, docs, health, installations, invoke, me, publish, skills,
+    tasks, tenants, usage, users, versions,
 };
 use crate::app::AppState;
 use crate::auth::rbac::{Access, Permission};
@@ -207,6 +207,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(guard(Requires(AgentWrite), routes!(agents::crud::delete)))
         .routes(guard(Requires(AgentRead), routes!(agents::lock::lock)))
         .routes(guard(Requires(AgentWrite), routes!(agents::lock::relock)))
+        .routes(guard(Requires(TaskWrite), routes!(agents::runs::start)))
+        .routes(guard(Requires(TaskRead), routes!(agents::runs::list)))
+        .routes(guard(Requires(AgentRead), routes!(breakers::list)))
         .routes(guard(Public, routes!(agents::lock::workflow_schema)))
         .routes(guard(Public, routes!(mcp::metadata::document)))
         .routes(guard(Public, routes!(mcp::metadata::document_for_mcp)))

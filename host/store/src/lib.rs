@@ -46,9 +46,9 @@ pub use records::{
 };
 pub use skills::{NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
 pub use tasks::{
-    Canceled, Claim, Ending, EventKind, Finish, Idempotency, NewEvent, NewTask, QueuedTask,
-    Release, StateCount, Submission, Task, TaskEvent, TaskFilter, TaskListener, TaskSort,
-    TaskState, TaskTiming, TaskUsage,
+    Canceled, Claim, Ending, EventKind, Finish, Idempotency, JournalRow, NewEvent, NewTask,
+    QueuedTask, Release, StateCount, StepWrite, Submission, Task, TaskEvent, TaskFilter,
+    TaskListener, TaskSort, TaskState, TaskTarget, TaskTiming, TaskUsage,
 };
 pub use tenant::TenantStore;
 pub use usage::{UsageCounters, UsageDelta};

@@ -12,6 +12,7 @@ mod packages;
 mod publish;
 mod readme;
 mod run;
+mod runs;
 mod server;
 mod server_cli;
 mod tasks;

@@ -36,8 +36,9 @@ impl ServerCli {
         (server, cli)
     }
 
-    /// Packs `wasm` as `name` 1.0.0 (world `tool`) with `skill_extra` under `[skill]` and
-    /// `extra` after it, and publishes it as the tenant of `key`.
+    /// Packs `wasm` as `name` 1.0.0 (world `tool`, or `skill` when `extra` grants
+    /// `[permissions]`) with `skill_extra` under `[skill]` and `extra` after it, and publishes
+    /// it as the tenant of `key`.
     pub(crate) fn publish_wasm(
         &self,
         key: &str,
@@ -47,6 +48,12 @@ impl ServerCli {
         extra: &str,
     ) {
         let stem = name.replace('/', "-");
+        // A guest granted capabilities imports them: it is a `skill`, not a `tool`.
+        let world = if extra.contains("[permissions]") {
+            "skill"
+        } else {
+            "tool"
+        };
         let project = self.dir.join("wasm-packages").join(&stem);
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(
@@ -54,7 +61,7 @@ impl ServerCli {
             format!(
                 "[package]\nname = \"{name}\"\nversion = \"1.0.0\"\n\
                  description = \"{name}, a test guest\"\nlicense = \"MIT\"\n\n\
-                 [skill]\nworld = \"tool\"\ncomponent = \"skill.wasm\"\n{skill_extra}\n{extra}\n"
+                 [skill]\nworld = \"{world}\"\ncomponent = \"skill.wasm\"\n{skill_extra}\n{extra}\n"
             ),
         )
         .unwrap();

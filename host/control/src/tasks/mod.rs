@@ -17,7 +17,9 @@
 mod batch;
 mod bound;
 mod metrics;
+mod run_host;
 mod runner;
+mod runs;
 pub mod signals;
 mod worker;
 
@@ -27,12 +29,15 @@ use std::time::Duration;
 
 use omniforge_store::{
     AuditContext, Canceled, Database, Finish, Idempotency, NewTask, QueuedTask, StoreError,
-    Submission, Task, TaskId, TaskState, TenantId,
+    Submission, Task, TaskId, TaskState, TaskTarget, TenantId,
 };
 use omniforge_types::SkillName;
+use omniforge_workflow::engine::StepError;
+use omniforge_workflow::reliability::BreakerPolicy;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::breakers::Breakers;
 use crate::catalog::ResolveError;
 use crate::input::{self, InputError};
 use crate::invocations::{Invocations, InvokeError};
@@ -46,6 +51,7 @@ const SUBMISSIONS_PER_COMMIT: usize = 256;
 const ENDINGS_PER_COMMIT: usize = 256;
 
 pub use metrics::{Percentiles, SkillTimes, TaskMetrics};
+pub use runs::SubmitRun;
 pub use signals::Signals;
 
 /// How the workers of one process behave.
@@ -68,6 +74,8 @@ pub struct TaskSettings {
     /// On shutdown, how long running tasks may take to finish before they are put back in
     /// the queue, ms.
     pub drain_ms: u64,
+    /// When the circuit breaker of a (tenant, skill) pair opens for workflow steps.
+    pub breakers: BreakerPolicy,
 }
 
 impl Default for TaskSettings {
@@ -80,6 +88,7 @@ impl Default for TaskSettings {
             retention_ms: 7 * 24 * 3_600_000,
             idempotency_ttl_ms: 24 * 3_600_000,
             drain_ms: 10_000,
+            breakers: BreakerPolicy::default(),
         }
     }
 }
@@ -93,6 +102,8 @@ pub trait TaskProblems: Send + Sync {
     fn canceled(&self) -> serde_json::Value;
     /// A task whose runs kept being lost until it had no attempts left.
     fn gave_up(&self, attempts: u32) -> serde_json::Value;
+    /// Why an agent run did not complete: the step that failed and how.
+    fn run_failed(&self, error: &StepError) -> serde_json::Value;
 }
 
 /// A task to submit.
@@ -122,9 +133,12 @@ pub enum SubmitError {
     /// No version of the skill can run for this tenant.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
-    /// The input breaks the skill's input schema.
+    /// The input breaks the skill's (or the agent's) input schema.
     #[error("invalid input: {}", .0.message)]
     InvalidInput(InputError),
+    /// No such agent (or it was deleted).
+    #[error("no such agent")]
+    NoAgent,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -155,6 +169,8 @@ pub struct Tasks {
     endings: Batcher<Finish, Result<bool, StoreError>>,
     /// Recent counts of tenants' queues, for `max_queued_tasks`.
     bound: QueueBound,
+    /// The circuit breakers of workflow steps.
+    breakers: Breakers,
 }
 
 impl Tasks {
@@ -172,12 +188,13 @@ impl Tasks {
             endings: endings(db.clone(), owner.clone()),
             db,
             invocations,
-            settings,
             problems,
             owner,
             running: Mutex::default(),
             draining: CancellationToken::new(),
             bound: QueueBound::default(),
+            breakers: Breakers::new(settings.breakers),
+            settings,
         })
     }
 
@@ -189,6 +206,11 @@ impl Tasks {
     /// Wake-ups and event notifications.
     pub fn signals(&self) -> &Arc<Signals> {
         &self.signals
+    }
+
+    /// The circuit breakers of workflow steps.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// Resolves the skill (the version every attempt runs), checks the input against its
@@ -216,16 +238,13 @@ impl Tasks {
             Err(ResolveError::Compiling { version }) => version,
             Err(e) => return Err(e.into()),
         };
-        let policy = self.invocations.policies().get(tenant).await?;
-        let idempotency = submit.idempotency.map(|(key, body_sha256)| Idempotency {
-            key,
-            body_sha256,
-            ttl_ms: i64::try_from(self.settings.idempotency_ttl_ms).unwrap_or(i64::MAX),
-        });
         let task = NewTask {
-            skill: submit.skill,
-            requirement: submit.requirement,
-            version,
+            target: TaskTarget::Skill {
+                skill: submit.skill,
+                requirement: submit.requirement,
+                version,
+            },
+            parent_id: None,
             input: String::from(submit.input.get()),
             priority: submit.priority,
             not_before_ms: submit.not_before_ms,
@@ -233,6 +252,23 @@ impl Tasks {
             created_by: submit.created_by,
             request_id: submit.request_id,
         };
+        self.enqueue(tenant, task, submit.idempotency).await
+    }
+
+    /// Queues `task` within the tenant's queue bound, honouring an idempotency key (with the
+    /// digest of the request it came with).
+    async fn enqueue(
+        &self,
+        tenant: &TenantId,
+        task: NewTask,
+        idempotency: Option<(String, String)>,
+    ) -> Result<Submission, SubmitError> {
+        let policy = self.invocations.policies().get(tenant).await?;
+        let idempotency = idempotency.map(|(key, body_sha256)| Idempotency {
+            key,
+            body_sha256,
+            ttl_ms: i64::try_from(self.settings.idempotency_ttl_ms).unwrap_or(i64::MAX),
+        });
         let store = self.db.tenant(tenant);
         let submission = match idempotency {
             // A key takes the tenant's lock to look itself up: such a submission commits alone.
@@ -275,21 +311,33 @@ impl Tasks {
             ))
             .into());
         }
-        let (version, requirement) = match self
-            .invocations
-            .catalog()
-            .resolve(tenant, &earlier.skill, earlier.requirement.as_deref())
-            .await
-        {
-            Ok(resolved) => (resolved.version, earlier.requirement.clone()),
-            Err(ResolveError::Compiling { version }) => (version, earlier.requirement.clone()),
-            Err(e) => return Err(e.into()),
+        let target = match earlier.target {
+            TaskTarget::Skill {
+                skill, requirement, ..
+            } => {
+                let version = match self
+                    .invocations
+                    .catalog()
+                    .resolve(tenant, &skill, requirement.as_deref())
+                    .await
+                {
+                    Ok(resolved) => resolved.version,
+                    Err(ResolveError::Compiling { version }) => version,
+                    Err(e) => return Err(e.into()),
+                };
+                TaskTarget::Skill {
+                    skill,
+                    requirement,
+                    version,
+                }
+            }
+            // A run retries the agent version it ran.
+            agent @ TaskTarget::Agent { .. } => agent,
         };
         let policy = self.invocations.policies().get(tenant).await?;
         let task = NewTask {
-            skill: earlier.skill,
-            requirement,
-            version,
+            target,
+            parent_id: earlier.parent_id,
             input: String::from(earlier.input.get()),
             priority: earlier.priority,
             not_before_ms: None,
@@ -328,7 +376,16 @@ impl Tasks {
             Some(Canceled::Requested(_)) if !self.stop_local(id) => {
                 self.signals.cancel_requested(id);
             }
-            Some(Canceled::Dequeued(task)) => self.signals.events(&task.id),
+            Some(Canceled::Dequeued(task)) => {
+                self.signals.events(&task.id);
+                // A run waiting for its children (queued, holding no slot) takes them along.
+                if task.target.agent().is_some() {
+                    self.cancel_children(task).await;
+                }
+                if task.parent_id.is_some() {
+                    self.signals.wake();
+                }
+            }
             _ => {}
         }
         Ok(canceled)

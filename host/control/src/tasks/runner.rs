@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use omniforge_runtime::{GuestLogLine, Outcome, TaskRun, Usage};
 use omniforge_store::{
-    Ending, EventKind, Finish, NewEvent, Release, Task, TaskId, TaskState, TaskUsage, now_ms,
+    Ending, EventKind, Finish, NewEvent, Release, Task, TaskId, TaskState, TaskTarget, TaskUsage,
+    now_ms,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -59,6 +60,10 @@ impl Tasks {
 
     /// Runs a claimed task's attempt and records how it ended.
     pub(super) async fn run_task(&self, task: Task, handle: Arc<RunHandle>) {
+        let (skill, version) = match &task.target {
+            TaskTarget::Skill { skill, version, .. } => (skill.clone(), version.clone()),
+            TaskTarget::Agent { .. } => return self.run_agent(task, handle).await,
+        };
         let id = task.id.clone();
         self.signals.events(&id);
         if task.cancel_requested {
@@ -77,8 +82,8 @@ impl Tasks {
         ));
         let call = Call {
             tenant: task.tenant_id.clone(),
-            skill: task.skill.clone(),
-            requirement: Some(format!("={}", task.version)),
+            skill: skill.clone(),
+            requirement: Some(format!("={version}")),
             input: task.input,
             request_id: task.request_id.clone(),
             deadline: None,
@@ -102,7 +107,7 @@ impl Tasks {
         // the ending.
         ran.cancel();
         let unwritten = pump.await.unwrap_or_default();
-        let settled = self.settle(&task.skill, result, &handle);
+        let settled = self.settle(&skill, result, &handle);
         let written = match &settled {
             Settled::Ended(ending) => {
                 let finish = Finish {
@@ -153,6 +158,7 @@ impl Tasks {
                 not_before_ms: now_ms() + i64::try_from(after.as_millis()).unwrap_or(0),
                 counts,
                 reason,
+                children: Vec::new(),
             })
         };
         let error = match result {

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
+pub mod breakers;
 pub mod docs;
 pub mod health;
 pub mod installations;

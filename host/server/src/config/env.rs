@@ -45,11 +45,28 @@ impl Config {
         number("OMNIFORGE_TASK_LEASE_MS", &mut self.tasks.lease_ms);
         number("OMNIFORGE_TASK_SWEEP_MS", &mut self.tasks.sweep_ms);
         number("OMNIFORGE_TASK_DRAIN_MS", &mut self.tasks.drain_ms);
+        number(
+            "OMNIFORGE_BREAKER_WINDOW_MS",
+            &mut self.tasks.breaker_window_ms,
+        );
+        number(
+            "OMNIFORGE_BREAKER_MIN_CALLS",
+            &mut self.tasks.breaker_min_calls,
+        );
+        number("OMNIFORGE_BREAKER_OPEN_MS", &mut self.tasks.breaker_open_ms);
         number("OMNIFORGE_TASK_RETENTION_MS", &mut self.tasks.retention_ms);
         number(
             "OMNIFORGE_TASK_STREAM_RECHECK_MS",
             &mut self.tasks.stream_recheck_ms,
         );
+        if let Some(value) = env("OMNIFORGE_BREAKER_FAILURE_RATE") {
+            match value.trim().parse() {
+                Ok(rate) => self.tasks.breaker_failure_rate = rate,
+                Err(_) => problems.push(format!(
+                    "OMNIFORGE_BREAKER_FAILURE_RATE: {value:?} is not a number"
+                )),
+            }
+        }
         let mut rate = |name: &str, target: &mut u32| {
             if let Some(value) = env(name) {
                 match value.trim().parse() {

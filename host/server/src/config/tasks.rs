@@ -1,6 +1,7 @@
 //! Settings of the durable task workers of this process (`[tasks]`).
 
 use omniforge_control::TaskSettings;
+use omniforge_workflow::reliability::BreakerPolicy;
 use serde::Deserialize;
 
 /// Task worker settings.
@@ -30,6 +31,15 @@ pub struct TasksConfig {
     /// An open task event stream authenticates its request again this often, ms: a revoked
     /// key or a lost permission ends it.
     pub stream_recheck_ms: u64,
+    /// The window over which a workflow step's circuit breaker computes its skill's failure
+    /// rate, ms.
+    pub breaker_window_ms: u64,
+    /// Fewer calls than this in the window never open a breaker.
+    pub breaker_min_calls: u64,
+    /// The failure rate (0 to 1) at or above which a breaker opens.
+    pub breaker_failure_rate: f64,
+    /// How long an open breaker fails calls fast before it lets one probe through, ms.
+    pub breaker_open_ms: u64,
 }
 
 impl Default for TasksConfig {
@@ -45,6 +55,10 @@ impl Default for TasksConfig {
             drain_ms: d.drain_ms,
             streams_per_tenant: 1000,
             stream_recheck_ms: 60_000,
+            breaker_window_ms: d.breakers.window_ms,
+            breaker_min_calls: u64::from(d.breakers.min_calls),
+            breaker_failure_rate: d.breakers.failure_rate,
+            breaker_open_ms: d.breakers.open_ms,
         }
     }
 }
@@ -63,6 +77,12 @@ impl TasksConfig {
             retention_ms: self.retention_ms,
             idempotency_ttl_ms: self.idempotency_ttl_ms,
             drain_ms: self.drain_ms,
+            breakers: BreakerPolicy {
+                window_ms: self.breaker_window_ms,
+                min_calls: u32::try_from(self.breaker_min_calls).unwrap_or(u32::MAX),
+                failure_rate: self.breaker_failure_rate,
+                open_ms: self.breaker_open_ms,
+            },
         }
     }
 
@@ -96,6 +116,18 @@ impl TasksConfig {
         }
         if self.drain_ms > 3_600_000 {
             problems.push("tasks.drain_ms: must be at most 3600000".into());
+        }
+        if !(1_000..=86_400_000).contains(&self.breaker_window_ms) {
+            problems.push("tasks.breaker_window_ms: must be 1000 to 86400000".into());
+        }
+        if !(1..=10_000).contains(&self.breaker_min_calls) {
+            problems.push("tasks.breaker_min_calls: must be 1 to 10000".into());
+        }
+        if !(self.breaker_failure_rate > 0.0 && self.breaker_failure_rate <= 1.0) {
+            problems.push("tasks.breaker_failure_rate: must be above 0 and at most 1".into());
+        }
+        if !(100..=86_400_000).contains(&self.breaker_open_ms) {
+            problems.push("tasks.breaker_open_ms: must be 100 to 86400000".into());
         }
     }
 }

@@ -91,6 +91,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
             Some(json!({"input": {"name": "Eve"}}))
         }
         ("PUT", "/api/v1/agents/{id}") => Some(agent_definition()),
+        ("POST", "/api/v1/agents/{id}/runs") => Some(json!({"input": {"name": "Eve"}})),
         ("POST", p) if p.ends_with("/cancel") || p.ends_with("/retry") => None,
         ("POST", p) if p.ends_with("/relock") => None,
         (_, p) if p.ends_with("/yank") || p.ends_with("/unyank") => None,

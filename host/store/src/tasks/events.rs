@@ -18,6 +18,18 @@ text_enum!(
         Log = "log",
         /// The run's result: `data.output` or `data.error`, with `data.usage`.
         Result = "result",
+        /// An agent run's step (an attempt of it) started: `data.step`, `data.item` (inside
+        /// a `map`), `data.kind`, `data.attempt`.
+        StepStarted = "step-started",
+        /// An agent run's step finished: `data.step`, `data.item`, `data.attempt`, and
+        /// `data.output` or `data.error`.
+        StepFinished = "step-finished",
+        /// A step's attempt failed and the next waits: `data.step`, `data.item`,
+        /// `data.attempt` (the next), `data.not_before_ms`, `data.delay_ms`, `data.error`.
+        RetryScheduled = "retry-scheduled",
+        /// A step met an open circuit breaker: `data.step`, `data.skill`,
+        /// `data.retry_after_ms`.
+        BreakerOpen = "breaker-open",
     }
 );
 

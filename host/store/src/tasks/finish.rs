@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::database::{BeginWrite, with_pool};
 use crate::error::StoreError;
 use crate::platform::Platform;
+use crate::tasks::steps::{locks_rows, wake_parents};
 use crate::tasks::{EventKind, NewEvent, TaskState, TaskUsage};
 
 /// How a run ended, as the worker records it.
@@ -105,20 +106,22 @@ impl Platform<'_> {
             .iter()
             .map(Finish::events)
             .collect::<Result<Vec<_>, _>>()?;
+        let postgres = locks_rows(self.db());
         with_pool!(self.db(), |pool| {
             let mut tx = pool.begin_write().await?;
             let mut written = Vec::with_capacity(finishes.len());
             let mut rows: Vec<(&str, i64, &NewEvent)> = Vec::new();
+            let mut parents: Vec<String> = Vec::new();
             for (finish, events) in finishes.iter().zip(&events) {
                 let ending = &finish.ending;
                 let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
                 // The row moves on its event numbers in the same statement that ends it.
-                let last: Option<i64> = sqlx::query_scalar(
+                let last: Option<(i64, Option<String>)> = sqlx::query_as(
                     "UPDATE tasks SET state = $4, output = $5, error = $6, usage = $7, \
                      finished_at_ms = $8, lease_owner = NULL, lease_expires_ms = NULL, \
                      last_seq = last_seq + $9 \
                      WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'working' \
-                     RETURNING last_seq",
+                     RETURNING last_seq, parent_id",
                 )
                 .bind(finish.task.as_str())
                 .bind(owner)
@@ -132,7 +135,8 @@ impl Platform<'_> {
                 .fetch_optional(&mut *tx)
                 .await?;
                 written.push(last.is_some());
-                if let Some(last) = last {
+                if let Some((last, parent)) = last {
+                    parents.extend(parent);
                     let first = last - count + 1;
                     rows.extend(
                         events
@@ -155,6 +159,7 @@ impl Platform<'_> {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
+            wake_parents!(&mut *tx, postgres, &parents, now_ms);
             tx.commit().await?;
             Ok(written)
         })

@@ -8,6 +8,7 @@ use crate::database::{BeginWrite, with_pool};
 use crate::error::StoreError;
 use crate::records::{AuditContext, now_ms};
 use crate::tasks::events::append_events;
+use crate::tasks::steps::{locks_rows, wake_parents};
 use crate::tasks::{NewEvent, Task, TaskState};
 use crate::tenant::TenantStore;
 
@@ -34,6 +35,7 @@ impl TenantStore<'_> {
     ) -> Result<Option<Canceled>, StoreError> {
         let tenant = self.tenant_id().as_str();
         let now = now_ms();
+        let postgres = locks_rows(self.db());
         let state: Option<String> = with_pool!(self.db(), |pool| {
             let mut tx = pool.begin_write().await?;
             let state: Option<String> =
@@ -44,18 +46,20 @@ impl TenantStore<'_> {
                     .await?;
             match state.as_deref() {
                 Some("submitted") => {
-                    sqlx::query(
+                    let parent: Option<String> = sqlx::query_scalar(
                         "UPDATE tasks SET state = 'canceled', error = $3, finished_at_ms = $4 \
-                         WHERE tenant_id = $1 AND id = $2",
+                         WHERE tenant_id = $1 AND id = $2 RETURNING parent_id",
                     )
                     .bind(tenant)
                     .bind(id.as_str())
                     .bind(problem.to_string())
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?;
                     let event = NewEvent::state(TaskState::Canceled, json!({}));
                     append_events!(&mut *tx, id.as_str(), std::slice::from_ref(&event), now)?;
+                    let parents: Vec<String> = parent.into_iter().collect();
+                    wake_parents!(&mut *tx, postgres, &parents, now);
                 }
                 Some("working") => {
                     sqlx::query(

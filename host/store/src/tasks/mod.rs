@@ -13,10 +13,11 @@ mod manage;
 mod queue;
 mod read;
 mod signals;
+mod steps;
 mod submit;
 
 use crate::records::text_enum;
-use omniforge_types::{SkillName, TaskId, TenantId};
+use omniforge_types::{AgentId, SkillName, TaskId, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -28,6 +29,7 @@ pub use manage::Canceled;
 pub use queue::{Claim, Release};
 pub use read::{ExportedTask, StateCount, TaskFilter, TaskSort, TaskTiming};
 pub use signals::TaskListener;
+pub use steps::{JournalRow, StepWrite};
 pub use submit::{Idempotency, NewTask, QueuedTask, Submission};
 
 text_enum!(
@@ -71,6 +73,50 @@ pub struct TaskUsage {
     pub skill_calls: u32,
 }
 
+/// What a task runs: one skill's version, or one agent's version (a run of the agent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TaskTarget {
+    /// A skill.
+    Skill {
+        /// The skill.
+        skill: SkillName,
+        /// The version requirement as asked (`None`: the newest).
+        requirement: Option<String>,
+        /// The version resolved at submission, which every attempt runs.
+        version: semver::Version,
+    },
+    /// An agent's run.
+    Agent {
+        /// The agent.
+        agent_id: AgentId,
+        /// The agent's version the run executes (its definition and pins), whatever is
+        /// saved after it started.
+        agent_version: i64,
+    },
+}
+
+impl TaskTarget {
+    /// The skill, for a skill's task.
+    pub fn skill(&self) -> Option<&SkillName> {
+        match self {
+            Self::Skill { skill, .. } => Some(skill),
+            Self::Agent { .. } => None,
+        }
+    }
+
+    /// The agent, for an agent's run.
+    pub fn agent(&self) -> Option<(&AgentId, i64)> {
+        match self {
+            Self::Agent {
+                agent_id,
+                agent_version,
+            } => Some((agent_id, *agent_version)),
+            Self::Skill { .. } => None,
+        }
+    }
+}
+
 /// A task as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct Task {
@@ -78,12 +124,11 @@ pub struct Task {
     pub id: TaskId,
     /// The tenant it runs for.
     pub tenant_id: TenantId,
-    /// The skill.
-    pub skill: SkillName,
-    /// The version requirement as asked (`None`: the newest).
-    pub requirement: Option<String>,
-    /// The version resolved at submission, which every attempt runs.
-    pub version: semver::Version,
+    /// What it runs.
+    #[serde(flatten)]
+    pub target: TaskTarget,
+    /// The run this one is a child run of (an `agent` step's).
+    pub parent_id: Option<TaskId>,
     /// The input, JSON.
     pub input: Box<RawValue>,
     /// Its state.
@@ -118,7 +163,8 @@ pub struct Task {
     pub finished_at_ms: Option<i64>,
 }
 
-pub(crate) const TASK_COLUMNS: &str = "id, tenant_id, skill, requirement, version, input, state, \
+pub(crate) const TASK_COLUMNS: &str = "id, tenant_id, skill, requirement, version, agent_id, \
+     agent_version, parent_id, input, state, \
      priority, not_before_ms, attempts, retry_of, cancel_requested, output, error, usage, \
      last_seq, created_by, request_id, created_at_ms, started_at_ms, finished_at_ms";
 
@@ -126,9 +172,12 @@ pub(crate) const TASK_COLUMNS: &str = "id, tenant_id, skill, requirement, versio
 pub(crate) struct TaskRow {
     id: String,
     tenant_id: String,
-    skill: String,
+    skill: Option<String>,
     requirement: Option<String>,
-    version: String,
+    version: Option<String>,
+    agent_id: Option<String>,
+    agent_version: Option<i64>,
+    parent_id: Option<String>,
     input: String,
     state: String,
     priority: i32,
@@ -157,9 +206,21 @@ impl TryFrom<TaskRow> for Task {
     fn try_from(row: TaskRow) -> Result<Self, StoreError> {
         let json =
             |what: &str, text: String| RawValue::from_string(text).map_err(|e| corrupt(what, e));
+        let target = match (row.skill, row.version, row.agent_id, row.agent_version) {
+            (Some(skill), Some(version), None, None) => TaskTarget::Skill {
+                skill: skill.parse().map_err(|e| corrupt("skill", e))?,
+                requirement: row.requirement,
+                version: version.parse().map_err(|e| corrupt("version", e))?,
+            },
+            (None, None, Some(agent), Some(agent_version)) => TaskTarget::Agent {
+                agent_id: AgentId::from(agent),
+                agent_version,
+            },
+            _ => return Err(corrupt("target", "neither one skill nor one agent")),
+        };
         Ok(Task {
-            skill: row.skill.parse().map_err(|e| corrupt("skill", e))?,
-            version: row.version.parse().map_err(|e| corrupt("version", e))?,
+            target,
+            parent_id: row.parent_id.map(TaskId::from),
             input: json("input", row.input)?,
             state: row.state.parse().map_err(|e| corrupt("state", e))?,
             output: row.output.map(|o| json("output", o)).transpose()?,
@@ -173,7 +234,6 @@ impl TryFrom<TaskRow> for Task {
                 .transpose()?,
             id: TaskId::from(row.id),
             tenant_id: TenantId::from(row.tenant_id),
-            requirement: row.requirement,
             priority: row.priority,
             not_before_ms: row.not_before_ms,
             attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", e))?,

@@ -16,6 +16,7 @@ use crate::error::StoreError;
 use crate::platform::Platform;
 use crate::rows::convert;
 use crate::tasks::events::append_events;
+use crate::tasks::steps::wake_parents;
 use crate::tasks::{NewEvent, TASK_COLUMNS, Task, TaskRow, TaskState};
 
 /// Marks the tenant of task `$task` as waiting, through `$conn` (a transaction).
@@ -57,6 +58,9 @@ pub struct Release {
     pub counts: bool,
     /// Why, for the state event.
     pub reason: String,
+    /// Child runs the run waits for: if one of them has already ended, the run is ready
+    /// at once rather than at `not_before_ms`.
+    pub children: Vec<TaskId>,
 }
 
 impl Platform<'_> {
@@ -248,11 +252,42 @@ impl Platform<'_> {
             if updated == 0 {
                 return Ok(false);
             }
+            // The row is locked by the update: a child ending from now on wakes the run
+            // after this commits (`wake_parents!`); one that ended before is seen here.
+            if !release.children.is_empty() {
+                let mut ended = sqlx::QueryBuilder::new(
+                    "SELECT COUNT(*) FROM tasks WHERE finished_at_ms IS NOT NULL AND id IN (",
+                );
+                let mut ids = ended.separated(", ");
+                for child in &release.children {
+                    ids.push_bind(child.as_str());
+                }
+                ids.push_unseparated(")");
+                let ended: i64 = ended.build_query_scalar().fetch_one(&mut *tx).await?;
+                if ended > 0 {
+                    sqlx::query("UPDATE tasks SET not_before_ms = $2 WHERE id = $1")
+                        .bind(task.as_str())
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             append_events!(&mut *tx, task.as_str(), &events, now_ms)?;
             mark_waiting!(&mut *tx, task.as_str());
             tx.commit().await?;
             true
         }))
+    }
+
+    /// Offers the tenant of queued task `task` to claimers again: its timer is due, and a
+    /// claim that found nothing ready before may have stopped offering it.
+    pub async fn offer_task(&self, task: &TaskId) -> Result<(), StoreError> {
+        with_pool!(self.db(), |pool| {
+            let mut tx = pool.begin_write().await?;
+            mark_waiting!(&mut *tx, task.as_str());
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Recovers tasks whose lease expired (their worker died or stalled): back to the queue
@@ -275,6 +310,7 @@ impl Platform<'_> {
             .await?
         });
         let mut recovered = 0;
+        let postgres = crate::tasks::steps::locks_rows(self.db());
         for (id, attempts) in &expired {
             let give_up = u32::try_from(*attempts).unwrap_or(u32::MAX) >= max_attempts;
             let state = if give_up { "failed" } else { "submitted" };
@@ -292,25 +328,29 @@ impl Platform<'_> {
             let error = give_up.then(|| gave_up.to_string());
             let done = with_pool!(self.db(), |pool| {
                 let mut tx = pool.begin_write().await?;
-                let updated = sqlx::query(
+                let updated: Option<Option<String>> = sqlx::query_scalar(
                     "UPDATE tasks SET state = $3, lease_owner = NULL, lease_expires_ms = NULL, \
                      error = $4, finished_at_ms = CASE WHEN $5 THEN $2 ELSE NULL END \
-                     WHERE id = $1 AND state = 'working' AND lease_expires_ms < $2",
+                     WHERE id = $1 AND state = 'working' AND lease_expires_ms < $2 \
+                     RETURNING parent_id",
                 )
                 .bind(id)
                 .bind(now_ms)
                 .bind(state)
                 .bind(&error)
                 .bind(give_up)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if updated > 0 {
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(parent) = &updated {
                     append_events!(&mut *tx, id, std::slice::from_ref(&event), now_ms)?;
-                    if !give_up {
+                    if give_up {
+                        let parents: Vec<String> = parent.iter().cloned().collect();
+                        wake_parents!(&mut *tx, postgres, &parents, now_ms);
+                    } else {
                         mark_waiting!(&mut *tx, id);
                     }
                 }
+                let updated = u64::from(updated.is_some());
                 tx.commit().await?;
                 updated > 0
             });

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::records::text_enum;
-use omniforge_types::{SkillName, TaskId};
+use omniforge_types::{AgentId, SkillName, TaskId};
 use serde::Serialize;
 
 use crate::audit::page_size;
@@ -31,6 +31,8 @@ pub struct TaskFilter {
     pub state: Option<TaskState>,
     /// Only tasks of this skill.
     pub skill: Option<SkillName>,
+    /// Only runs of this agent.
+    pub agent: Option<AgentId>,
     /// Only tasks submitted after this time, unix ms.
     pub created_after_ms: Option<i64>,
     /// Only tasks submitted before this time, unix ms.
@@ -65,8 +67,8 @@ pub struct StateCount {
     pub count: i64,
 }
 
-/// When one finished task was submitted, started and ended: what wait and run times are
-/// computed from.
+/// When one finished task of a skill was submitted, started and ended: what wait and run
+/// times are computed from (agent runs are not in them).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskTiming {
     /// The skill.
@@ -175,6 +177,7 @@ impl TenantStore<'_> {
              AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR skill = $3) \
              AND ($4 IS NULL OR created_at_ms > $4) AND ($5 IS NULL OR created_at_ms < $5) \
              AND ($6 IS NULL OR {column} {beyond} $6 OR ({column} = $6 AND id {beyond} $7)) \
+             AND ($9 IS NULL OR agent_id = $9) \
              ORDER BY {column} {direction}, id {direction} LIMIT $8"
         );
         let (key, id) = cursor.unzip();
@@ -188,6 +191,7 @@ impl TenantStore<'_> {
                 .bind(key)
                 .bind(id)
                 .bind(page_size(filter.limit))
+                .bind(filter.agent.as_ref().map(AgentId::as_str))
                 .fetch_all(pool)
                 .await?
         });
@@ -239,7 +243,7 @@ impl TenantStore<'_> {
                 "SELECT skill, CASE WHEN not_before_ms > created_at_ms THEN not_before_ms \
                  ELSE created_at_ms END AS ready_at_ms, started_at_ms, finished_at_ms \
                  FROM tasks WHERE tenant_id = $1 AND finished_at_ms >= $2 \
-                 ORDER BY finished_at_ms DESC LIMIT $3",
+                 AND skill IS NOT NULL ORDER BY finished_at_ms DESC LIMIT $3",
             )
             .bind(self.tenant_id().as_str())
             .bind(since_ms)

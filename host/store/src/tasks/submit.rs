@@ -1,7 +1,7 @@
 //! Submitting tasks: the queue bound, idempotency keys, the first event, and batches of
 //! submissions that share one commit.
 
-use omniforge_types::{SkillName, TaskId, TenantId};
+use omniforge_types::{TaskId, TenantId};
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -9,10 +9,10 @@ use crate::database::{BeginExclusive, BeginWrite, with_pool};
 use crate::error::StoreError;
 use crate::platform::Platform;
 use crate::records::{new_id, now_ms};
-use crate::tasks::{EventKind, TASK_COLUMNS, Task, TaskRow, TaskState};
+use crate::tasks::{EventKind, TASK_COLUMNS, Task, TaskRow, TaskState, TaskTarget};
 use crate::tenant::TenantStore;
 
-/// Tasks per insert statement: 13 parameters a row stays far below both engines' limits.
+/// Tasks per insert statement: 17 parameters a row stays far below both engines' limits.
 const QUEUE_CHUNK: usize = 500;
 
 /// One row [`queue_new!`] inserts.
@@ -32,16 +32,36 @@ macro_rules! queue_new {
         let new: &[Queued<'_>] = $new;
         let now: i64 = $now;
         let mut tasks = sqlx::QueryBuilder::new(
-            "INSERT INTO tasks (id, tenant_id, skill, requirement, version, input, state, \
-             priority, not_before_ms, retry_of, created_by, request_id, created_at_ms, \
-             last_seq) ",
+            "INSERT INTO tasks (id, tenant_id, skill, requirement, version, agent_id, \
+             agent_version, parent_id, input, state, priority, not_before_ms, retry_of, \
+             created_by, request_id, created_at_ms, last_seq) ",
         );
         tasks.push_values(new, |mut row, q| {
+            let (skill, requirement, version, agent, agent_version) = match &q.task.target {
+                TaskTarget::Skill {
+                    skill,
+                    requirement,
+                    version,
+                } => (
+                    Some(skill.as_str()),
+                    requirement.as_deref(),
+                    Some(version.to_string()),
+                    None,
+                    None,
+                ),
+                TaskTarget::Agent {
+                    agent_id,
+                    agent_version,
+                } => (None, None, None, Some(agent_id.as_str()), Some(*agent_version)),
+            };
             row.push_bind(q.id)
                 .push_bind(q.tenant.as_str())
-                .push_bind(q.task.skill.as_str())
-                .push_bind(&q.task.requirement)
-                .push_bind(q.task.version.to_string())
+                .push_bind(skill)
+                .push_bind(requirement)
+                .push_bind(version)
+                .push_bind(agent)
+                .push_bind(agent_version)
+                .push_bind(q.task.parent_id.as_ref().map(TaskId::as_str))
                 .push_bind(&q.task.input)
                 .push_bind("submitted")
                 .push_bind(q.task.priority)
@@ -90,12 +110,10 @@ macro_rules! queue_new {
 /// A task to submit.
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    /// The skill.
-    pub skill: SkillName,
-    /// The version requirement as asked.
-    pub requirement: Option<String>,
-    /// The version it resolved to, which it runs.
-    pub version: semver::Version,
+    /// What it runs.
+    pub target: TaskTarget,
+    /// The run it is a child run of.
+    pub parent_id: Option<TaskId>,
     /// The input, JSON text.
     pub input: String,
     /// Higher runs first among the tenant's queued tasks.
@@ -306,9 +324,8 @@ fn stored(tenant: &TenantId, id: String, task: NewTask, now: i64) -> Result<Task
         id: TaskId::from(id),
         tenant_id: tenant.clone(),
         not_before_ms: task.not_before_ms.unwrap_or(now),
-        skill: task.skill,
-        requirement: task.requirement,
-        version: task.version,
+        target: task.target,
+        parent_id: task.parent_id,
         input: RawValue::from_string(task.input)
             .map_err(|e| StoreError::Invalid(format!("task input: {e}")))?,
         state: TaskState::Submitted,

@@ -312,3 +312,70 @@ async fn audit_events_get_opaque_ids_in_their_old_order() {
         assert_eq!(newest[0].action, "tenant.update");
     }
 }
+
+#[tokio::test]
+async fn tasks_and_their_events_survive_the_move_to_agent_runs() {
+    for test in all().await {
+        let db = &test.db;
+        db.migrate_to(20261204000001).await.unwrap();
+        exec(
+            db,
+            "INSERT INTO tenants (id, slug, name, status, created_at_ms, updated_at_ms) \
+             VALUES ('ten_m', 'acme', 'Acme', 'active', 0, 0)",
+            &[],
+        )
+        .await;
+        exec(
+            db,
+            "INSERT INTO tasks (id, tenant_id, skill, requirement, version, input, state, \
+             priority, not_before_ms, attempts, output, last_seq, created_by, request_id, \
+             created_at_ms, finished_at_ms) VALUES ('tsk_01', 'ten_m', 'ns/s', '^1', '1.2.0', \
+             '{\"a\": 1}', 'completed', 3, 0, 1, '{\"ok\": true}', 2, 'test', 'r', 5, 9)",
+            &[],
+        )
+        .await;
+        for (seq, kind) in [("1", "state"), ("2", "result")] {
+            exec(
+                db,
+                &format!(
+                    "INSERT INTO task_events (task_id, seq, kind, data, at_ms) \
+                     VALUES ('tsk_01', {seq}, '{kind}', '{{}}', 7)"
+                ),
+                &[],
+            )
+            .await;
+        }
+        db.migrate().await.unwrap();
+        let tenant = omniforge_store::TenantId::new("ten_m");
+        let store = db.tenant(&tenant);
+        let id = omniforge_store::TaskId::new("tsk_01");
+        let task = store.task(&id).await.unwrap().expect("the task survives");
+        assert_eq!(
+            task.target,
+            omniforge_store::TaskTarget::Skill {
+                skill: skill_name("ns/s"),
+                requirement: Some("^1".into()),
+                version: "1.2.0".parse().unwrap(),
+            },
+            "{}",
+            db.backend().name()
+        );
+        assert_eq!(task.parent_id, None);
+        assert_eq!(task.output.unwrap().get(), r#"{"ok": true}"#);
+        let events = store.task_events(&id, 0, 10).await.unwrap().unwrap();
+        assert_eq!(events.len(), 2, "{}", db.backend().name());
+        // Deleting the task still takes its events along (the new table's cascade).
+        exec(db, "DELETE FROM tasks WHERE id = 'tsk_01'", &[]).await;
+        let left: i64 = match db {
+            Database::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM task_events")
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            Database::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM task_events")
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(left, 0, "{}", db.backend().name());
+    }
+}

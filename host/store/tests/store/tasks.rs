@@ -6,7 +6,7 @@
 
 use omniforge_store::{
     AuditContext, Claim, Database, Ending, EventKind, Finish, Idempotency, NewEvent, NewTask,
-    QueuedTask, Submission, Task, TaskState, TenantId, now_ms,
+    QueuedTask, Submission, Task, TaskState, TaskTarget, TenantId, now_ms,
 };
 use serde_json::json;
 
@@ -14,9 +14,12 @@ use crate::common::{all, skill_name};
 
 fn hello() -> NewTask {
     NewTask {
-        skill: skill_name("acme/hello"),
-        requirement: None,
-        version: "1.0.0".parse().unwrap(),
+        target: TaskTarget::Skill {
+            skill: skill_name("acme/hello"),
+            requirement: None,
+            version: "1.0.0".parse().unwrap(),
+        },
+        parent_id: None,
         input: "{}".into(),
         priority: 0,
         not_before_ms: None,

@@ -1,4 +1,4 @@
-//! The engine: runs a [`Plan`] durably against a [`Host`] that does the I/O.
+//! The engine: runs a [`Plan`](crate::Plan) durably against a [`Host`] that does the I/O.
 //!
 //! A run is replayed from its journal every time a worker picks it up. Every step's start,
 //! retry and end is written through [`Host::record`] before the run moves on, so a run that

@@ -100,6 +100,8 @@ pub async fn list(
         Some("desc") => true,
         Some(_) => return Err(bad("order", "asc or desc")),
     };
+    // Checked before an impossible skill name answers the empty page.
+    let limit = page_limit(query.limit)?;
     if let Some(skill) = &query.skill {
         crate::api::rules::SKILL_REF.check_query(skill)?;
     }
@@ -120,7 +122,7 @@ pub async fn list(
         sort,
         descending,
         after: query.cursor,
-        limit: page_limit(query.limit)?,
+        limit,
     };
     let agents = app
         .db

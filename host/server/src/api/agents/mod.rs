@@ -5,6 +5,7 @@
 pub mod body;
 pub mod crud;
 pub mod lock;
+pub mod runs;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

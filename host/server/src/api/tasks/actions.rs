@@ -85,7 +85,11 @@ pub async fn retry(
         .await
         .transpose()
         .ok_or_else(|| ApiError::not_found("task"))?;
-    submission_answer(submission, &earlier.skill)
+    let target = match &earlier.target {
+        omniforge_store::TaskTarget::Skill { skill, .. } => skill.to_string(),
+        omniforge_store::TaskTarget::Agent { agent_id, .. } => agent_id.to_string(),
+    };
+    submission_answer(submission, &target)
 }
 
 /// Deletes a task that has ended, with its events.

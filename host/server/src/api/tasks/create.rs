@@ -158,11 +158,11 @@ pub async fn submit(
             },
         )
         .await;
-    submission_answer(submission, &skill)
+    submission_answer(submission, skill.as_str())
 }
 
 /// The request's `Idempotency-Key`, checked: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

@@ -57,6 +57,17 @@ pub async fn list(
     principal: Principal,
     Query(query): Query<ListTasks>,
 ) -> Result<ApiJson<TaskPage>, ApiError> {
+    page(&app, &principal, query, None).await.map(ApiJson)
+}
+
+/// One page of the tenant's tasks as `query` asks, only runs of `agent` when given (the one
+/// listing of `GET /tasks` and `GET /agents/{id}/runs`).
+pub async fn page(
+    app: &AppState,
+    principal: &Principal,
+    query: ListTasks,
+    agent: Option<omniforge_store::AgentId>,
+) -> Result<TaskPage, ApiError> {
     let bad = |field: &str, says: &str| {
         ApiError::bad_request(format!("{field}: {says}")).with("field", field)
     };
@@ -66,20 +77,6 @@ pub async fn list(
         .map(str::parse::<TaskState>)
         .transpose()
         .map_err(|e| bad("state", &e))?;
-    if let Some(skill) = &query.skill {
-        crate::api::rules::SKILL_REF.check_query(skill)?;
-    }
-    let skill = match query.skill.as_deref().map(str::parse) {
-        None => None,
-        Some(Ok(skill)) => Some(skill),
-        // A name no skill can have: no task has it either.
-        Some(Err(_)) => {
-            return Ok(ApiJson(TaskPage {
-                items: Vec::new(),
-                next_cursor: None,
-            }));
-        }
-    };
     let sort = query
         .sort
         .as_deref()
@@ -93,9 +90,26 @@ pub async fn list(
         Some(_) => return Err(bad("order", "asc or desc")),
     };
     let limit = page_limit(query.limit)?;
+    // Every parameter is checked before a skill name no skill can have answers the empty
+    // page it must: a malformed `sort` is a 400 whatever else the query says.
+    if let Some(skill) = &query.skill {
+        crate::api::rules::SKILL_REF.check_query(skill)?;
+    }
+    let skill = match query.skill.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(skill)) => Some(skill),
+        // A name no skill can have: no task has it either.
+        Some(Err(_)) => {
+            return Ok(TaskPage {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+    };
     let filter = TaskFilter {
         state,
         skill,
+        agent,
         created_after_ms: query.created_after_ms,
         created_before_ms: query.created_before_ms,
         sort,
@@ -105,8 +119,8 @@ pub async fn list(
     };
     let tasks = app.db.tenant(&principal.tenant).list_tasks(&filter).await?;
     let next_cursor = next_cursor(&tasks, limit, |t| filter.cursor_after(t));
-    Ok(ApiJson(TaskPage {
+    Ok(TaskPage {
         items: tasks.into_iter().map(TaskView::from).collect(),
         next_cursor,
-    }))
+    })
 }

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use omniforge_control::InvokeError;
 use omniforge_control::TaskProblems;
 use omniforge_control::tasks::SubmitError;
-use omniforge_store::{Submission, Task, TaskId};
+use omniforge_store::{Submission, Task, TaskId, TaskTarget};
 use omniforge_types::SkillName;
+use omniforge_workflow::engine::StepError;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -55,9 +56,28 @@ impl TaskProblems for HttpTaskProblems {
             ),
         ))
     }
+
+    fn run_failed(&self, error: &StepError) -> serde_json::Value {
+        let (status, kind) = match error.code.as_str() {
+            "canceled" => (StatusCode::CONFLICT, "canceled"),
+            "invalid-agent" => (StatusCode::INTERNAL_SERVER_ERROR, "invalid-agent"),
+            _ => (StatusCode::BAD_GATEWAY, "step-failed"),
+        };
+        let mut problem = document(ApiError::new(status, kind, error.to_string()));
+        if let Some(fields) = problem.as_object_mut() {
+            if let Some(step) = &error.step {
+                fields.insert("step".into(), step.clone().into());
+            }
+            fields.insert("code".into(), error.code.clone().into());
+            if let Some(cause) = &error.problem {
+                fields.insert("cause".into(), cause.clone());
+            }
+        }
+        problem
+    }
 }
 
-/// A task: one asynchronous run of a skill.
+/// A task: one asynchronous run of a skill, or a run of an agent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
     /// Its id.
@@ -65,13 +85,24 @@ pub struct TaskView {
     /// `submitted`, `working`, `completed`, `failed` or `canceled`.
     #[schema(value_type = String, pattern = "^(submitted|working|completed|failed|canceled)$")]
     pub state: String,
-    /// `namespace/name`.
-    pub skill: String,
-    /// The version it runs (resolved at submission).
-    pub version: String,
+    /// `namespace/name` of the skill (a skill's task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill: Option<String>,
+    /// The skill's version it runs, resolved at submission (a skill's task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The version requirement it was submitted with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requirement: Option<String>,
+    /// The agent (an agent's run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The agent's version the run executes (an agent's run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<i64>,
+    /// The run this one is a child run of (an `agent` step's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
     /// Its input.
     #[schema(value_type = Object)]
     pub input: Box<RawValue>,
@@ -109,12 +140,38 @@ pub struct TaskView {
 
 impl From<Task> for TaskView {
     fn from(task: Task) -> Self {
+        let (skill, version, requirement, agent_id, agent_version) = match task.target {
+            TaskTarget::Skill {
+                skill,
+                requirement,
+                version,
+            } => (
+                Some(skill.to_string()),
+                Some(version.to_string()),
+                requirement,
+                None,
+                None,
+            ),
+            TaskTarget::Agent {
+                agent_id,
+                agent_version,
+            } => (
+                None,
+                None,
+                None,
+                Some(agent_id.to_string()),
+                Some(agent_version),
+            ),
+        };
         Self {
             id: task.id.to_string(),
             state: task.state.as_str().to_owned(),
-            skill: task.skill.to_string(),
-            version: task.version.to_string(),
-            requirement: task.requirement,
+            skill,
+            version,
+            requirement,
+            agent_id,
+            agent_version,
+            parent_id: task.parent_id.map(|id| id.to_string()),
             input: task.input,
             output: task.output,
             error: task.error,
@@ -162,7 +219,7 @@ impl IntoResponse for TaskAnswer {
 /// named before, or the problem.
 pub fn submission_answer(
     submission: Result<Submission, SubmitError>,
-    skill: &SkillName,
+    target: &str,
 ) -> Result<TaskAnswer, ApiError> {
     match submission {
         Ok(Submission::Created(task)) => Ok(TaskAnswer::new(StatusCode::ACCEPTED, task)),
@@ -177,8 +234,9 @@ pub fn submission_answer(
             "max_queued_tasks",
             Duration::from_secs(5),
         )),
-        Err(SubmitError::Resolve(error)) => Err(resolve_error(error, skill.as_str())),
+        Err(SubmitError::Resolve(error)) => Err(resolve_error(error, target)),
         Err(SubmitError::InvalidInput(error)) => Err(input_error(error)),
+        Err(SubmitError::NoAgent) => Err(ApiError::not_found("agent")),
         Err(SubmitError::Store(error)) => Err(error.into()),
     }
 }
