@@ -1,0 +1,339 @@
+//! The interpreter: one method per step kind, each replaying its journal record first.
+//! This module holds the run, the journal and the dispatch; [`leaf`] the steps that call out
+//! (skills, child runs) and their retries, [`fan`] the steps that run others at once.
+
+mod fan;
+mod leaf;
+
+use std::sync::Mutex;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Entry, Host, HostError, Journal, RunEnd, StepError, StepKey, StepKind, StepState, Wake,
+};
+use crate::document::{Step, SwitchStep};
+use crate::expr::Template;
+use crate::validate::Plan;
+
+/// Runs `plan` on `input` from `journal` until it ends or must wait. `Err`: the host failed;
+/// the run is where its journal says and can run again.
+pub async fn run<H: Host>(
+    plan: &Plan,
+    input: &Value,
+    journal: Journal,
+    host: &H,
+    cancel: CancellationToken,
+) -> Result<RunEnd, HostError> {
+    let run = Run {
+        plan,
+        input,
+        host,
+        journal: Mutex::new(journal),
+        wake: Mutex::new(Wake::default()),
+    };
+    let top = Position {
+        item: String::new(),
+        map_item: None,
+        cancel: cancel.clone(),
+    };
+    let mut last = Value::Null;
+    for step in &plan.workflow().steps {
+        match run.step(step, &top).await {
+            Ok(output) => last = output,
+            Err(stop) => return run.stopped(stop, &cancel),
+        }
+    }
+    let output = match plan.output() {
+        None => last,
+        Some(template) => {
+            let steps = run.visible_steps("");
+            match template.render(&[("input", input), ("steps", &steps)]) {
+                Ok(output) => output,
+                Err(e) => return Ok(RunEnd::Failed(StepError::expression(e))),
+            }
+        }
+    };
+    Ok(RunEnd::Completed(output))
+}
+
+/// Why a step did not produce an output.
+enum Stop {
+    Failed(Box<StepError>),
+    Suspend,
+    Canceled,
+    Host(HostError),
+}
+
+type Flow<T> = Result<T, Stop>;
+
+fn fail(error: StepError) -> Stop {
+    Stop::Failed(Box::new(error))
+}
+
+/// Where in the document a step runs.
+#[derive(Clone)]
+struct Position {
+    /// The item path (see [`StepKey::item`]).
+    item: String,
+    /// The current `map` item and its index.
+    map_item: Option<(Value, u64)>,
+    /// Cancelled when this branch's result is no longer wanted.
+    cancel: CancellationToken,
+}
+
+impl Position {
+    fn key(&self, step: &str) -> StepKey {
+        StepKey::new(step, self.item.clone())
+    }
+
+    fn branch(&self) -> Self {
+        Self {
+            cancel: self.cancel.child_token(),
+            ..self.clone()
+        }
+    }
+}
+
+struct Run<'a, H> {
+    plan: &'a Plan,
+    input: &'a Value,
+    host: &'a H,
+    journal: Mutex<Journal>,
+    wake: Mutex<Wake>,
+}
+
+impl<H: Host> Run<'_, H> {
+    fn stopped(&self, stop: Stop, cancel: &CancellationToken) -> Result<RunEnd, HostError> {
+        Ok(match stop {
+            Stop::Host(e) => return Err(e),
+            _ if cancel.is_cancelled() => RunEnd::Canceled,
+            Stop::Failed(e) => RunEnd::Failed(*e),
+            Stop::Suspend => {
+                RunEnd::Suspended(self.wake.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            }
+            Stop::Canceled => RunEnd::Canceled,
+        })
+    }
+
+    fn record_of(&self, key: &StepKey) -> Option<super::StepRecord> {
+        self.lock().get(key).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn write(&self, entry: Entry) -> Flow<()> {
+        self.host.record(&entry).await.map_err(Stop::Host)?;
+        self.lock().apply(&entry);
+        Ok(())
+    }
+
+    /// Suspends this branch until `at_ms` or the end of `child`.
+    fn wait(&self, at_ms: Option<u64>, child: Option<&str>) -> Stop {
+        let mut wake = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = at_ms {
+            wake.at(at);
+        }
+        if let Some(child) = child {
+            wake.children.push(child.to_owned());
+        }
+        Stop::Suspend
+    }
+
+    /// The `steps` variable at item path `item`: every finished step of that item and of
+    /// the enclosing ones. Validation guarantees an expression reads only steps that
+    /// finished before it, so the finished records are exactly what it may see.
+    fn visible_steps(&self, item: &str) -> Value {
+        let journal = self.lock();
+        let mut steps = Map::new();
+        for (key, record) in &journal.records {
+            if !is_enclosing(&key.item, item) {
+                continue;
+            }
+            let entry = match record.state {
+                StepState::Succeeded => json!({ "output": record.output }),
+                StepState::Failed => json!({
+                    "output": null,
+                    "error": record.error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+                }),
+                StepState::Running | StepState::Waiting => continue,
+            };
+            steps.insert(key.step.clone(), entry);
+        }
+        Value::Object(steps)
+    }
+
+    /// Calls `f` with the variables expressions see at `at`: `input`, `steps`, and inside a
+    /// `map` item, `item` and `index`.
+    fn with_variables<T>(&self, at: &Position, f: impl FnOnce(&[(&str, &Value)]) -> T) -> T {
+        let steps = self.visible_steps(&at.item);
+        match &at.map_item {
+            None => f(&[("input", self.input), ("steps", &steps)]),
+            Some((item, index)) => {
+                let index = Value::from(*index);
+                f(&[
+                    ("input", self.input),
+                    ("steps", &steps),
+                    ("item", item),
+                    ("index", &index),
+                ])
+            }
+        }
+    }
+
+    /// A step's input: its template's value, or the run's input.
+    fn render(&self, template: Option<&Template>, at: &Position) -> Result<Value, String> {
+        match template {
+            None => Ok(self.input.clone()),
+            Some(template) => self.with_variables(at, |variables| template.render(variables)),
+        }
+    }
+
+    /// Runs one step: its journal record first (a finished step answers from it), then its
+    /// kind's work.
+    fn step<'s>(&'s self, step: &'s Step, at: &'s Position) -> BoxFuture<'s, Flow<Value>> {
+        Box::pin(async move {
+            let key = at.key(step.id());
+            let record = self.record_of(&key);
+            match record.as_ref().map(|r| r.state) {
+                Some(StepState::Succeeded) => {
+                    return Ok(record.and_then(|r| r.output).unwrap_or(Value::Null));
+                }
+                Some(StepState::Failed) => {
+                    let error = record.and_then(|r| r.error);
+                    return Err(fail(error.unwrap_or_else(|| {
+                        StepError::new("failed", "the step failed").at(step.id())
+                    })));
+                }
+                _ => {}
+            }
+            if at.cancel.is_cancelled() {
+                return Err(Stop::Canceled);
+            }
+            match step {
+                Step::Skill(s) => self.skill(s, key, record, at).await,
+                Step::Agent(a) => self.agent(a, key, record, at).await,
+                composite => {
+                    let started_at_ms = match &record {
+                        Some(r) => r.started_at_ms,
+                        None => {
+                            let at_ms = self.host.now_ms();
+                            self.write(Entry::Started {
+                                key: key.clone(),
+                                kind: kind(composite),
+                                attempt: 1,
+                                at_ms,
+                            })
+                            .await?;
+                            at_ms
+                        }
+                    };
+                    let result = match composite {
+                        Step::Sequence(s) => self.sequence(&s.steps, at).await,
+                        Step::Parallel(p) => self.parallel(p, started_at_ms, at).await,
+                        Step::Map(m) => self.map(m, started_at_ms, at).await,
+                        Step::Switch(s) => self.switch(s, at).await,
+                        Step::Skill(_) | Step::Agent(_) => unreachable!("leaf steps return above"),
+                    };
+                    self.finish(key, 1, result, step.id()).await
+                }
+            }
+        })
+    }
+
+    /// Records how a step ended, when it did.
+    async fn finish(
+        &self,
+        key: StepKey,
+        attempt: u32,
+        result: Flow<Value>,
+        id: &str,
+    ) -> Flow<Value> {
+        let result = match result {
+            Ok(output) => Ok(output),
+            Err(Stop::Failed(error)) => Err((*error).at(id)),
+            Err(other) => return Err(other),
+        };
+        self.write(Entry::Finished {
+            key,
+            attempt,
+            result: result.clone(),
+        })
+        .await?;
+        result.map_err(fail)
+    }
+
+    async fn sequence(&self, steps: &[Step], at: &Position) -> Flow<Value> {
+        let mut last = Value::Null;
+        for step in steps {
+            last = self.step(step, at).await?;
+        }
+        Ok(last)
+    }
+
+    async fn switch(&self, s: &SwitchStep, at: &Position) -> Flow<Value> {
+        let conditions = self
+            .plan
+            .compiled(&s.id)
+            .map(|c| c.conditions.as_slice())
+            .unwrap_or_default();
+        for (case, condition) in s.cases.iter().zip(conditions) {
+            match self.with_variables(at, |variables| condition.evaluate(variables)) {
+                Ok(Value::Bool(true)) => return self.step(&case.step, at).await,
+                Ok(Value::Bool(false)) => {}
+                Ok(other) => {
+                    return Err(fail(StepError::expression(format!(
+                        "{}: gave {}, not a boolean",
+                        condition.source(),
+                        type_name(&other)
+                    ))));
+                }
+                Err(e) => return Err(fail(StepError::expression(e))),
+            }
+        }
+        match &s.default {
+            Some(default) => self.step(default, at).await,
+            None => Ok(Value::Null),
+        }
+    }
+}
+
+/// Whether item path `outer` is `inner` or encloses it.
+fn is_enclosing(outer: &str, inner: &str) -> bool {
+    outer.is_empty()
+        || outer == inner
+        || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'.'))
+}
+
+fn collect_ids<'s>(step: &'s Step, ids: &mut std::collections::HashSet<&'s str>) {
+    ids.insert(step.id());
+    for (_, child) in step.children() {
+        collect_ids(child, ids);
+    }
+}
+
+fn kind(step: &Step) -> StepKind {
+    match step {
+        Step::Skill(_) => StepKind::Skill,
+        Step::Sequence(_) => StepKind::Sequence,
+        Step::Parallel(_) => StepKind::Parallel,
+        Step::Map(_) => StepKind::Map,
+        Step::Switch(_) => StepKind::Switch,
+        Step::Agent(_) => StepKind::Agent,
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
