@@ -96,6 +96,25 @@ fn clean_scratch(dir: &Path, what: &str) -> Result<(), String> {
 }
 
 impl App {
+    /// The URL clients reach this server at: `http.public_url`, else `http://` and the
+    /// request's `Host` (used in documents and headers only after checking it is a plain host
+    /// name).
+    pub fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = self.config.http.public_url.as_deref() {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
     /// Builds the application over an open, migrated database, handing compiles and package
     /// validation to `workers`.
     pub fn new(config: Config, db: Database, workers: Workers) -> Result<AppState, String> {

@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod a2a;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -232,8 +232,11 @@ pub fn router(app: AppState) -> Router {
     let mcp = Router::new()
         .route_service("/mcp", mcp::service(Arc::clone(&app)))
         .route_layer(middleware::from_fn(mcp::require_credentials));
+    // A2A's JSON-RPC binding and agent cards: docs/a2a.md describes them, and the A2A
+    // client tests walk them.
     api_router
         .merge(mcp)
+        .merge(crate::a2a::routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .route("/redoc", get(docs::redoc_page))
         .route("/redoc/redoc.standalone.js", get(docs::redoc_js))

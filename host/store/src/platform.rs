@@ -105,6 +105,18 @@ impl Platform<'_> {
         self.db.tenant(id).get().await
     }
 
+    /// The tenant whose slug is `slug`.
+    pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, StoreError> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
+        let row: Option<TenantRow> = with_pool!(self.db, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(slug)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
     /// Renames a tenant.
     pub async fn rename_tenant(
         &self,

@@ -1,9 +1,11 @@
 //! Skills calling skills (`omniforge:skill/skills`) against the real binary: published
 //! packages, REST invocations, two tenants. The `relay` guest, published under several names
 //! with different grants, forms chains, cycles and calls of what it was not granted; the
-//! `text-report` (Rust) and `outline` (Python) examples compose two real example skills.
+//! `text-report` (Rust) and `outline` (Python) examples compose two real example skills, and
+//! the example agents (`example-agents/`) compose them in workflows.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use omniforge_test_programs as programs;
 use serde_json::{Value, json};
@@ -284,9 +286,10 @@ fn a_component_built_against_wit_0_1_0_still_publishes_and_runs() {
 }
 
 /// The composing examples, in Rust (`text-report`) and Python (`outline`), over the skills
-/// they call, published from source and checked with their tests.json over REST.
+/// they call, published from source and checked with their tests.json over REST; then the
+/// example agents over them, saved and run through the CLI with their tests.json.
 #[test]
-fn the_composing_examples_call_markdown_to_text_and_text_stats() {
+fn the_composing_examples_and_the_example_agents_answer_their_cases() {
     if !toolchain("componentize-py", "pip install componentize-py==0.25.1") {
         return;
     }
@@ -296,6 +299,7 @@ fn the_composing_examples_call_markdown_to_text_and_text_stats() {
         ("rust", "text-stats"),
         ("rust", "text-report"),
         ("python", "outline"),
+        ("rust", "hello"),
     ]
     .iter()
     .map(|(language, name)| copy_example(language, name, dir.path()))
@@ -321,4 +325,44 @@ fn the_composing_examples_call_markdown_to_text_and_text_stats() {
     }
     answers_its_cases(&cli, &projects[2]);
     answers_its_cases(&cli, &projects[3]);
+    // In this order: report-desk runs document-digest as a child.
+    for agent in ["document-digest", "team-greeter", "report-desk"] {
+        example_agent_answers_its_cases(&cli, agent);
+    }
+}
+
+/// Saves `example-agents/<name>` through `cli` and runs each case of its tests.json to the
+/// output it names.
+fn example_agent_answers_its_cases(cli: &dyn Fn(&[&str]) -> Output, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../example-agents")
+        .join(name);
+    let created = ok(
+        &cli(&["agent", "create", dir.join("agent.yaml").to_str().unwrap()]),
+        &format!("create {name}"),
+    );
+    let agent: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(agent["warnings"], json!([]), "{agent}");
+    #[derive(serde::Deserialize)]
+    struct Case {
+        name: String,
+        input: Value,
+        output: Value,
+    }
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tests.json")).unwrap()).unwrap();
+    for case in cases {
+        let what = format!("{name}: {}", case.name);
+        let id = agent["id"].as_str().unwrap();
+        let run = ok(
+            &cli(&["agent", "run", id, "--input", &case.input.to_string()]),
+            &what,
+        );
+        let run: Value = serde_json::from_str(&run).unwrap();
+        let task = run["id"].as_str().unwrap();
+        ok(&cli(&["task", "watch", task]), &what);
+        let ended: Value = serde_json::from_str(&ok(&cli(&["task", "get", task]), &what)).unwrap();
+        assert_eq!(ended["state"], "completed", "{what}: {ended}");
+        assert_eq!(ended["output"], case.output, "{what}");
+    }
 }

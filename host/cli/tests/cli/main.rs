@@ -1,6 +1,7 @@
 //! The `omniforge` binary as a user meets it: real example skills and hostile guests, real
 //! packages, real files. One test binary with a module per command.
 
+mod a2a;
 mod agents;
 mod author;
 mod compose;

@@ -245,6 +245,7 @@ impl Tasks {
                 version,
             },
             parent_id: None,
+            context_id: None,
             input: String::from(submit.input.get()),
             priority: submit.priority,
             not_before_ms: submit.not_before_ms,
@@ -338,6 +339,7 @@ impl Tasks {
         let task = NewTask {
             target,
             parent_id: earlier.parent_id,
+            context_id: earlier.context_id,
             input: String::from(earlier.input.get()),
             priority: earlier.priority,
             not_before_ms: None,

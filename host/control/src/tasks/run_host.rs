@@ -336,6 +336,7 @@ impl Host for RunHost<'_> {
                     request_id: self.task.request_id.clone(),
                     idempotency: Some((key, String::new())),
                     parent: Some(self.task.id.clone()),
+                    context: None,
                 },
             )
             .await;

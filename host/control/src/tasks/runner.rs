@@ -29,8 +29,8 @@ const REFUSED_RETRY: Duration = Duration::from_secs(1);
 /// How long a run whose skill is still compiling here waits in the queue.
 const COMPILING_RETRY: Duration = Duration::from_secs(5);
 
-/// How a run ends for the queue.
-enum Settled {
+/// How an attempt stopped, for the queue.
+pub(super) enum Settled {
     /// The task ended (completed, failed, canceled).
     Ended(Ending),
     /// The task goes back to the queue.
@@ -108,13 +108,28 @@ impl Tasks {
         ran.cancel();
         let unwritten = pump.await.unwrap_or_default();
         let settled = self.settle(&skill, result, &handle);
-        let written = match &settled {
+        self.record_stop(&id, task.attempts, settled, unwritten)
+            .await;
+    }
+
+    /// Records where attempt `attempt` of task `id` stopped — its ending, or its release
+    /// back to the queue — forgets its handle, and tells the claimers and the event
+    /// watchers.
+    pub(super) async fn record_stop(
+        &self,
+        id: &TaskId,
+        attempt: u32,
+        settled: Settled,
+        logs: Vec<NewEvent>,
+    ) {
+        let released = matches!(settled, Settled::Released(_));
+        let written = match settled {
             Settled::Ended(ending) => {
                 let finish = Finish {
                     task: id.clone(),
-                    attempt: task.attempts,
-                    ending: ending.clone(),
-                    logs: unwritten,
+                    attempt,
+                    ending,
+                    logs,
                 };
                 self.endings
                     .call(finish)
@@ -124,27 +139,26 @@ impl Tasks {
             Settled::Released(release) => {
                 self.db
                     .platform()
-                    .release_task(&id, &self.owner, release, &unwritten, now_ms())
+                    .release_task(id, &self.owner, &release, &logs, now_ms())
                     .await
             }
         };
         match written {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(task = %id, "the task's lease was lost before it ended; its new attempt records the result")
+                tracing::warn!(task = %id, "the task's lease was lost before it stopped; its new attempt records the result")
             }
             // The lease lapses and the sweep puts the task back in the queue.
-            Err(e) => tracing::error!(task = %id, "cannot record how the task ended: {e}"),
+            Err(e) => tracing::error!(task = %id, "cannot record where the task stopped: {e}"),
         }
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        match settled {
-            Settled::Released(_) => self.signals.wake(),
-            Settled::Ended(_) => {}
+            .remove(id);
+        if released {
+            self.signals.wake();
         }
-        self.signals.events(&id);
+        self.signals.events(id);
     }
 
     fn settle(

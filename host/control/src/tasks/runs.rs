@@ -9,13 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use omniforge_store::{
-    AgentId, Ending, Finish, JournalRow, NewTask, Release, StoreError, Submission, Task, TaskId,
-    TaskState, TaskTarget, TenantId, now_ms,
+    AgentId, Ending, JournalRow, NewTask, Release, StoreError, Submission, Task, TaskId, TaskState,
+    TaskTarget, TenantId, now_ms,
 };
 use omniforge_workflow::engine::{self, Journal, RunEnd, StepError, StepKey, StepRecord};
 use serde_json::value::RawValue;
 
 use super::run_host::RunHost;
+use super::runner::Settled;
 use super::{RunHandle, SubmitError, Tasks};
 use crate::agents::AgentSpec;
 use crate::input;
@@ -44,6 +45,8 @@ pub struct SubmitRun {
     pub idempotency: Option<(String, String)>,
     /// The run this one is a child of.
     pub parent: Option<TaskId>,
+    /// The A2A context it belongs to (runs started over A2A).
+    pub context: Option<String>,
 }
 
 impl Tasks {
@@ -74,6 +77,7 @@ impl Tasks {
                 agent_version: agent.version,
             },
             parent_id: run.parent,
+            context_id: run.context,
             input: String::from(run.input.get()),
             priority: run.priority,
             not_before_ms: None,
@@ -86,52 +90,24 @@ impl Tasks {
 
     /// Runs a claimed agent run until it ends or waits, and records which.
     pub(super) async fn run_agent(&self, task: Task, handle: Arc<RunHandle>) {
-        let id = task.id.clone();
         let settled = match self.drive(&task, &handle).await {
             Ok(settled) => settled,
             Err(e) => {
-                tracing::warn!(task = %id, "the run stopped: {e}; it runs again");
+                tracing::warn!(task = %task.id, "the run stopped: {e}; it runs again");
                 Settled::Released(release(HOST_RETRY, format!("the run stopped: {e}"), vec![]))
             }
         };
+        // A released run waits on purpose (a retry backoff, a child run) rather than for
+        // a free slot: a local timer offers it back on time.
         let wake_at = match &settled {
-            Settled::Released(r) => Some(r.not_before_ms),
+            Settled::Released(release) => Some(release.not_before_ms),
             Settled::Ended(_) => None,
         };
-        let written = match settled {
-            Settled::Ended(ending) => {
-                let finish = Finish {
-                    task: id.clone(),
-                    attempt: task.attempts,
-                    ending,
-                    logs: Vec::new(),
-                };
-                self.endings
-                    .call(finish)
-                    .await
-                    .unwrap_or_else(|| Err(super::uncommitted()))
-            }
-            Settled::Released(release) => {
-                self.db
-                    .platform()
-                    .release_task(&id, &self.owner, &release, &[], now_ms())
-                    .await
-            }
-        };
-        match written {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(task = %id, "the run's lease was lost before it stopped"),
-            Err(e) => tracing::error!(task = %id, "cannot record where the run stopped: {e}"),
-        }
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.record_stop(&task.id, task.attempts, settled, Vec::new())
+            .await;
         if let Some(at) = wake_at {
-            self.wake_at(id.clone(), at);
+            self.wake_at(task.id.clone(), at);
         }
-        self.signals.wake();
-        self.signals.events(&id);
     }
 
     /// Offers `task` to this process's claimer at `at_ms` (another replica's sweep would
@@ -270,12 +246,6 @@ pub(super) fn system_audit(task: &Task) -> omniforge_store::AuditContext {
         actor_tenant: None,
         request_id: task.request_id.clone(),
     }
-}
-
-/// How a run stopped, for the queue.
-enum Settled {
-    Ended(Ending),
-    Released(Release),
 }
 
 fn release(after: Duration, reason: String, children: Vec<TaskId>) -> Release {

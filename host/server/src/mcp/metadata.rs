@@ -37,24 +37,12 @@ pub struct ResourceMetadata {
     pub resource_documentation: String,
 }
 
-/// The URL clients reach this server at: `http.public_url`, else `http://` and the request's
-/// `Host` (quoted into headers only after checking it is a plain host name).
+/// The URL clients reach this server at ([`crate::app::App::base_url`]).
 pub(crate) fn base_url(request: &Request) -> String {
-    let app = request.extensions().get::<AppState>();
-    if let Some(url) = app.and_then(|app| app.config.http.public_url.as_deref()) {
-        return url.trim_end_matches('/').to_owned();
+    match request.extensions().get::<AppState>() {
+        Some(app) => app.base_url(request.headers()),
+        None => String::from("http://localhost"),
     }
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        })
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }
 
 /// Adds the challenge naming the metadata document to a 401.

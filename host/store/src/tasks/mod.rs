@@ -129,6 +129,8 @@ pub struct Task {
     pub target: TaskTarget,
     /// The run this one is a child run of (an `agent` step's).
     pub parent_id: Option<TaskId>,
+    /// The A2A context it belongs to (runs started over A2A).
+    pub context_id: Option<String>,
     /// The input, JSON.
     pub input: Box<RawValue>,
     /// Its state.
@@ -164,7 +166,7 @@ pub struct Task {
 }
 
 pub(crate) const TASK_COLUMNS: &str = "id, tenant_id, skill, requirement, version, agent_id, \
-     agent_version, parent_id, input, state, \
+     agent_version, parent_id, context_id, input, state, \
      priority, not_before_ms, attempts, retry_of, cancel_requested, output, error, usage, \
      last_seq, created_by, request_id, created_at_ms, started_at_ms, finished_at_ms";
 
@@ -178,6 +180,7 @@ pub(crate) struct TaskRow {
     agent_id: Option<String>,
     agent_version: Option<i64>,
     parent_id: Option<String>,
+    context_id: Option<String>,
     input: String,
     state: String,
     priority: i32,
@@ -221,6 +224,7 @@ impl TryFrom<TaskRow> for Task {
         Ok(Task {
             target,
             parent_id: row.parent_id.map(TaskId::from),
+            context_id: row.context_id,
             input: json("input", row.input)?,
             state: row.state.parse().map_err(|e| corrupt("state", e))?,
             output: row.output.map(|o| json("output", o)).transpose()?,

@@ -12,7 +12,7 @@ use crate::records::{new_id, now_ms};
 use crate::tasks::{EventKind, TASK_COLUMNS, Task, TaskRow, TaskState, TaskTarget};
 use crate::tenant::TenantStore;
 
-/// Tasks per insert statement: 17 parameters a row stays far below both engines' limits.
+/// Tasks per insert statement: 18 parameters a row stays far below both engines' limits.
 const QUEUE_CHUNK: usize = 500;
 
 /// One row [`queue_new!`] inserts.
@@ -33,7 +33,7 @@ macro_rules! queue_new {
         let now: i64 = $now;
         let mut tasks = sqlx::QueryBuilder::new(
             "INSERT INTO tasks (id, tenant_id, skill, requirement, version, agent_id, \
-             agent_version, parent_id, input, state, priority, not_before_ms, retry_of, \
+             agent_version, parent_id, context_id, input, state, priority, not_before_ms, retry_of, \
              created_by, request_id, created_at_ms, last_seq) ",
         );
         tasks.push_values(new, |mut row, q| {
@@ -62,6 +62,7 @@ macro_rules! queue_new {
                 .push_bind(agent)
                 .push_bind(agent_version)
                 .push_bind(q.task.parent_id.as_ref().map(TaskId::as_str))
+                .push_bind(q.task.context_id.as_deref())
                 .push_bind(&q.task.input)
                 .push_bind("submitted")
                 .push_bind(q.task.priority)
@@ -114,6 +115,8 @@ pub struct NewTask {
     pub target: TaskTarget,
     /// The run it is a child run of.
     pub parent_id: Option<TaskId>,
+    /// The A2A context it belongs to.
+    pub context_id: Option<String>,
     /// The input, JSON text.
     pub input: String,
     /// Higher runs first among the tenant's queued tasks.
@@ -326,6 +329,7 @@ fn stored(tenant: &TenantId, id: String, task: NewTask, now: i64) -> Result<Task
         not_before_ms: task.not_before_ms.unwrap_or(now),
         target: task.target,
         parent_id: task.parent_id,
+        context_id: task.context_id,
         input: RawValue::from_string(task.input)
             .map_err(|e| StoreError::Invalid(format!("task input: {e}")))?,
         state: TaskState::Submitted,

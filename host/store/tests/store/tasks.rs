@@ -20,6 +20,7 @@ fn hello() -> NewTask {
             version: "1.0.0".parse().unwrap(),
         },
         parent_id: None,
+        context_id: None,
         input: "{}".into(),
         priority: 0,
         not_before_ms: None,

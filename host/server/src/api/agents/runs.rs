@@ -78,6 +78,7 @@ pub async fn start(
                 request_id,
                 idempotency,
                 parent: None,
+                context: None,
             },
         )
         .await;

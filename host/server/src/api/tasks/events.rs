@@ -1,39 +1,28 @@
 //! `GET /api/v1/tasks/{id}/events`: a task's events, as a JSON page or, with `Accept:
 //! text/event-stream`, as Server-Sent Events that follow the task until it ends.
 //!
-//! The stream reads the database, never memory: it sends what is stored after the client's
-//! `Last-Event-ID` (or `after`), then waits for a signal that the task has new events (from
-//! this process, or from another replica over PostgreSQL's `NOTIFY`), or a second, and
-//! reads again. So a client that reconnects with the last id it saw gets exactly what it
-//! missed, whichever replica it reaches. A stream authenticates its request again every
-//! `tasks.stream_recheck_ms` and ends when the credentials no longer hold.
+//! The stream sends what is stored after the client's `Last-Event-ID` (or `after`) and
+//! follows the task from the database (`api::tasks::follow`), so a client that reconnects
+//! with the last id it saw gets exactly what it missed, whichever replica it reaches.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{Extensions, HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use omniforge_store::{EventKind, TaskEvent, TaskId, TaskState, TenantId};
+use omniforge_store::TaskEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::{broadcast, mpsc};
 use utoipa::{IntoParams, ToSchema};
 
+use super::follow::{READ_PAGE, Reader, follow, is_last};
 use super::task_id;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::auth::rbac::Permission;
 use crate::error::{ApiError, ApiJson};
-use crate::slots::still_allowed;
-
-/// Events read from the database at once.
-const READ_PAGE: u32 = 500;
-
-/// How long a stream waits for a signal before it reads again anyway.
-const REREAD: Duration = Duration::from_secs(1);
 
 /// Which events.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -165,124 +154,23 @@ pub async fn events(
             Duration::from_secs(1),
         )
     })?;
-    let (sender, receiver) = mpsc::channel(64);
-    let follower = Follower {
+    let reader = Reader {
         tenant: principal.tenant,
         headers,
         peer: extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip()),
-        follow: app.tasks.signals().follow_events(),
-        sender,
     };
-    tokio::spawn(async move {
-        follower.follow(app, id, after, first).await;
-        // The stream's place is taken until its follower ends.
-        drop(slot);
-    });
+    let receiver = follow(app, reader, slot, id, after, Some(first));
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver
-            .recv()
-            .await
-            .map(|event| (Ok::<_, Infallible>(event), receiver))
+        let event = receiver.recv().await?;
+        let sse = Event::default()
+            .id(event.seq.to_string())
+            .event(event.kind.as_str())
+            .data(event.data.get());
+        Some((Ok::<_, Infallible>(sse), receiver))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
-}
-
-/// Whether `event` is a task's last: the state event that ends it.
-fn is_last(event: &TaskEvent) -> bool {
-    #[derive(Deserialize)]
-    struct StateData {
-        state: TaskState,
-    }
-    event.kind == EventKind::State
-        && serde_json::from_str::<StateData>(event.data.get()).is_ok_and(|d| d.state.is_terminal())
-}
-
-/// What a stream needs to follow its task.
-struct Follower {
-    tenant: TenantId,
-    /// The request's headers and address, authenticated again now and then.
-    headers: HeaderMap,
-    peer: Option<IpAddr>,
-    follow: broadcast::Receiver<TaskId>,
-    sender: mpsc::Sender<Event>,
-}
-
-impl Follower {
-    /// Sends the task's events after `after` (starting with `events`, already read) until
-    /// the task's last one, the client leaving, the task being deleted, the credentials no
-    /// longer holding, or the server stopping.
-    async fn follow(
-        mut self,
-        app: AppState,
-        id: TaskId,
-        mut after: i64,
-        mut events: Vec<TaskEvent>,
-    ) {
-        let store = app.db.tenant(&self.tenant);
-        let every = Duration::from_millis(app.config.tasks.stream_recheck_ms);
-        let mut recheck = tokio::time::Instant::now() + every;
-        loop {
-            let full = events.len() == READ_PAGE as usize;
-            for event in events.drain(..) {
-                let last = is_last(&event);
-                after = event.seq;
-                let sse = Event::default()
-                    .id(event.seq.to_string())
-                    .event(event.kind.as_str())
-                    .data(event.data.get());
-                if self.sender.send(sse).await.is_err() || last {
-                    return;
-                }
-            }
-            if !full {
-                tokio::select! {
-                    () = signalled(&mut self.follow, &id) => {}
-                    () = tokio::time::sleep(REREAD) => {}
-                    () = tokio::time::sleep_until(recheck) => {}
-                    () = self.sender.closed() => return,
-                    () = app.stopping.cancelled() => return,
-                }
-            }
-            // Checked between reads, so that a task writing pages without pause is no way
-            // around it.
-            if tokio::time::Instant::now() >= recheck {
-                let allowed = still_allowed(
-                    &app,
-                    &self.headers,
-                    self.peer,
-                    &self.tenant,
-                    Permission::TaskRead,
-                )
-                .await;
-                if !allowed {
-                    return;
-                }
-                recheck = tokio::time::Instant::now() + every;
-            }
-            events = match store.task_events(&id, after, READ_PAGE).await {
-                Ok(Some(events)) => events,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(task = %id, "cannot read task events for a stream: {e}");
-                    Vec::new()
-                }
-            };
-        }
-    }
-}
-
-/// Completes when `id` is signalled to have new events (or signals were missed).
-async fn signalled(follow: &mut broadcast::Receiver<TaskId>, id: &TaskId) {
-    loop {
-        match follow.recv().await {
-            Ok(task) if task == *id => return,
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-        }
-    }
 }

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod create;
 pub mod events;
+pub(crate) mod follow;
 pub mod list;
 pub mod metrics;
 
@@ -103,6 +104,9 @@ pub struct TaskView {
     /// The run this one is a child run of (an `agent` step's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// The A2A context it belongs to (runs started over A2A).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
     /// Its input.
     #[schema(value_type = Object)]
     pub input: Box<RawValue>,
@@ -172,6 +176,7 @@ impl From<Task> for TaskView {
             agent_id,
             agent_version,
             parent_id: task.parent_id.map(|id| id.to_string()),
+            context_id: task.context_id,
             input: task.input,
             output: task.output,
             error: task.error,

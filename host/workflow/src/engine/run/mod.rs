@@ -281,19 +281,26 @@ impl<H: Host> Run<'_, H> {
             .compiled(&s.id)
             .map(|c| c.conditions.as_slice())
             .unwrap_or_default();
-        for (case, condition) in s.cases.iter().zip(conditions) {
-            match self.with_variables(at, |variables| condition.evaluate(variables)) {
-                Ok(Value::Bool(true)) => return self.step(&case.step, at).await,
-                Ok(Value::Bool(false)) => {}
-                Ok(other) => {
-                    return Err(fail(StepError::expression(format!(
-                        "{}: gave {}, not a boolean",
-                        condition.source(),
-                        type_name(&other)
-                    ))));
+        // The steps are gathered once for all the cases: they cannot change in between.
+        let chosen = self.with_variables(at, |variables| {
+            for (case, condition) in s.cases.iter().zip(conditions) {
+                match condition.evaluate(variables) {
+                    Ok(Value::Bool(true)) => return Ok(Some(case)),
+                    Ok(Value::Bool(false)) => {}
+                    Ok(other) => {
+                        return Err(format!(
+                            "{}: gave {}, not a boolean",
+                            condition.source(),
+                            type_name(&other)
+                        ));
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(fail(StepError::expression(e))),
             }
+            Ok(None)
+        });
+        if let Some(case) = chosen.map_err(|e| fail(StepError::expression(e)))? {
+            return self.step(&case.step, at).await;
         }
         match &s.default {
             Some(default) => self.step(default, at).await,
