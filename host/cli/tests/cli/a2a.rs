@@ -1,6 +1,6 @@
-//! A2A v1.0 against the real binary with the official Python SDK (`a2a_client.py`): cards
-//! (public and private), `SendMessage` blocking and returning at once, data and text
-//! input, text-only output, `SendStreamingMessage` from submitted to the output artifact,
+//! A2A v1.0 against the real binary, on SQLite and PostgreSQL, with the official Python SDK
+//! (`a2a_client.py`): cards (public and private), `SendMessage` blocking and returning at
+//! once, data and text input, text-only output, `SendStreamingMessage` from submitted to the output artifact,
 //! `GetTask`, `SubscribeToTask` with a cancel while it streams, `CancelTask` of an ended
 //! task, a message sent twice, invalid input; and, over plain HTTP, JSON-RPC envelope
 //! errors, the protocol version header, another tenant's and a narrow key's refusals.
@@ -73,15 +73,27 @@ fn sent_task(result: &Value) -> &Value {
 }
 
 #[test]
-fn agents_answer_the_official_a2a_client() {
-    if !python_package("a2a.client", INSTALL) {
-        return;
+fn agents_answer_the_official_a2a_client_on_sqlite() {
+    if python_package("a2a.client", INSTALL) {
+        agents_answer(&Backend::Sqlite);
     }
+}
+
+#[test]
+fn agents_answer_the_official_a2a_client_on_postgres() {
+    if python_package("a2a.client", INSTALL)
+        && let Some(backend) = Backend::postgres()
+    {
+        agents_answer(&backend);
+    }
+}
+
+fn agents_answer(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, cli) = start(dir.path(), &Backend::Sqlite, &[]);
+    let (_server, cli) = start(dir.path(), backend, &[]);
     cli.publish_wasm(&cli.key, "acme/hello", programs::HELLO, "", "");
     cli.publish_wasm(&cli.key, "acme/sleeper", programs::SLEEPER, "", "");
-    let other_key = bootstrap_env(dir.path(), "globex", "gus@globex.test", &[]);
+    let other_key = bootstrap_env(dir.path(), "globex", "gus@globex.test", &backend.envs());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let api = Api::new(&cli.url, &cli.key);
     let greeter = format!("{}/a2a/acme/greeter", cli.url);
