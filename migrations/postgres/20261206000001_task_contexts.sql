@@ -1,6 +1,6 @@
 -- A2A contexts (PostgreSQL). Kept in step with ../sqlite/20261206000001_task_contexts.sql.
 --
 -- A run started over A2A belongs to a context: the one its message named, or a new one.
--- GetTask and every stream answer with it, and ListTasks filters by it.
+-- GetTask and every stream answer with it. (No index: nothing looks runs up by context
+-- yet; A2A's ListTasks, which would, is not offered.)
 ALTER TABLE tasks ADD COLUMN context_id TEXT;
-CREATE INDEX tasks_by_context ON tasks (tenant_id, context_id, created_at_ms, id) WHERE context_id IS NOT NULL;

@@ -340,15 +340,30 @@ fn agents_answer(backend: &Backend) {
             .call("POST", path, Some(rpc("GetTask", json!({"id": 5}))), &[])
             .await;
         assert_eq!(reply.body["error"]["code"], -32602, "{}", reply.body);
-        for method in ["CreateTaskPushNotificationConfig", "GetExtendedAgentCard"] {
+        for (method, code) in [
+            ("CreateTaskPushNotificationConfig", -32003),
+            ("GetExtendedAgentCard", -32007),
+            ("ListTasks", -32004),
+        ] {
             let reply = api.call("POST", path, Some(rpc(method, json!({}))), &[]).await;
-            assert!(reply.body["error"]["code"].is_i64(), "{method}: {}", reply.body);
+            assert_eq!(reply.body["error"]["code"], code, "{method}: {}", reply.body);
         }
+        // A message id that is not plain text is refused before anything is stored.
+        let odd = rpc(
+            "SendMessage",
+            json!({"message": {"messageId": "two words", "role": "ROLE_USER",
+                               "parts": [{"data": {"name": "Eve"}}]}}),
+        );
+        let reply = api.call("POST", path, Some(odd), &[]).await;
+        assert_eq!(reply.body["error"]["code"], -32602, "{}", reply.body);
+        // Without credentials, JSON-RPC is refused even for a public agent.
         let raw = reqwest::Client::new();
-        let url = format!("{}{path}", cli.url);
-        let unauthenticated = raw.post(&url).json(&get).send().await.unwrap();
-        assert_eq!(unauthenticated.status(), 401);
-        assert!(unauthenticated.headers().contains_key("www-authenticate"));
+        for agent in ["greeter", "open-greeter"] {
+            let url = format!("{}/a2a/acme/{agent}", cli.url);
+            let unauthenticated = raw.post(&url).json(&get).send().await.unwrap();
+            assert_eq!(unauthenticated.status(), 401, "{agent}");
+            assert!(unauthenticated.headers().contains_key("www-authenticate"));
+        }
 
         // Another tenant: the agent is not there, card or JSON-RPC; nor is a missing one.
         let other = Api::new(&cli.url, &other_key);
@@ -386,5 +401,26 @@ fn agents_answer(backend: &Backend) {
         assert_eq!(reply.status, 403, "{}", reply.body);
         assert_eq!(reply.body["permission"], "task:write");
         assert_eq!(reader.call("GET", &card, None, &[]).await.status, 200);
+
+        // A deleted agent is gone over A2A too: card and JSON-RPC.
+        let open_path = "/a2a/acme/open-greeter";
+        let listed = api.expect("GET", "/api/v1/agents?limit=10", None, 200).await;
+        let open_id = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "open-greeter")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        api.expect("DELETE", &format!("/api/v1/agents/{open_id}"), None, 204)
+            .await;
+        let reply = api
+            .call("POST", open_path, Some(rpc("GetTask", json!({"id": "tsk_0"}))), &[])
+            .await;
+        assert_eq!(reply.status, 404, "{}", reply.body);
+        let open_card = format!("{}{open_path}/.well-known/agent-card.json", cli.url);
+        assert_eq!(raw.get(&open_card).send().await.unwrap().status(), 401);
     });
 }

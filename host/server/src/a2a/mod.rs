@@ -16,6 +16,7 @@
 
 mod card;
 mod rpc;
+mod send;
 mod stream;
 mod wire;
 

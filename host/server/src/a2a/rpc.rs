@@ -18,16 +18,14 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use omniforge_control::tasks::{SubmitError, SubmitRun};
-use omniforge_store::{Canceled, StoreError, Submission, Task, TaskId, TaskTarget};
+use omniforge_store::{Canceled, StoreError, Task, TaskId, TaskTarget};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use super::wire::{OutputMode, input_of, wire_task};
+use super::send::start;
+use super::wire::{OutputMode, wire_task};
 use super::{Endpoint, find, stream};
-use crate::api::tasks::create::canonical;
-use crate::api::tasks::follow::signalled;
+use crate::api::tasks::follow::{REREAD, signalled};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::rbac::Permission;
@@ -39,12 +37,6 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
 /// How long `CancelTask` waits for a running run to stop before answering.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a wait goes without a signal before it reads the task again anyway.
-const REREAD: Duration = Duration::from_secs(1);
-
-/// The longest message or context id taken (they become idempotency keys and columns).
-const MAX_ID: usize = 200;
 
 /// Why a request was not answered with a result: an A2A error inside the JSON-RPC answer,
 /// or a refusal of the HTTP request itself (no such agent, a permission, a full queue).
@@ -118,12 +110,12 @@ pub(super) async fn handle(
         Ok(_) => return ApiError::not_found("agent").into_response(),
         Err(error) => return error.into_response(),
     };
-    let Some(permission) = permission_of(&method) else {
+    let Some(permissions) = permissions_of(&method) else {
         return rpc_error(id, &A2AError::method_not_found(&method));
     };
-    if !principal.can(permission) {
-        return ApiError::forbidden(format!("{method} needs the {permission} permission"))
-            .with("permission", permission.as_str())
+    if let Some(missing) = permissions.iter().find(|p| !principal.can(**p)) {
+        return ApiError::forbidden(format!("{method} needs the {missing} permission"))
+            .with("permission", missing.as_str())
             .into_response();
     }
     let timeout = Duration::from_millis(app.config.http.request_timeout_ms);
@@ -156,7 +148,11 @@ pub(super) async fn handle(
         )
         .into()),
         methods::GET_EXTENDED_AGENT_CARD => Err(A2AError::extended_card_not_configured().into()),
-        _ => Err(A2AError::push_notification_not_supported().into()),
+        methods::CREATE_PUSH_CONFIG
+        | methods::GET_PUSH_CONFIG
+        | methods::LIST_PUSH_CONFIGS
+        | methods::DELETE_PUSH_CONFIG => Err(A2AError::push_notification_not_supported().into()),
+        _ => Err(A2AError::method_not_found(&method).into()),
     };
     match answered {
         Ok(Answer::Result(result)) => Json(JsonRpcResponse::success(id, result)).into_response(),
@@ -185,12 +181,17 @@ fn envelope(body: &[u8]) -> Result<(JsonRpcId, String, Value), (JsonRpcId, A2AEr
     let id = match request.remove("id") {
         Some(Value::String(id)) => JsonRpcId::String(id),
         Some(Value::Number(n)) if n.is_i64() => JsonRpcId::Number(n.as_i64().unwrap_or(0)),
-        _ => {
+        Some(Value::Null) => JsonRpcId::Null,
+        Some(_) => {
             return Err((
                 JsonRpcId::Null,
-                A2AError::invalid_request(
-                    "id: a string or an integer (notifications are not taken)",
-                ),
+                A2AError::invalid_request("id: a string, an integer or null"),
+            ));
+        }
+        None => {
+            return Err((
+                JsonRpcId::Null,
+                A2AError::invalid_request("id: required (notifications are not answered)"),
             ));
         }
     };
@@ -208,17 +209,17 @@ fn envelope(body: &[u8]) -> Result<(JsonRpcId, String, Value), (JsonRpcId, A2AEr
     Ok((id, method, params))
 }
 
-/// The permission a method needs (`None`: no such method).
-fn permission_of(method: &str) -> Option<Permission> {
+/// The permissions a method needs (`None`: no such method). A streaming send reads what it
+/// writes, and its stream rechecks `task:read`.
+fn permissions_of(method: &str) -> Option<&'static [Permission]> {
     if !methods::is_valid(method) {
         return None;
     }
     Some(match method {
-        methods::SEND_MESSAGE | methods::SEND_STREAMING_MESSAGE | methods::CANCEL_TASK => {
-            Permission::TaskWrite
-        }
-        methods::GET_EXTENDED_AGENT_CARD => Permission::AgentRead,
-        _ => Permission::TaskRead,
+        methods::SEND_STREAMING_MESSAGE => &[Permission::TaskWrite, Permission::TaskRead],
+        methods::SEND_MESSAGE | methods::CANCEL_TASK => &[Permission::TaskWrite],
+        methods::GET_EXTENDED_AGENT_CARD => &[Permission::AgentRead],
+        _ => &[Permission::TaskRead],
     })
 }
 
@@ -252,8 +253,11 @@ async fn send_streaming(call: &Call, id: JsonRpcId, params: Value) -> Result<Res
     if !call.endpoint.spec.card.streaming {
         return Err(A2AError::unsupported_operation("this agent does not stream").into());
     }
+    // The stream's place first: a run started for a stream that is then refused would
+    // run unwatched.
+    let slot = stream::admit(call)?;
     let (task, mode) = start(call, &request).await?;
-    stream::open(call, id, task, mode)
+    Ok(stream::open(call, id, task, mode, slot))
 }
 
 async fn subscribe(call: &Call, id: JsonRpcId, params: Value) -> Result<Response, Refusal> {
@@ -269,7 +273,8 @@ async fn subscribe(call: &Call, id: JsonRpcId, params: Value) -> Result<Response
         ))
         .into());
     }
-    stream::open(call, id, task, OutputMode::Data)
+    let slot = stream::admit(call)?;
+    Ok(stream::open(call, id, task, OutputMode::Data, slot))
 }
 
 async fn get_task(call: &Call, params: Value) -> Result<Value, Refusal> {
@@ -308,98 +313,9 @@ async fn cancel_task(call: &Call, params: Value) -> Result<Value, Refusal> {
     to_value(&wire_task(&task, OutputMode::Data))
 }
 
-/// Starts the run a message asks for, or finds the one an earlier delivery of the same
-/// message started (the message id is the idempotency key).
-async fn start(call: &Call, request: &SendMessageRequest) -> Result<(Task, OutputMode), Refusal> {
-    let message = &request.message;
-    if let Some(task) = message.task_id.as_deref().filter(|t| !t.is_empty()) {
-        let task = run_of(call, task).await?;
-        let why = if task.state.is_terminal() {
-            format!(
-                "task {} has ended ({}); send a message without taskId to start a new run",
-                task.id, task.state
-            )
-        } else {
-            format!("task {} takes no further input while it runs", task.id)
-        };
-        return Err(A2AError::unsupported_operation(why).into());
-    }
-    let configuration = request.configuration.as_ref();
-    if configuration.is_some_and(|c| c.task_push_notification_config.is_some()) {
-        return Err(A2AError::push_notification_not_supported().into());
-    }
-    let mode =
-        OutputMode::accepted(configuration.and_then(|c| c.accepted_output_modes.as_deref()))?;
-    if message.message_id.is_empty() || message.message_id.len() > MAX_ID {
-        return Err(A2AError::invalid_params(format!(
-            "message.messageId: 1 to {MAX_ID} characters"
-        ))
-        .into());
-    }
-    let context = message.context_id.as_deref().filter(|c| !c.is_empty());
-    if context.is_some_and(|c| c.len() > MAX_ID) {
-        return Err(A2AError::invalid_params(format!(
-            "message.contextId: at most {MAX_ID} characters"
-        ))
-        .into());
-    }
-    let input = input_of(message)?;
-    // What the client sent, not what the server adds: a retry of the message matches.
-    let fingerprint = canonical(&json!({
-        "agent": call.endpoint.agent.id.as_str(),
-        "context": context,
-        "input": serde_json::from_str::<Value>(input.get()).unwrap_or_default(),
-    }));
-    let digest = hex::encode(Sha256::digest(fingerprint.as_bytes()));
-    let submission = call
-        .app
-        .tasks
-        .submit_run(
-            &call.principal.tenant,
-            SubmitRun {
-                agent: call.endpoint.agent.id.clone(),
-                input,
-                priority: 0,
-                created_by: call.principal.actor(),
-                request_id: call.request_id.clone(),
-                idempotency: Some((format!("a2a:{}", message.message_id), digest)),
-                parent: None,
-                context: Some(context.map_or_else(a2a::new_context_id, str::to_owned)),
-            },
-        )
-        .await;
-    let task = match submission {
-        Ok(Submission::Created(task) | Submission::Replayed(task)) => task,
-        Ok(Submission::KeyReused) => {
-            return Err(A2AError::invalid_params(format!(
-                "message {} was sent before with other content; give a new message a new messageId",
-                message.message_id
-            ))
-            .into());
-        }
-        Ok(Submission::QueueFull { max_queued }) => {
-            return Err(ApiError::too_many_requests(
-                format!("the tenant already has {max_queued} tasks queued (max_queued_tasks)"),
-                "max_queued_tasks",
-                Duration::from_secs(5),
-            )
-            .into());
-        }
-        Err(SubmitError::InvalidInput(error)) => {
-            return Err(A2AError::invalid_params(format!("input: {}", error.message)).into());
-        }
-        Err(SubmitError::NoAgent) => return Err(ApiError::not_found("agent").into()),
-        Err(SubmitError::Store(error)) => return Err(error.into()),
-        Err(SubmitError::Resolve(error)) => {
-            return Err(A2AError::internal(format!("the run cannot start: {error}")).into());
-        }
-    };
-    Ok((task, mode))
-}
-
 /// The run `id` of the endpoint's agent, or task-not-found (another agent's runs and
 /// other tenants' tasks included).
-async fn run_of(call: &Call, id: &str) -> Result<Task, Refusal> {
+pub(super) async fn run_of(call: &Call, id: &str) -> Result<Task, Refusal> {
     let not_found = || A2AError::task_not_found(id);
     let id = crate::api::tasks::task_id(id).map_err(|_| not_found())?;
     let task = call

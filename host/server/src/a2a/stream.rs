@@ -17,34 +17,34 @@ use omniforge_store::Task;
 
 use super::rpc::{Call, Refusal};
 use super::wire::{EventMapper, OutputMode, wire_task};
-use crate::api::tasks::follow::{Reader, follow};
-use crate::error::ApiError;
+use crate::api::tasks::follow::{self, Reader, follow};
+use crate::slots::StreamSlot;
 
-/// The stream of `task` for the request `id`.
+/// How often an idle stream sends a comment: under the 5 s read timeout HTTP clients such
+/// as the Python SDK's default to, so a long step does not look like a dead connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
+
+/// A place for one more stream of the caller's tenant, taken before anything is started for
+/// the stream.
+pub(super) fn admit(call: &Call) -> Result<StreamSlot, Refusal> {
+    Ok(follow::admit(&call.app, &call.principal.tenant)?)
+}
+
+/// The stream of `task` for the request `id`, holding `slot` while it is open.
 pub(super) fn open(
     call: &Call,
     id: JsonRpcId,
     task: Task,
     mode: OutputMode,
-) -> Result<Response, Refusal> {
-    let tenant = &call.principal.tenant;
-    let slot = call.app.task_streams.admit(tenant).ok_or_else(|| {
-        ApiError::too_many_requests(
-            format!(
-                "this tenant already holds {} task event streams open on this server",
-                call.app.task_streams.per_tenant()
-            ),
-            "task_streams",
-            Duration::from_secs(1),
-        )
-    })?;
+    slot: StreamSlot,
+) -> Response {
     let first = answer(&id, None, &StreamResponse::Task(wire_task(&task, mode)));
     if task.state.is_terminal() {
         let once = futures_util::stream::iter([Ok::<_, Infallible>(first)]);
-        return Ok(Sse::new(once).into_response());
+        return Sse::new(once).into_response();
     }
     let reader = Reader {
-        tenant: tenant.clone(),
+        tenant: call.principal.tenant.clone(),
         headers: call.headers.clone(),
         peer: call.peer,
     };
@@ -68,9 +68,9 @@ pub(super) fn open(
         std::future::ready(sse)
     });
     let stream = futures_util::stream::iter([Ok(first)]).chain(rest);
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response()
 }
 
 /// One stream response as the SSE event that carries it.

@@ -114,7 +114,7 @@ pub(crate) fn wire_task(task: &Task, mode: OutputMode) -> WireTask {
         .error
         .as_ref()
         .filter(|_| task.state.is_terminal())
-        .map(|problem| problem_message(task.id.as_str(), &context, problem, "ended"));
+        .map(|problem| problem_message(task.id.as_str(), &context, problem));
     let artifacts = task
         .output
         .as_ref()
@@ -176,7 +176,7 @@ fn output_artifact(output: Value, mode: OutputMode) -> Artifact {
 
 /// The agent's message saying why a run failed or was canceled: the problem's detail as
 /// text, and the problem document itself as data.
-fn problem_message(task: &str, context: &str, problem: &Value, id_suffix: &str) -> Message {
+fn problem_message(task: &str, context: &str, problem: &Value) -> Message {
     let detail = problem
         .get("detail")
         .and_then(Value::as_str)
@@ -185,7 +185,7 @@ fn problem_message(task: &str, context: &str, problem: &Value, id_suffix: &str) 
     agent_message(
         task,
         context,
-        format!("{task}-{id_suffix}"),
+        format!("{task}-ended"),
         vec![
             Part::text(detail),
             Part::data(problem.clone()).with_media_type(JSON),
@@ -238,9 +238,9 @@ impl EventMapper {
                     .and_then(Value::as_str)
                     .and_then(|s| s.parse().ok())?;
                 let message = if state.is_terminal() {
-                    self.problem.take().map(|problem| {
-                        problem_message(&self.task, &self.context, &problem, "ended")
-                    })
+                    self.problem
+                        .take()
+                        .map(|problem| problem_message(&self.task, &self.context, &problem))
                 } else {
                     data.get("reason").and_then(Value::as_str).map(|reason| {
                         let id = format!("{}-{}", self.task, event.seq);

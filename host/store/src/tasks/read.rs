@@ -33,8 +33,6 @@ pub struct TaskFilter {
     pub skill: Option<SkillName>,
     /// Only runs of this agent.
     pub agent: Option<AgentId>,
-    /// Only runs in this A2A context.
-    pub context: Option<String>,
     /// Only tasks submitted after this time, unix ms.
     pub created_after_ms: Option<i64>,
     /// Only tasks submitted before this time, unix ms.
@@ -179,7 +177,7 @@ impl TenantStore<'_> {
              AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR skill = $3) \
              AND ($4 IS NULL OR created_at_ms > $4) AND ($5 IS NULL OR created_at_ms < $5) \
              AND ($6 IS NULL OR {column} {beyond} $6 OR ({column} = $6 AND id {beyond} $7)) \
-             AND ($9 IS NULL OR agent_id = $9) AND ($10 IS NULL OR context_id = $10) \
+             AND ($9 IS NULL OR agent_id = $9) \
              ORDER BY {column} {direction}, id {direction} LIMIT $8"
         );
         let (key, id) = cursor.unzip();
@@ -194,7 +192,6 @@ impl TenantStore<'_> {
                 .bind(id)
                 .bind(page_size(filter.limit))
                 .bind(filter.agent.as_ref().map(AgentId::as_str))
-                .bind(filter.context.as_deref())
                 .fetch_all(pool)
                 .await?
         });

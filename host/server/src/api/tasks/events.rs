@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{Extensions, HeaderMap, header};
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::follow::{READ_PAGE, Reader, follow, is_last};
+use super::follow::{READ_PAGE, Reader, admit, follow, is_last};
 use super::task_id;
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -144,16 +143,7 @@ pub async fn events(
             return Ok(Sse::new(ended).into_response());
         }
     }
-    let slot = app.task_streams.admit(&principal.tenant).ok_or_else(|| {
-        ApiError::too_many_requests(
-            format!(
-                "this tenant already holds {} task event streams open on this server",
-                app.task_streams.per_tenant()
-            ),
-            "task_streams",
-            Duration::from_secs(1),
-        )
-    })?;
+    let slot = admit(&app, &principal.tenant)?;
     let reader = Reader {
         tenant: principal.tenant,
         headers,

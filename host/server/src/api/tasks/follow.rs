@@ -18,13 +18,15 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::app::AppState;
 use crate::auth::rbac::Permission;
+use crate::error::ApiError;
 use crate::slots::{StreamSlot, still_allowed};
 
 /// Events read from the database at once.
 pub(crate) const READ_PAGE: u32 = 500;
 
-/// How long a follower waits for a signal before it reads again anyway.
-const REREAD: Duration = Duration::from_secs(1);
+/// How long a follower (or any wait on a task) goes without a signal before it reads again
+/// anyway.
+pub(crate) const REREAD: Duration = Duration::from_secs(1);
 
 /// Who reads a stream: its tenant, and the request's headers and address, authenticated
 /// again now and then.
@@ -76,24 +78,29 @@ pub(crate) fn follow(
     receiver
 }
 
-/// Whether `event` is a task's last: the state event that ends it.
-pub(crate) fn is_last(event: &TaskEvent) -> bool {
-    ended_in(event).is_some()
+/// A place for one more stream of the tenant's tasks on this server, or the 429 that says
+/// it holds as many as `tasks.streams_per_tenant` allows.
+pub(crate) fn admit(app: &AppState, tenant: &TenantId) -> Result<StreamSlot, ApiError> {
+    app.task_streams.admit(tenant).ok_or_else(|| {
+        ApiError::too_many_requests(
+            format!(
+                "this tenant already holds {} task event streams open on this server",
+                app.task_streams.per_tenant()
+            ),
+            "task_streams",
+            Duration::from_secs(1),
+        )
+    })
 }
 
-/// The state `event` ended its task in, if it is the task's last.
-pub(crate) fn ended_in(event: &TaskEvent) -> Option<TaskState> {
+/// Whether `event` is a task's last: the state event that ends it.
+pub(crate) fn is_last(event: &TaskEvent) -> bool {
     #[derive(Deserialize)]
     struct StateData {
         state: TaskState,
     }
-    if event.kind != EventKind::State {
-        return None;
-    }
-    serde_json::from_str::<StateData>(event.data.get())
-        .ok()
-        .map(|d| d.state)
-        .filter(|state| state.is_terminal())
+    event.kind == EventKind::State
+        && serde_json::from_str::<StateData>(event.data.get()).is_ok_and(|d| d.state.is_terminal())
 }
 
 struct Follower {

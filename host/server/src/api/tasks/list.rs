@@ -110,7 +110,6 @@ pub async fn page(
         state,
         skill,
         agent,
-        context: None,
         created_after_ms: query.created_after_ms,
         created_before_ms: query.created_before_ms,
         sort,
