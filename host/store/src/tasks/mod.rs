@@ -14,6 +14,7 @@ mod queue;
 mod read;
 mod signals;
 mod steps;
+mod steps_pg;
 mod submit;
 
 use crate::records::text_enum;

@@ -118,6 +118,12 @@ impl Platform<'_> {
     ) -> Result<bool, StoreError> {
         let id = task.as_str();
         let events = i64::from(event.is_some());
+        if let Database::Postgres(pool) = self.db()
+            && let Some(written) =
+                super::steps_pg::write_at_once(pool, id, owner, write, event, now_ms).await?
+        {
+            return Ok(written);
+        }
         Ok(with_pool!(self.db(), |pool| {
             let mut tx = pool.begin_write().await?;
             // Taking the event's number checks the lease and locks the run's row.

@@ -4,6 +4,7 @@
 
 mod agents;
 mod common;
+mod journal;
 mod kv;
 mod migrations;
 mod repositories;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::common::{all, skill_name};
 
-fn hello() -> NewTask {
+pub(crate) fn hello() -> NewTask {
     NewTask {
         target: TaskTarget::Skill {
             skill: skill_name("acme/hello"),
@@ -30,7 +30,7 @@ fn hello() -> NewTask {
     }
 }
 
-async fn submit(db: &Database, tenant: &TenantId, task: NewTask) -> Task {
+pub(crate) async fn submit(db: &Database, tenant: &TenantId, task: NewTask) -> Task {
     match db
         .tenant(tenant)
         .submit_task(task, 100, None)
@@ -42,7 +42,7 @@ async fn submit(db: &Database, tenant: &TenantId, task: NewTask) -> Task {
     }
 }
 
-async fn claim(
+pub(crate) async fn claim(
     db: &Database,
     tenant: &TenantId,
     max_running: u32,
@@ -450,7 +450,7 @@ async fn batches_of_submissions_and_endings_commit_together_and_keep_each_answer
     }
 }
 
-async fn seqs(db: &Database, task: &Task) -> Vec<i64> {
+pub(crate) async fn seqs(db: &Database, task: &Task) -> Vec<i64> {
     let events = db
         .tenant(&task.tenant_id)
         .task_events(&task.id, 0, 100)
