@@ -92,6 +92,21 @@ pub enum StepWrite {
     },
 }
 
+/// What a new attempt does to a step's existing row: running again, with nothing left of
+/// the attempt before (one rule for both engines' writes).
+pub(crate) const RESTART: &str = "ON CONFLICT (task_id, step, item) DO UPDATE SET \
+     state = 'running', attempt = excluded.attempt, started_at_ms = excluded.started_at_ms, \
+     output = NULL, error = NULL, not_before_ms = NULL, child_id = NULL, finished_at_ms = NULL";
+
+/// The state a finished step's row takes: `succeeded` with an output, else `failed`.
+pub(crate) fn finished_state(output: Option<&str>) -> &'static str {
+    if output.is_some() {
+        "succeeded"
+    } else {
+        "failed"
+    }
+}
+
 impl Platform<'_> {
     /// The journal of run `task`.
     pub async fn journal(&self, task: &TaskId) -> Result<Vec<JournalRow>, StoreError> {
@@ -147,14 +162,10 @@ impl Platform<'_> {
                     attempt,
                     at_ms,
                 } => {
-                    sqlx::query(
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO task_steps (task_id, step, item, kind, state, attempt, \
-                         started_at_ms) VALUES ($1, $2, $3, $4, 'running', $5, $6) \
-                         ON CONFLICT (task_id, step, item) DO UPDATE SET state = 'running', \
-                         attempt = excluded.attempt, started_at_ms = excluded.started_at_ms, \
-                         output = NULL, error = NULL, not_before_ms = NULL, child_id = NULL, \
-                         finished_at_ms = NULL",
-                    )
+                         started_at_ms) VALUES ($1, $2, $3, $4, 'running', $5, $6) {RESTART}"
+                    )))
                     .bind(id)
                     .bind(step)
                     .bind(item)
@@ -204,11 +215,7 @@ impl Platform<'_> {
                     error,
                     at_ms,
                 } => {
-                    let state = if output.is_some() {
-                        "succeeded"
-                    } else {
-                        "failed"
-                    };
+                    let state = finished_state(output.as_deref());
                     sqlx::query(
                         "UPDATE task_steps SET state = $4, output = $5, error = $6, \
                          finished_at_ms = $7, not_before_ms = NULL \

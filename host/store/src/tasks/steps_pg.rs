@@ -10,7 +10,7 @@
 use sqlx::PgPool;
 
 use super::NewEvent;
-use super::steps::StepWrite;
+use super::steps::{RESTART, StepWrite, finished_state};
 use crate::error::StoreError;
 
 /// Checks the lease and numbers the event; every other part reads `lease`.
@@ -40,14 +40,10 @@ pub(crate) async fn write_at_once(
         format!("WITH {LEASE}, step AS ({step_sql}), {EVENT} SELECT last_seq FROM lease")
     };
     let sql = match write {
-        StepWrite::Started { .. } => query(
+        StepWrite::Started { .. } => query(&format!(
             "INSERT INTO task_steps (task_id, step, item, kind, state, attempt, \
-             started_at_ms) SELECT $1, $7, $8, $9, 'running', $10, $11 FROM lease \
-             ON CONFLICT (task_id, step, item) DO UPDATE SET state = 'running', \
-             attempt = excluded.attempt, started_at_ms = excluded.started_at_ms, \
-             output = NULL, error = NULL, not_before_ms = NULL, child_id = NULL, \
-             finished_at_ms = NULL",
-        ),
+             started_at_ms) SELECT $1, $7, $8, $9, 'running', $10, $11 FROM lease {RESTART}"
+        )),
         StepWrite::Finished { .. } => query(
             "UPDATE task_steps SET state = $9, output = $10, error = $11, \
              finished_at_ms = $12, not_before_ms = NULL \
@@ -81,20 +77,13 @@ pub(crate) async fn write_at_once(
             output,
             error,
             at_ms,
-        } => {
-            let state = if output.is_some() {
-                "succeeded"
-            } else {
-                "failed"
-            };
-            statement
-                .bind(step)
-                .bind(item)
-                .bind(state)
-                .bind(output)
-                .bind(error)
-                .bind(*at_ms)
-        }
+        } => statement
+            .bind(step)
+            .bind(item)
+            .bind(finished_state(output.as_deref()))
+            .bind(output)
+            .bind(error)
+            .bind(*at_ms),
         _ => return Ok(None),
     };
     Ok(Some(statement.fetch_optional(pool).await?.is_some()))
