@@ -1,6 +1,7 @@
 //! An agent definition as a request body: JSON, or YAML (`application/yaml`), the format
-//! many write workflows in. YAML is read into the same JSON value and then the same types,
-//! so both answer the same problems.
+//! many write workflows in. YAML is read into the same types; a plain scalar where the
+//! definition takes text (a name, a tag) is that text, as YAML 1.1 writers such as PyYAML
+//! expect when they leave `1e100` or `yes` unquoted.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -64,12 +65,36 @@ impl<S: Send + Sync> FromRequest<S> for AgentBody {
                 "expected a mapping (an agent definition)",
             ));
         }
-        serde_json::from_value(value).map(Self).map_err(|e| {
+        // Read again into the types, not from the JSON value: the value has already made
+        // `1e100` a number, where the type wants the text.
+        read_yaml(text).map(Self).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-body",
                 e.to_string(),
             )
         })
+    }
+}
+
+fn read_yaml(text: &str) -> Result<AgentSpec, serde_saphyr::Error> {
+    serde_saphyr::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_scalars_are_text_where_the_definition_takes_text() {
+        let spec = read_yaml(
+            "name: wc\ndescription: Infinity\ncard:\n  skills:\n  - id: 1e100\n    name: 42\n    \
+             tags: [1e100, x, 7]\nskill: {name: a/b}\n",
+        )
+        .unwrap();
+        assert_eq!(spec.description, "Infinity");
+        let skill = &spec.card.skills[0];
+        assert_eq!((skill.id.as_str(), skill.name.as_str()), ("1e100", "42"));
+        assert_eq!(skill.tags, ["1e100", "x", "7"]);
     }
 }
