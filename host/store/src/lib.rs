@@ -47,8 +47,8 @@ pub use records::{
 pub use skills::{NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
 pub use tasks::{
     Canceled, Claim, Ending, EventKind, Finish, Idempotency, JournalRow, NewEvent, NewTask,
-    QueuedTask, Release, StateCount, StepWrite, Submission, Task, TaskEvent, TaskFilter,
-    TaskListener, TaskSort, TaskState, TaskTarget, TaskTiming, TaskUsage,
+    QueuedTask, Release, StateCount, StepChange, StepWrite, Submission, Task, TaskEvent,
+    TaskFilter, TaskListener, TaskSort, TaskState, TaskTarget, TaskTiming, TaskUsage,
 };
 pub use tenant::TenantStore;
 pub use usage::{UsageCounters, UsageDelta};

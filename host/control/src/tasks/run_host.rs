@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use omniforge_runtime::{GuestErrorKind, Outcome, TaskRun, Usage};
 use omniforge_store::{
-    EventKind, NewEvent, Pin, StepWrite, Submission, Task, TaskId, TaskState, TaskUsage, now_ms,
+    EventKind, NewEvent, Pin, StepChange, StepWrite, Submission, Task, TaskId, TaskState,
+    TaskUsage, now_ms,
 };
 use omniforge_types::SkillName;
 use omniforge_workflow::document::RetryOn;
@@ -71,50 +72,8 @@ impl<'a> RunHost<'a> {
             .or_else(|| Some(requirement.to_owned()).filter(|r| !r.is_empty()))
     }
 
-    async fn event(&self, kind: EventKind, data: Value) {
-        let event = NewEvent { kind, data };
-        let platform = self.tasks.db.platform();
-        match platform
-            .append_run_event(&self.task.id, &self.tasks.owner, &event, now_ms())
-            .await
-        {
-            Ok(_) => self.tasks.signals.events(&self.task.id),
-            Err(e) => tracing::warn!(task = %self.task.id, "cannot append a run event: {e}"),
-        }
-    }
-}
-
-fn step_fields(key: &StepKey) -> serde_json::Map<String, Value> {
-    let mut data = serde_json::Map::new();
-    data.insert("step".into(), json!(key.step));
-    if !key.item.is_empty() {
-        data.insert("item".into(), json!(key.item));
-    }
-    data
-}
-
-fn brief(error: &StepError) -> Value {
-    json!({"code": error.code, "message": error.message})
-}
-
-fn ms(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-impl Host for RunHost<'_> {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(now_ms()).unwrap_or(0)
-    }
-
-    fn jitter(&self) -> f64 {
-        let mut bytes = [0u8; 8];
-        if getrandom::fill(&mut bytes).is_err() {
-            return 1.0;
-        }
-        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    async fn record(&self, entry: &Entry) -> Result<(), HostError> {
+    /// A journal entry as the store writes it, with its event.
+    fn change(&self, entry: &Entry) -> StepChange {
         let text = |value: &Value| value.to_string();
         let (write, event) = match entry {
             Entry::Started {
@@ -199,27 +158,71 @@ impl Host for RunHost<'_> {
                 )
             }
         };
-        let event = event.map(|(kind, data)| NewEvent {
-            kind,
-            data: Value::Object(data),
-        });
+        StepChange {
+            write,
+            event: event.map(|(kind, data)| NewEvent {
+                kind,
+                data: Value::Object(data),
+            }),
+        }
+    }
+
+    async fn event(&self, kind: EventKind, data: Value) {
+        let event = NewEvent { kind, data };
+        let platform = self.tasks.db.platform();
+        match platform
+            .append_run_event(&self.task.id, &self.tasks.owner, &event, now_ms())
+            .await
+        {
+            Ok(_) => self.tasks.signals.events(&self.task.id),
+            Err(e) => tracing::warn!(task = %self.task.id, "cannot append a run event: {e}"),
+        }
+    }
+}
+
+fn step_fields(key: &StepKey) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("step".into(), json!(key.step));
+    if !key.item.is_empty() {
+        data.insert("item".into(), json!(key.item));
+    }
+    data
+}
+
+fn brief(error: &StepError) -> Value {
+    json!({"code": error.code, "message": error.message})
+}
+
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Host for RunHost<'_> {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(now_ms()).unwrap_or(0)
+    }
+
+    fn jitter(&self) -> f64 {
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            return 1.0;
+        }
+        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    async fn record(&self, entries: &[Entry]) -> Result<(), HostError> {
+        let changes: Vec<StepChange> = entries.iter().map(|e| self.change(e)).collect();
         let written = self
             .tasks
             .db
             .platform()
-            .write_step(
-                &self.task.id,
-                &self.tasks.owner,
-                &write,
-                event.as_ref(),
-                now_ms(),
-            )
+            .write_steps(&self.task.id, &self.tasks.owner, &changes, now_ms())
             .await
             .map_err(|e| HostError(format!("cannot write the run's journal: {e}")))?;
         if !written {
             return Err(HostError("the run's lease was lost".into()));
         }
-        if event.is_some() {
+        if changes.iter().any(|c| c.event.is_some()) {
             self.tasks.signals.events(&self.task.id);
         }
         Ok(())

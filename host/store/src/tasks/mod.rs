@@ -30,7 +30,7 @@ pub use manage::Canceled;
 pub use queue::{Claim, Release};
 pub use read::{ExportedTask, StateCount, TaskFilter, TaskSort, TaskTiming};
 pub use signals::TaskListener;
-pub use steps::{JournalRow, StepWrite};
+pub use steps::{JournalRow, StepChange, StepWrite};
 pub use submit::{Idempotency, NewTask, QueuedTask, Submission};
 
 text_enum!(

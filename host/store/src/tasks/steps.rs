@@ -92,6 +92,27 @@ pub enum StepWrite {
     },
 }
 
+impl StepWrite {
+    /// The row it writes: the step's id and item path.
+    pub(crate) fn row(&self) -> (&str, &str) {
+        match self {
+            Self::Started { step, item, .. }
+            | Self::ChildStarted { step, item, .. }
+            | Self::RetryScheduled { step, item, .. }
+            | Self::Finished { step, item, .. } => (step, item),
+        }
+    }
+}
+
+/// One journal write with the event that tells the run's watchers about it.
+#[derive(Debug, Clone)]
+pub struct StepChange {
+    /// The change to the step's row.
+    pub write: StepWrite,
+    /// Its event, when it has one.
+    pub event: Option<NewEvent>,
+}
+
 /// What a new attempt does to a step's existing row: running again, with nothing left of
 /// the attempt before (one rule for both engines' writes).
 pub(crate) const RESTART: &str = "ON CONFLICT (task_id, step, item) DO UPDATE SET \
@@ -121,28 +142,29 @@ impl Platform<'_> {
         }))
     }
 
-    /// Writes `write` into run `task`'s journal and appends `event`, in one transaction,
-    /// while `owner` holds the run. `false`: it no longer does, and nothing was written.
-    pub async fn write_step(
+    /// Writes `changes` into run `task`'s journal, each with its event, all in one
+    /// transaction, while `owner` holds the run. `false`: it no longer does, and nothing
+    /// was written.
+    pub async fn write_steps(
         &self,
         task: &TaskId,
         owner: &str,
-        write: &StepWrite,
-        event: Option<&NewEvent>,
+        changes: &[StepChange],
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let id = task.as_str();
-        let events = i64::from(event.is_some());
+        let events = changes.iter().filter(|c| c.event.is_some()).count();
+        let events = i64::try_from(events).unwrap_or(i64::MAX);
         if let Database::Postgres(pool) = self.db()
             && let Some(written) =
-                super::steps_pg::write_at_once(pool, id, owner, write, event, now_ms).await?
+                super::steps_pg::write_at_once(pool, id, owner, changes, now_ms).await?
         {
             return Ok(written);
         }
         Ok(with_pool!(self.db(), |pool| {
             let mut tx = pool.begin_write().await?;
-            // Taking the event's number checks the lease and locks the run's row.
-            let seq: Option<i64> = sqlx::query_scalar(
+            // Taking the events' numbers checks the lease and locks the run's row.
+            let last: Option<i64> = sqlx::query_scalar(
                 "UPDATE tasks SET last_seq = last_seq + $3 \
                  WHERE id = $1 AND lease_owner = $2 AND state = 'working' RETURNING last_seq",
             )
@@ -151,99 +173,103 @@ impl Platform<'_> {
             .bind(events)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(seq) = seq else {
+            let Some(last) = last else {
                 return Ok(false);
             };
-            match write {
-                StepWrite::Started {
-                    step,
-                    item,
-                    kind,
-                    attempt,
-                    at_ms,
-                } => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO task_steps (task_id, step, item, kind, state, attempt, \
+            let mut seq = last - events;
+            for StepChange { write, event } in changes {
+                match write {
+                    StepWrite::Started {
+                        step,
+                        item,
+                        kind,
+                        attempt,
+                        at_ms,
+                    } => {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "INSERT INTO task_steps (task_id, step, item, kind, state, attempt, \
                          started_at_ms) VALUES ($1, $2, $3, $4, 'running', $5, $6) {RESTART}"
-                    )))
-                    .bind(id)
-                    .bind(step)
-                    .bind(item)
-                    .bind(*kind)
-                    .bind(*attempt)
-                    .bind(*at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                StepWrite::ChildStarted { step, item, child } => {
-                    sqlx::query(
-                        "UPDATE task_steps SET child_id = $4 \
+                        )))
+                        .bind(id)
+                        .bind(step)
+                        .bind(item)
+                        .bind(*kind)
+                        .bind(*attempt)
+                        .bind(*at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    StepWrite::ChildStarted { step, item, child } => {
+                        sqlx::query(
+                            "UPDATE task_steps SET child_id = $4 \
                          WHERE task_id = $1 AND step = $2 AND item = $3",
-                    )
-                    .bind(id)
-                    .bind(step)
-                    .bind(item)
-                    .bind(child.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                StepWrite::RetryScheduled {
-                    step,
-                    item,
-                    attempt,
-                    not_before_ms,
-                    error,
-                } => {
-                    sqlx::query(
-                        "UPDATE task_steps SET state = 'waiting', attempt = $4, \
+                        )
+                        .bind(id)
+                        .bind(step)
+                        .bind(item)
+                        .bind(child.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    StepWrite::RetryScheduled {
+                        step,
+                        item,
+                        attempt,
+                        not_before_ms,
+                        error,
+                    } => {
+                        sqlx::query(
+                            "UPDATE task_steps SET state = 'waiting', attempt = $4, \
                          not_before_ms = $5, error = $6, child_id = NULL \
                          WHERE task_id = $1 AND step = $2 AND item = $3",
-                    )
-                    .bind(id)
-                    .bind(step)
-                    .bind(item)
-                    .bind(*attempt)
-                    .bind(*not_before_ms)
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                StepWrite::Finished {
-                    step,
-                    item,
-                    output,
-                    error,
-                    at_ms,
-                } => {
-                    let state = finished_state(output.as_deref());
-                    sqlx::query(
-                        "UPDATE task_steps SET state = $4, output = $5, error = $6, \
+                        )
+                        .bind(id)
+                        .bind(step)
+                        .bind(item)
+                        .bind(*attempt)
+                        .bind(*not_before_ms)
+                        .bind(error)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    StepWrite::Finished {
+                        step,
+                        item,
+                        output,
+                        error,
+                        at_ms,
+                    } => {
+                        let state = finished_state(output.as_deref());
+                        sqlx::query(
+                            "UPDATE task_steps SET state = $4, output = $5, error = $6, \
                          finished_at_ms = $7, not_before_ms = NULL \
                          WHERE task_id = $1 AND step = $2 AND item = $3",
+                        )
+                        .bind(id)
+                        .bind(step)
+                        .bind(item)
+                        .bind(state)
+                        .bind(output)
+                        .bind(error)
+                        .bind(*at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                if let Some(event) = event {
+                    seq += 1;
+                    sqlx::query(
+                        "INSERT INTO task_events (task_id, seq, kind, data, at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(id)
-                    .bind(step)
-                    .bind(item)
-                    .bind(state)
-                    .bind(output)
-                    .bind(error)
-                    .bind(*at_ms)
+                    .bind(seq)
+                    .bind(event.kind.as_str())
+                    .bind(event.data.to_string())
+                    .bind(now_ms)
                     .execute(&mut *tx)
                     .await?;
                 }
-            }
-            if let Some(event) = event {
-                sqlx::query(
-                    "INSERT INTO task_events (task_id, seq, kind, data, at_ms) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(id)
-                .bind(seq)
-                .bind(event.kind.as_str())
-                .bind(event.data.to_string())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
             }
             tx.commit().await?;
             true

@@ -7,6 +7,15 @@
 //! flight runs again (at-least-once for that one step). Expressions are deterministic
 //! functions of the run's input and the journal, so replaying them takes the same path.
 //!
+//! "Before the run moves on" is exact, not eager: where nothing else in the run can be
+//! running (outside every `parallel` and `map` branch), a step's end is held back and
+//! written in the same [`Host::record`] call as whatever the run writes next — in a
+//! sequence, the next step's start — and before any other call to the host or the end of
+//! [`run`]. A sequence of n skills thus costs n + 1 durable writes, not 2n, and a crash
+//! between a step's end and the next write loses only that step's end (the step runs
+//! again, as when the crash comes a moment earlier). Inside branches every end is written
+//! at once, so one branch's finished step never waits on another branch's work.
+//!
 //! Waiting holds nothing: a backoff or a child run that has not finished ends the call to
 //! [`run`] with [`RunEnd::Suspended`], saying when (or on which child) to run it again; the
 //! caller releases the run until then. A branch that must wait stops there while the others
@@ -407,8 +416,10 @@ pub trait Host: Send + Sync {
     fn now_ms(&self) -> u64;
     /// A uniform random number in `[0, 1)`, for backoff jitter.
     fn jitter(&self) -> f64;
-    /// Makes `entry` durable (and tells the run's watchers).
-    fn record(&self, entry: &Entry) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// Makes `entries` durable, all or none, in their order (and tells the run's watchers).
+    /// The engine hands over more than one when a step's end waited for what the run does
+    /// next (see [`run`]).
+    fn record(&self, entries: &[Entry]) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Runs one attempt of a skill step: its output, or why not.
     fn invoke(&self, call: SkillCall) -> impl Future<Output = Result<Value, StepError>> + Send;
     /// Starts a child run (idempotent per key and attempt); its id.

@@ -24,8 +24,11 @@ struct Memory {
     calls: Mutex<HashMap<StepKey, u32>>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
-    /// The write with this number (from 1) fails, as a crash would stop it.
+    /// The entry with this number (from 1) fails to be written, and the entries written
+    /// with it, as a crash would stop them.
     fail_write: Mutex<Option<usize>>,
+    /// How many entries each call to `record` wrote.
+    batches: Mutex<Vec<usize>>,
     children: Mutex<HashMap<String, Option<Result<Value, StepError>>>>,
     canceled_children: Mutex<Vec<String>>,
 }
@@ -82,12 +85,19 @@ impl Host for Memory {
         0.5
     }
 
-    async fn record(&self, entry: &Entry) -> Result<(), HostError> {
+    async fn record(&self, batch: &[Entry]) -> Result<(), HostError> {
         let mut entries = self.entries.lock().unwrap();
-        if *self.fail_write.lock().unwrap() == Some(entries.len() + 1) {
+        let numbers = entries.len() + 1..=entries.len() + batch.len();
+        if self
+            .fail_write
+            .lock()
+            .unwrap()
+            .is_some_and(|n| numbers.contains(&n))
+        {
             return Err(HostError("the database went away".into()));
         }
-        entries.push(entry.clone());
+        entries.extend_from_slice(batch);
+        self.batches.lock().unwrap().push(batch.len());
         Ok(())
     }
 
@@ -410,7 +420,7 @@ async fn a_run_stopped_by_a_failed_write_resumes_without_rerunning_finished_step
         skill("s5", "t/add", json!({"a": "${steps.s4.output}", "b": 1})),
     ]});
     let host = Memory::default();
-    // Writes 1–6 are s1–s3's starts and ends; the 8th would be s4's end.
+    // Entries 1–6 are s1–s3's starts and ends; the 8th, s4's end, goes with s5's start.
     *host.fail_write.lock().unwrap() = Some(8);
     let plan = plan(&document.to_string(), Format::Json).unwrap();
     let stopped = run(
@@ -430,6 +440,39 @@ async fn a_run_stopped_by_a_failed_write_resumes_without_rerunning_finished_step
     }
     // The step in flight when the write failed ran again: at-least-once for that one.
     assert_eq!(host.calls("s4"), 2);
+}
+
+#[tokio::test]
+async fn a_steps_end_goes_with_the_next_write_but_never_waits_on_a_branch() {
+    let host = Memory::default();
+    let document = json!({"steps": [
+        skill("a", "t/add", json!({"a": 1, "b": 1})),
+        {"id": "p", "kind": "parallel", "branches": [
+            skill("b", "t/add", json!({"a": "${steps.a.output}", "b": 1})),
+            skill("c", "t/slow", json!({"ms": 20})),
+        ]},
+        skill("d", "t/add", json!({"a": "${steps.p.output.b}", "b": 1})),
+    ]});
+    let end = go(document, json!({}), &host).await;
+    assert_eq!(end, RunEnd::Completed(json!(4)));
+    // a's start; a's end with p's start; each branch's start and end on its own (b's end
+    // is written while c still runs); p's end with d's start; d's end before the run ends.
+    assert_eq!(*host.batches.lock().unwrap(), [1, 2, 1, 1, 1, 1, 2, 1]);
+    let entries = host.entries.lock().unwrap();
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Started { key, .. } => format!("start {}", key.step),
+            Entry::Finished { key, .. } => format!("end {}", key.step),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names[..3], ["start a", "end a", "start p"]);
+    let mut branches = names[3..7].to_vec();
+    assert_eq!(branches.pop().as_deref(), Some("end c"), "{names:?}");
+    branches.sort();
+    assert_eq!(branches, ["end b", "start b", "start c"]);
+    assert_eq!(names[7..], ["end p", "start d", "end d"]);
 }
 
 #[tokio::test]

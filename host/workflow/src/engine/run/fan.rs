@@ -18,6 +18,8 @@ impl<H: Host> Run<'_, H> {
         started_at_ms: u64,
         at: &Position,
     ) -> Flow<Value> {
+        // Nothing held back may wait on the branches.
+        self.flush().await?;
         let deadline = p.timeout_ms.map(|t| started_at_ms.saturating_add(t));
         let branches: Vec<Position> = p.branches.iter().map(|_| at.branch()).collect();
         let mut running: FuturesUnordered<_> = p
@@ -145,6 +147,7 @@ impl<H: Host> Run<'_, H> {
     }
 
     pub(super) async fn map(&self, m: &MapStep, started_at_ms: u64, at: &Position) -> Flow<Value> {
+        self.flush().await?;
         let deadline = m.timeout_ms.map(|t| started_at_ms.saturating_add(t));
         let expression = self
             .plan
@@ -180,6 +183,7 @@ impl<H: Host> Run<'_, H> {
                 },
                 map_item: Some((item, i as u64)),
                 cancel: at.cancel.child_token(),
+                alone: false,
             })
             .collect();
         let mut outputs: Vec<Option<Value>> = vec![None; positions.len()];

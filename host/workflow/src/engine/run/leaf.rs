@@ -31,6 +31,7 @@ impl<H: Host> Run<'_, H> {
         error: StepError,
         policy: Option<&RetryPolicy>,
         id: &str,
+        at: &Position,
     ) -> Flow<Value> {
         let error = error.at(id);
         let retried = match (policy, error.retry_as) {
@@ -38,7 +39,7 @@ impl<H: Host> Run<'_, H> {
             _ => false,
         };
         if !retried {
-            return self.finish(key, attempt, Err(fail(error)), id).await;
+            return self.finish(key, attempt, Err(fail(error)), id, at).await;
         }
         let policy = policy.expect("retried implies a policy");
         let delay = policy
@@ -69,7 +70,7 @@ impl<H: Host> Run<'_, H> {
             Err(e) => {
                 self.write_started(&key, StepKind::Skill, attempt).await?;
                 let error = StepError::expression(e);
-                return self.finish(key, attempt, Err(fail(error)), &s.id).await;
+                return self.finish(key, attempt, Err(fail(error)), &s.id, at).await;
             }
         };
         self.write_started(&key, StepKind::Skill, attempt).await?;
@@ -83,12 +84,12 @@ impl<H: Host> Run<'_, H> {
             cancel: at.cancel.clone(),
         };
         match self.host.invoke(call).await {
-            Ok(output) => self.finish(key, attempt, Ok(output), &s.id).await,
+            Ok(output) => self.finish(key, attempt, Ok(output), &s.id, at).await,
             // Abandoned or canceled: the caller decides; nothing is recorded, so a replay
             // runs the step again.
             Err(_) if at.cancel.is_cancelled() => Err(Stop::Canceled),
             Err(error) => {
-                self.failed_attempt(key, attempt, error, s.retry.as_ref(), &s.id)
+                self.failed_attempt(key, attempt, error, s.retry.as_ref(), &s.id, at)
                     .await
             }
         }
@@ -116,7 +117,7 @@ impl<H: Host> Run<'_, H> {
             && let Some(child) = r.child.clone()
         {
             return self
-                .await_child(a, key, r.attempt, r.started_at_ms, &child)
+                .await_child(a, key, r.attempt, r.started_at_ms, &child, at)
                 .await;
         }
         let attempt = self.next_attempt(record.as_ref())?;
@@ -128,7 +129,7 @@ impl<H: Host> Run<'_, H> {
             Ok(input) => input,
             Err(e) => {
                 let error = StepError::expression(e);
-                return self.finish(key, attempt, Err(fail(error)), &a.id).await;
+                return self.finish(key, attempt, Err(fail(error)), &a.id, at).await;
             }
         };
         let call = ChildCall {
@@ -141,7 +142,7 @@ impl<H: Host> Run<'_, H> {
             Ok(child) => child,
             Err(error) => {
                 return self
-                    .failed_attempt(key, attempt, error, a.retry.as_ref(), &a.id)
+                    .failed_attempt(key, attempt, error, a.retry.as_ref(), &a.id, at)
                     .await;
             }
         };
@@ -151,7 +152,7 @@ impl<H: Host> Run<'_, H> {
             child: child.clone(),
         })
         .await?;
-        self.await_child(a, key, attempt, started_at_ms, &child)
+        self.await_child(a, key, attempt, started_at_ms, &child, at)
             .await
     }
 
@@ -162,13 +163,15 @@ impl<H: Host> Run<'_, H> {
         attempt: u32,
         started_at_ms: u64,
         child: &str,
+        at: &Position,
     ) -> Flow<Value> {
+        self.flush().await?;
         let result = self.host.child_result(child).await.map_err(Stop::Host)?;
         let deadline = a.timeout_ms.map(|t| started_at_ms.saturating_add(t));
         match result {
-            Some(Ok(output)) => self.finish(key, attempt, Ok(output), &a.id).await,
+            Some(Ok(output)) => self.finish(key, attempt, Ok(output), &a.id, at).await,
             Some(Err(error)) => {
-                self.failed_attempt(key, attempt, error, a.retry.as_ref(), &a.id)
+                self.failed_attempt(key, attempt, error, a.retry.as_ref(), &a.id, at)
                     .await
             }
             None => match deadline {
@@ -178,7 +181,7 @@ impl<H: Host> Run<'_, H> {
                         "the child run took longer than {} ms",
                         a.timeout_ms.unwrap_or_default()
                     ));
-                    self.failed_attempt(key, attempt, error, a.retry.as_ref(), &a.id)
+                    self.failed_attempt(key, attempt, error, a.retry.as_ref(), &a.id, at)
                         .await
                 }
                 _ => Err(self.wait(deadline, Some(child))),

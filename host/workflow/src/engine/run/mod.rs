@@ -32,31 +32,21 @@ pub async fn run<H: Host>(
         input,
         host,
         journal: Mutex::new(journal),
+        held: Mutex::new(Vec::new()),
         wake: Mutex::new(Wake::default()),
     };
     let top = Position {
         item: String::new(),
         map_item: None,
         cancel: cancel.clone(),
+        alone: true,
     };
-    let mut last = Value::Null;
-    for step in &plan.workflow().steps {
-        match run.step(step, &top).await {
-            Ok(output) => last = output,
-            Err(stop) => return run.stopped(stop, &cancel),
-        }
-    }
-    let output = match plan.output() {
-        None => last,
-        Some(template) => {
-            let steps = run.visible_steps("");
-            match template.render(&[("input", input), ("steps", &steps)]) {
-                Ok(output) => output,
-                Err(e) => return Ok(RunEnd::Failed(StepError::expression(e))),
-            }
-        }
-    };
-    Ok(RunEnd::Completed(output))
+    let end = run.top(&top, &cancel).await?;
+    run.flush().await.map_err(|stop| match stop {
+        Stop::Host(e) => e,
+        _ => HostError("the journal could not be written".into()),
+    })?;
+    Ok(end)
 }
 
 /// Why a step did not produce an output.
@@ -82,6 +72,8 @@ struct Position {
     map_item: Option<(Value, u64)>,
     /// Cancelled when this branch's result is no longer wanted.
     cancel: CancellationToken,
+    /// Nothing else in the run can be running: outside every `parallel` and `map` branch.
+    alone: bool,
 }
 
 impl Position {
@@ -92,6 +84,7 @@ impl Position {
     fn branch(&self) -> Self {
         Self {
             cancel: self.cancel.child_token(),
+            alone: false,
             ..self.clone()
         }
     }
@@ -102,10 +95,33 @@ struct Run<'a, H> {
     input: &'a Value,
     host: &'a H,
     journal: Mutex<Journal>,
+    /// Ends held back for the run's next write (see the module's documentation).
+    held: Mutex<Vec<Entry>>,
     wake: Mutex<Wake>,
 }
 
 impl<H: Host> Run<'_, H> {
+    /// The top-level steps in order, then the run's output.
+    async fn top(&self, top: &Position, cancel: &CancellationToken) -> Result<RunEnd, HostError> {
+        let mut last = Value::Null;
+        for step in &self.plan.workflow().steps {
+            match self.step(step, top).await {
+                Ok(output) => last = output,
+                Err(stop) => return self.stopped(stop, cancel),
+            }
+        }
+        Ok(match self.plan.output() {
+            None => RunEnd::Completed(last),
+            Some(template) => {
+                let steps = self.visible_steps("");
+                match template.render(&[("input", self.input), ("steps", &steps)]) {
+                    Ok(output) => RunEnd::Completed(output),
+                    Err(e) => RunEnd::Failed(StepError::expression(e)),
+                }
+            }
+        })
+    }
+
     fn stopped(&self, stop: Stop, cancel: &CancellationToken) -> Result<RunEnd, HostError> {
         Ok(match stop {
             Stop::Host(e) => return Err(e),
@@ -126,10 +142,41 @@ impl<H: Host> Run<'_, H> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Makes `entry` durable, with the ends held back before it.
     async fn write(&self, entry: Entry) -> Flow<()> {
-        self.host.record(&entry).await.map_err(Stop::Host)?;
-        self.lock().apply(&entry);
+        let mut entries = self.take_held();
+        entries.push(entry);
+        self.host.record(&entries).await.map_err(Stop::Host)?;
+        self.lock().apply(&entries[entries.len() - 1]);
         Ok(())
+    }
+
+    /// A step's end at `at`: held back for the run's next write where nothing else can be
+    /// running, else written now. Either way the journal in memory has it at once, so the
+    /// next step's expressions see it.
+    async fn write_end(&self, entry: Entry, at: &Position) -> Flow<()> {
+        if !at.alone {
+            return self.write(entry).await;
+        }
+        self.lock().apply(&entry);
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
+        Ok(())
+    }
+
+    /// Writes the ends held back, before the run waits on anything but its own next write.
+    async fn flush(&self) -> Flow<()> {
+        let entries = self.take_held();
+        if !entries.is_empty() {
+            self.host.record(&entries).await.map_err(Stop::Host)?;
+        }
+        Ok(())
+    }
+
+    fn take_held(&self) -> Vec<Entry> {
+        std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Suspends this branch until `at_ms` or the end of `child`.
@@ -239,7 +286,7 @@ impl<H: Host> Run<'_, H> {
                         Step::Switch(s) => self.switch(s, at).await,
                         Step::Skill(_) | Step::Agent(_) => unreachable!("leaf steps return above"),
                     };
-                    self.finish(key, 1, result, step.id()).await
+                    self.finish(key, 1, result, step.id(), at).await
                 }
             }
         })
@@ -252,18 +299,19 @@ impl<H: Host> Run<'_, H> {
         attempt: u32,
         result: Flow<Value>,
         id: &str,
+        at: &Position,
     ) -> Flow<Value> {
         let result = match result {
             Ok(output) => Ok(output),
             Err(Stop::Failed(error)) => Err((*error).at(id)),
             Err(other) => return Err(other),
         };
-        self.write(Entry::Finished {
+        let end = Entry::Finished {
             key,
             attempt,
             result: result.clone(),
-        })
-        .await?;
+        };
+        self.write_end(end, at).await?;
         result.map_err(fail)
     }
 
