@@ -79,6 +79,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let server = Server::start_with(config, workers).await?;
     // Scripts and tests read this line to learn the port when 0 was asked for.
     println!("listening on http://{}", server.local_addr());
+    if let Some(admin) = server.admin_addr() {
+        println!("admin listening on http://{admin}");
+    }
     tracing::info!(addr = %server.local_addr(), %database, "serving");
     server
         .run(omniforge_server::shutdown_signal())

@@ -27,6 +27,7 @@ use crate::changes::{Applied, Change, ChangeFeed};
 use crate::input::{self, InputError};
 use crate::limits::{PlatformLimits, grants};
 use crate::meter::{QuotaExceeded, QuotaLedger, Reservation, Spent};
+use crate::metrics::{Metrics, Refusal};
 use crate::policy::Policies;
 
 /// One invocation to run.
@@ -67,19 +68,22 @@ pub enum EntryPoint {
     Task,
     /// A `skill` step of an agent's run.
     Workflow,
+    /// A `skill` step of an agent's run started over A2A (a run with an A2A context).
+    A2a,
     /// A running skill calling another (`omniforge:skill/skills`).
     Nested(Nesting),
 }
 
 impl EntryPoint {
     /// The stable lower-case label it is recorded under: `rest`, `mcp`, `task`, `workflow`,
-    /// `nested`.
+    /// `a2a`, `nested`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Rest => "rest",
             Self::Mcp => "mcp",
             Self::Task => "task",
             Self::Workflow => "workflow",
+            Self::A2a => "a2a",
             Self::Nested(_) => "nested",
         }
     }
@@ -196,6 +200,8 @@ pub struct Parts {
     pub platform_max: PlatformLimits,
     /// The longest chain of skills calling skills, the top-level invocation included.
     pub max_depth: u32,
+    /// Where every invocation is counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Invocations {
@@ -229,6 +235,11 @@ impl Invocations {
         self.parts.applied.follow()
     }
 
+    /// Where invocations and refusals are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.parts.metrics
+    }
+
     /// The longest chain of skills calling skills.
     pub fn max_depth(&self) -> u32 {
         self.parts.max_depth
@@ -244,7 +255,13 @@ impl Invocations {
         if let Err(error) = &result
             && error.usage().is_none()
         {
-            record(entry, &skill, None, error.code(), None);
+            record(&self.parts.metrics, entry, &skill, None, error.code(), None);
+            if let InvokeError::Quota(quota) = error {
+                self.parts.metrics.refused(match quota.quota {
+                    "fuel" => Refusal::QuotaFuel,
+                    _ => Refusal::QuotaInvocations,
+                });
+            }
         }
         result
     }
@@ -279,7 +296,11 @@ impl Invocations {
                 }
                 (nesting.callers, true)
             }
-            EntryPoint::Rest | EntryPoint::Mcp | EntryPoint::Task | EntryPoint::Workflow => {
+            EntryPoint::Rest
+            | EntryPoint::Mcp
+            | EntryPoint::Task
+            | EntryPoint::Workflow
+            | EntryPoint::A2a => {
                 limits.fuel = Some(reservation.fuel());
                 (Vec::new(), false)
             }
@@ -303,6 +324,7 @@ impl Invocations {
             task: call.task,
         };
         let runtime = Arc::clone(&self.parts.runtime);
+        let metrics = Arc::clone(&self.parts.metrics);
         let version = resolved.version.clone();
         let run = async move {
             let skill = request.context.skill.clone();
@@ -316,7 +338,15 @@ impl Invocations {
                 Ok(()) => report.outcome.code(),
                 Err(_) => "invalid_output",
             };
-            record(entry, &skill, Some(&version), outcome, Some(&report.usage));
+            record(
+                &metrics,
+                entry,
+                &skill,
+                Some(&version),
+                outcome,
+                Some(&report.usage),
+            );
+            refusal(&metrics, &report.outcome);
             (report, checked)
         }
         // The record stays in the request's log even though the run is a task of its own.
@@ -356,14 +386,24 @@ impl Invocations {
     }
 }
 
-/// The one record of every invocation, in the log of the request it belongs to.
+/// The one record of every invocation: in the log of the request it belongs to, and in the
+/// metrics — under its skill's name once the skill was found (`version` is known, or the
+/// refusal came after resolution), so names nobody published never become series.
 fn record(
+    metrics: &Metrics,
     entry: &'static str,
     skill: &SkillName,
     version: Option<&Version>,
     outcome: &'static str,
     usage: Option<&Usage>,
 ) {
+    let found = version.is_some() || outcome == "quota_exceeded";
+    metrics.invocation(
+        entry,
+        if found { skill.as_str() } else { "" },
+        outcome,
+        usage,
+    );
     tracing::info!(
         target: "omniforge::invocation",
         entry,
@@ -374,6 +414,15 @@ fn record(
         wall_us = usage.map(|u| u.wall_time_us),
         "invocation finished"
     );
+}
+
+/// Counts an outcome that is a refusal by a limit rather than the skill's own ending.
+fn refusal(metrics: &Metrics, outcome: &Outcome) {
+    match outcome {
+        Outcome::ConcurrencyLimit { .. } => metrics.refused(Refusal::Concurrency),
+        Outcome::MemoryBudget { .. } => metrics.refused(Refusal::MemoryBudget),
+        _ => {}
+    }
 }
 
 /// Gives back or settles what `reservation` held, once the invocation has ended.

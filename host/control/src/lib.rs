@@ -21,7 +21,8 @@
 //! the [`catalog`] of skills as tenants see them, [`compiles`] of published components,
 //! [`packages`] validation, tenant [`policy`], the database-backed [`kv`] capability, and the
 //! one manifest → [`limits`] and grants mapping that `omniforge run` and `skill test` use
-//! too.
+//! too. [`metrics`] holds the process's Prometheus families and the one place each is
+//! counted.
 
 pub mod agents;
 pub mod breakers;
@@ -34,6 +35,7 @@ pub mod invocations;
 pub mod kv;
 pub mod limits;
 pub mod meter;
+pub mod metrics;
 pub mod nested;
 pub mod packages;
 pub mod policy;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use omniforge_registry::{BlobStore, FsBlobStore};
 use omniforge_runtime::{AllocatorConfig, Compiler, DeadlineEnforcement, Runtime, RuntimeConfig};
-use omniforge_store::Database;
+use omniforge_store::{Census, Database};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,7 @@ use omniforge_control::compiles::Compiles;
 use omniforge_control::invocations::{Invocations, Parts};
 use omniforge_control::kv::DbKvStore;
 use omniforge_control::meter::Meter;
+use omniforge_control::metrics::Metrics;
 use omniforge_control::nested::NestedCalls;
 use omniforge_control::packages::{InProcessValidator, PackageValidator};
 use omniforge_control::policy::Policies;
@@ -78,6 +79,11 @@ pub struct App {
     /// Cancelled when the server starts shutting down: streams that would otherwise stay
     /// open (MCP change streams) end, so the connections they hold can close.
     pub stopping: CancellationToken,
+    /// The process's Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The platform's last counts for `/metrics`, and when they were taken (see
+    /// [`crate::admin`]).
+    pub census: tokio::sync::Mutex<Option<(std::time::Instant, Census)>>,
 }
 
 /// How handlers receive the application.
@@ -171,6 +177,7 @@ impl App {
             policies,
             applied: Applied::new(),
         };
+        let metrics = Arc::new(Metrics::new());
         let invocations = Arc::new(Invocations::new(Parts {
             runtime: Arc::clone(&runtime),
             catalog: Arc::clone(&caches.catalog),
@@ -180,6 +187,7 @@ impl App {
             changes: Arc::new(LocalChanges(caches)),
             platform_max: config.skills.platform_max,
             max_depth: config.skills.max_depth,
+            metrics: Arc::clone(&metrics),
         }));
         nested.attach(&invocations);
         let tasks = Tasks::new(
@@ -191,6 +199,8 @@ impl App {
         let agents = Arc::new(Agents::new(db.clone(), Arc::clone(invocations.catalog())));
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
+            metrics,
+            census: tokio::sync::Mutex::new(None),
             agents,
             task_streams: StreamSlots::new(config.tasks.streams_per_tenant),
             stopping: CancellationToken::new(),

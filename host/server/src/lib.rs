@@ -13,6 +13,7 @@
 //! ```
 
 pub mod a2a;
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -66,6 +67,7 @@ pub enum ServerError {
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     app: AppState,
 }
 
@@ -84,8 +86,25 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let admin = match config.admin_addr() {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let app = App::new(config, db, workers).map_err(ServerError::Setup)?;
-        Ok(Self { listener, app })
+        Ok(Self {
+            listener,
+            admin,
+            app,
+        })
+    }
+
+    /// The admin listener's bound address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address (the real port when 0 was asked for).
@@ -109,6 +128,18 @@ impl Server {
             Duration::from_millis(self.app.config.skills.usage_flush_ms),
         );
         spawn_rate_limit_cleanup(&self.app);
+        if let Some(admin) = self.admin {
+            let stopping = self.app.stopping.clone();
+            let router = admin::router(Arc::clone(&self.app));
+            tokio::spawn(async move {
+                let served = axum::serve(admin, router)
+                    .with_graceful_shutdown(stopping.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("the admin listener failed: {e}");
+                }
+            });
+        }
         let tasks = Arc::clone(&self.app.tasks);
         tasks.run_workers();
         let stopping = Arc::new(Notify::new());

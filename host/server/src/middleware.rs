@@ -4,13 +4,14 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, Problem, problem_for_status};
+use omniforge_control::metrics::Metrics;
 
 /// The header carrying the request id, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -174,6 +175,37 @@ macro_rules! extension_extractor {
 
 extension_extractor!(RequestStart, RequestStart(Instant::now()));
 extension_extractor!(RequestId, RequestId(String::from("-")));
+
+/// Counts every request under its route template (`unmatched` when no route took it) and
+/// the standard method names (`other` for the rest), so neither paths nor made-up methods
+/// become series.
+pub async fn count(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.http_request(route, method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,7 @@ use crate::error::ApiError;
 use crate::mcp;
 use crate::middleware as mw;
 use crate::ratelimit::CredentialKey;
+use omniforge_control::metrics::Refusal;
 
 /// Declares a route's access: enforced by a layer on the route, and documented as the
 /// operation's security requirement with the answers the guard can give
@@ -134,10 +135,17 @@ pub(crate) fn check_rate(app: &AppState, principal: &Principal) -> Result<(), Ap
     app.rate_limits
         .check(&principal.tenant, &credential)
         .map_err(|limited| {
-            let detail = match limited.limit {
-                "tenant" => "this tenant sends requests faster than it may",
-                _ => "this credential sends requests faster than it may",
+            let (detail, refusal) = match limited.limit {
+                "tenant" => (
+                    "this tenant sends requests faster than it may",
+                    Refusal::RateLimitTenant,
+                ),
+                _ => (
+                    "this credential sends requests faster than it may",
+                    Refusal::RateLimitCredential,
+                ),
             };
+            app.metrics.refused(refusal);
             ApiError::too_many_requests(detail, limited.limit, limited.retry_after)
         })
 }
@@ -232,10 +240,17 @@ pub fn router(app: AppState) -> Router {
     let mcp = Router::new()
         .route_service("/mcp", mcp::service(Arc::clone(&app)))
         .route_layer(middleware::from_fn(mcp::require_credentials));
+    // Prometheus scrapes it: on its own listener when there is one (`crate::admin`).
+    let metrics = match app.config.admin_listen {
+        Some(_) => Router::new(),
+        None => Router::new().route("/metrics", get(crate::admin::metrics)),
+    };
+    let counted = Arc::clone(&app.metrics);
     // A2A's JSON-RPC binding and agent cards: docs/a2a.md describes them, and the A2A
     // client tests walk them.
     api_router
         .merge(mcp)
+        .merge(metrics)
         .merge(crate::a2a::routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .route("/redoc", get(docs::redoc_page))
@@ -249,4 +264,5 @@ pub fn router(app: AppState) -> Router {
         .layer(middleware::from_fn(mw::finish_problems))
         .layer(axum::Extension(app))
         .layer(middleware::from_fn(mw::request_id_and_span))
+        .layer(middleware::from_fn_with_state(counted, mw::count))
 }

@@ -15,6 +15,7 @@
 
 mod agents;
 mod audit;
+mod census;
 mod database;
 mod error;
 mod installations;
@@ -33,6 +34,7 @@ pub use agents::{
     NewPin, Pin, Saved,
 };
 pub use audit::MAX_PAGE;
+pub use census::Census;
 pub use database::{Backend, Database};
 pub use error::StoreError;
 pub use installations::Installation;

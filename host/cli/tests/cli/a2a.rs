@@ -15,10 +15,10 @@ use crate::bootstrap_env;
 use crate::examples::python_package;
 use crate::tasks::{Api, Backend, start};
 
-const INSTALL: &str = "pip install a2a-sdk==1.3.0";
+pub(crate) const INSTALL: &str = "pip install a2a-sdk==1.3.0";
 
 /// Runs `steps` through the Python SDK as `key`; one result per step.
-fn client(key: &str, steps: &Value) -> Vec<Value> {
+pub(crate) fn client(key: &str, steps: &Value) -> Vec<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/a2a_client.py");
     let mut child = Command::new("python3")
         .args([script, key])

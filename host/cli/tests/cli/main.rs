@@ -8,6 +8,7 @@ mod compose;
 mod examples;
 mod mcp;
 mod memory;
+mod metrics;
 mod migrate;
 mod packages;
 mod publish;

@@ -37,7 +37,7 @@ fn publish_public(cli: &ServerCli, port: u16, key: &str, name: &str, skill_extra
 
 /// Runs `steps` through the Python client as `key`; one result per step, then the protocol
 /// version the client ended up speaking.
-fn client(url: &str, key: &str, mode: &str, steps: &Value) -> Vec<Value> {
+pub(crate) fn client(url: &str, key: &str, mode: &str, steps: &Value) -> Vec<Value> {
     finish(start_client(url, key, mode, steps), mode)
 }
 

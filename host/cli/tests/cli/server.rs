@@ -14,6 +14,8 @@ use crate::{omniforge_in, stderr, stdout_text};
 pub struct Running {
     child: Child,
     pub port: u16,
+    /// The admin listener's port, when `OMNIFORGE_ADMIN_LISTEN` was set.
+    pub admin_port: Option<u16>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -75,9 +77,8 @@ pub fn serve_in(dir: &Path, envs: &[(&str, &str)]) -> Running {
         }
     });
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     let port = first
         .trim()
         .strip_prefix("listening on http://127.0.0.1:")
@@ -89,7 +90,24 @@ pub fn serve_in(dir: &Path, envs: &[(&str, &str)]) -> Running {
         })
         .parse()
         .unwrap();
-    Running { child, port, logs }
+    let admin_port = envs
+        .iter()
+        .any(|(name, _)| *name == "OMNIFORGE_ADMIN_LISTEN")
+        .then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("admin listening on http://127.0.0.1:")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .parse()
+                .unwrap()
+        });
+    Running {
+        child,
+        port,
+        admin_port,
+        logs,
+    }
 }
 
 /// One HTTP/1.1 request; returns the status and body.

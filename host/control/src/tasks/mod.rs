@@ -41,6 +41,7 @@ use crate::breakers::Breakers;
 use crate::catalog::ResolveError;
 use crate::input::{self, InputError};
 use crate::invocations::{Invocations, InvokeError};
+use crate::metrics::Refusal;
 use batch::Batcher;
 use bound::QueueBound;
 
@@ -285,10 +286,17 @@ impl Tasks {
             }
             None => Submission::Created(self.queue(tenant, task).await?),
         };
-        if let Submission::Created(task) = &submission {
-            self.signals.submitted(task);
-        }
+        self.submitted(&submission);
         Ok(submission)
+    }
+
+    /// Tells the workers of a new task, or counts a refusal.
+    fn submitted(&self, submission: &Submission) {
+        match submission {
+            Submission::Created(task) => self.signals.submitted(task),
+            Submission::QueueFull { .. } => self.invocations.metrics().refused(Refusal::QueueFull),
+            Submission::Replayed(_) | Submission::KeyReused => {}
+        }
     }
 
     /// Submits a new run of the tenant's failed or canceled task `id`, with the same skill,
@@ -354,9 +362,7 @@ impl Tasks {
                 max_queued: policy.max_queued_tasks,
             }
         };
-        if let Submission::Created(task) = &submission {
-            self.signals.submitted(task);
-        }
+        self.submitted(&submission);
         Ok(Some(submission))
     }
 

@@ -263,7 +263,11 @@ impl Host for RunHost<'_> {
                 deadline: call
                     .timeout_ms
                     .map(|t| Instant::now() + Duration::from_millis(t)),
-                entry: EntryPoint::Workflow,
+                // Only A2A gives runs a context: its runs' steps count as A2A's work.
+                entry: match self.task.context_id {
+                    Some(_) => EntryPoint::A2a,
+                    None => EntryPoint::Workflow,
+                },
                 cancel: Some(call.cancel.clone()),
                 task: Some(TaskRun {
                     id: self.task.id.clone(),

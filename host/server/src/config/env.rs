@@ -124,6 +124,9 @@ impl Config {
         if let Some(v) = env("OMNIFORGE_LISTEN") {
             self.listen = v;
         }
+        if let Some(v) = env("OMNIFORGE_ADMIN_LISTEN") {
+            self.admin_listen = Some(v);
+        }
         if let Some(v) = env("OMNIFORGE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }

@@ -62,6 +62,9 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (printed at start).
     pub listen: String,
+    /// A second address serving only the operator's routes (`/metrics`, `/healthz`,
+    /// `/readyz`); when set, `/metrics` is served there and not on `listen`.
+    pub admin_listen: Option<String>,
     /// The SQLite database, blobs and compiled-artifact cache live here.
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://PATH`; default: `<data_dir>/omniforge.db`.
@@ -177,6 +180,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            admin_listen: None,
             data_dir: PathBuf::from("./omniforge-data"),
             database_url: None,
             log: LogConfig::default(),
@@ -265,6 +269,13 @@ impl Config {
             problems.push(format!(
                 "listen: {:?} is not an address like 127.0.0.1:8080 ({e})",
                 self.listen
+            ));
+        }
+        if let Some(admin) = &self.admin_listen
+            && let Err(e) = admin.parse::<SocketAddr>()
+        {
+            problems.push(format!(
+                "admin_listen: {admin:?} is not an address like 127.0.0.1:9090 ({e})"
             ));
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -377,6 +388,11 @@ impl Config {
             .next()
             .unwrap_or("");
         format!("{engine} at {host}")
+    }
+
+    /// The admin listener's address, when one is configured (validated by [`Config::load`]).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listen.as_deref().and_then(|a| a.parse().ok())
     }
 
     /// The listen address (validated by [`Config::load`]).

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use omniforge_control::metrics::Refusal;
 use omniforge_store::{EventKind, TaskEvent, TaskId, TaskState, TenantId};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
@@ -82,6 +83,7 @@ pub(crate) fn follow(
 /// it holds as many as `tasks.streams_per_tenant` allows.
 pub(crate) fn admit(app: &AppState, tenant: &TenantId) -> Result<StreamSlot, ApiError> {
     app.task_streams.admit(tenant).ok_or_else(|| {
+        app.metrics.refused(Refusal::Streams);
         ApiError::too_many_requests(
             format!(
                 "this tenant already holds {} task event streams open on this server",
