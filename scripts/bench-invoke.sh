@@ -10,6 +10,9 @@
 # median per target and concurrency. Not part of CI. Results go to docs/performance.md.
 # With OMNIFORGE_BASELINE=/path/to/an/older/omniforge, that binary runs as one more target
 # ("baseline") beside this tree's, so a change is measured before and after in one run.
+# With OMNIFORGE_BENCH_OBSERVABILITY=1 (issue 19), the targets are this tree's binary twice:
+# "obs off" (metrics off, no traces) and "obs on" (metrics on and scraped every second,
+# traces exported to an OTLP/HTTP receiver on loopback), to measure what observing costs.
 #
 #   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
 #                           [runs, default 1]
@@ -50,15 +53,18 @@ port_of() { # waits for "listening on http://ADDR" (or wasmtime's "Serving HTTP 
 }
 
 targets=()
-start_omniforge() { # label binary: a fresh server in its own data directory, hello published
+start_omniforge() { # label binary [VAR=value…]: a fresh server in its own data directory,
+  # hello published, with the extra variables set
   local label=$1 binary=$2 dir="$work/$1" key addr tenant
+  shift 2
+  local extra=("$@")
   mkdir -p "$dir"
   key=$(OMNIFORGE_DATA_DIR="$dir" "$binary" admin bootstrap --tenant bench --email bench@example.com)
   # Rate limits stay on, set far above the offered load so they are checked but never bind.
   OMNIFORGE_DATA_DIR="$dir" OMNIFORGE_LOG=warn OMNIFORGE_RATE_PER_KEY_PER_SECOND=10000000 \
   OMNIFORGE_RATE_PER_KEY_BURST=10000000 OMNIFORGE_RATE_PER_TENANT_PER_SECOND=10000000 \
   OMNIFORGE_RATE_PER_TENANT_BURST=10000000 \
-    "$binary" serve --listen 127.0.0.1:0 > "$dir/serve.out" 2> "$dir/serve.log" &
+    env "${extra[@]}" "$binary" serve --listen 127.0.0.1:0 > "$dir/serve.out" 2> "$dir/serve.log" &
   pids+=($!)
   addr=$(port_of "$dir/serve.out")
   "$binary" skill pack "$root/example-skills/rust/hello" --component "$guest_target/wasm32-wasip2/release/hello.wasm" -o "$dir/hello.zip" > /dev/null
@@ -99,9 +105,32 @@ LUA
     }
   targets+=("$label mcp|http://$addr/mcp|$dir/mcp.lua")
 }
-start_omniforge omniforge "$bin"
-if [ -n "${OMNIFORGE_BASELINE:-}" ]; then
-  start_omniforge baseline "$OMNIFORGE_BASELINE"
+if [ -n "${OMNIFORGE_BENCH_OBSERVABILITY:-}" ]; then
+  # An OTLP/HTTP receiver that accepts every export, as a collector would.
+  python3 -c '
+import http.server, socketserver
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+print("listening on http://127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()' > otlp.out &
+  pids+=($!)
+  otlp=$(port_of otlp.out)
+  start_omniforge "obs off" "$bin" OMNIFORGE_METRICS=off
+  start_omniforge "obs on" "$bin" OMNIFORGE_METRICS=on "OMNIFORGE_OTLP_ENDPOINT=http://$otlp"
+  # Scraped every second, as Prometheus would.
+  obs_on=$(port_of "$work/obs on/serve.out")
+  (while curl -sf "http://$obs_on/metrics" > /dev/null; do sleep 1; done) &
+  pids+=($!)
+else
+  start_omniforge omniforge "$bin"
+  if [ -n "${OMNIFORGE_BASELINE:-}" ]; then
+    start_omniforge baseline "$OMNIFORGE_BASELINE"
+  fi
 fi
 cat > plain.lua <<LUA
 wrk.method = "POST"

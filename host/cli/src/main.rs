@@ -16,6 +16,7 @@ mod run;
 mod serve;
 mod skill;
 mod task;
+mod telemetry;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

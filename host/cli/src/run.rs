@@ -217,6 +217,7 @@ impl LocalSkill {
                 skill: self.name.clone(),
                 version: self.version.clone(),
                 request_id: request_id(),
+                trace_parent: None,
             },
             input,
             limits,

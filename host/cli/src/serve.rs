@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use omniforge_server::{Config, LogFormat, Server, Workers};
+
+use crate::telemetry::Traces;
 use tracing_subscriber::EnvFilter;
 
 /// Where configuration comes from, shared by the commands that need it: a TOML file, then
@@ -65,7 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 )
             })?;
     }
-    init_logging(&config);
+    let traces = init_logging(&config)?;
     let database = config.database_description();
     let workers = if config.skills.compile_in_subprocess {
         let worker = crate::offload::ProcessWorker::current()?;
@@ -88,20 +90,46 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("serving")?;
     tracing::info!("stopped");
+    if let Some(traces) = traces {
+        tokio::task::spawn_blocking(move || traces.shutdown())
+            .await
+            .ok();
+    }
     Ok(())
 }
 
-fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder
+/// Logs to stderr (text or JSON) and, when a collector is configured, traces to it; the
+/// exporter to shut down at exit.
+fn init_logging(config: &Config) -> Result<Option<Traces>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, filter};
+    let level = EnvFilter::try_new(&config.log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = match config.log.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let traces = Traces::start(&config.telemetry)?;
+    // Only the platform's own spans: not those of the libraries under it.
+    let exported = traces.as_ref().map(|traces| {
+        tracing_opentelemetry::layer()
+            .with_tracer(traces.tracer())
+            .with_filter(filter::filter_fn(|meta| {
+                meta.is_span() && meta.target().starts_with("omniforge")
+            }))
+    });
+    tracing_subscriber::registry()
+        .with(level)
+        .with(logs)
+        .with(exported)
+        .init();
+    Ok(traces)
 }

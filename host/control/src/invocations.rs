@@ -251,13 +251,26 @@ impl Invocations {
     pub async fn invoke(&self, call: Call) -> Result<Invoked, InvokeError> {
         let entry = call.entry.label();
         let skill = call.skill.clone();
-        let result = self.run(call, entry).await;
+        // One span per invocation (a nested call's is a child of its caller's), filled in
+        // by `record` once it has ended.
+        let span = tracing::info_span!(
+            "invocation",
+            request_id = %call.request_id,
+            tenant = %call.tenant,
+            skill = %call.skill,
+            entry,
+            version = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            fuel = tracing::field::Empty,
+        );
+        let result = self.run(call, entry).instrument(span.clone()).await;
         if let Err(error) = &result
             && error.usage().is_none()
         {
-            record(&self.parts.metrics, entry, &skill, None, error.code(), None);
+            let metrics = &self.parts.metrics;
+            record(metrics, &span, entry, &skill, None, error.code(), None);
             if let InvokeError::Quota(quota) = error {
-                self.parts.metrics.refused(match quota.quota {
+                metrics.refused(match quota.quota {
                     "fuel" => Refusal::QuotaFuel,
                     _ => Refusal::QuotaInvocations,
                 });
@@ -315,6 +328,7 @@ impl Invocations {
                 skill: call.skill,
                 version: resolved.version.to_string(),
                 request_id: call.request_id,
+                trace_parent: crate::trace::trace_parent(&tracing::Span::current()),
             },
             input: String::from(call.input.get()),
             limits,
@@ -340,6 +354,7 @@ impl Invocations {
             };
             record(
                 &metrics,
+                &tracing::Span::current(),
                 entry,
                 &skill,
                 Some(&version),
@@ -386,17 +401,25 @@ impl Invocations {
     }
 }
 
-/// The one record of every invocation: in the log of the request it belongs to, and in the
-/// metrics — under its skill's name once the skill was found (`version` is known, or the
+/// The one record of every invocation: on its span, in the log of the request it belongs
+/// to, and in the metrics — under its skill's name once the skill was found (`version` is known, or the
 /// refusal came after resolution), so names nobody published never become series.
 fn record(
     metrics: &Metrics,
+    span: &tracing::Span,
     entry: &'static str,
     skill: &SkillName,
     version: Option<&Version>,
     outcome: &'static str,
     usage: Option<&Usage>,
 ) {
+    if let Some(version) = version {
+        span.record("version", tracing::field::display(version));
+    }
+    span.record("outcome", outcome);
+    if let Some(usage) = usage {
+        span.record("fuel", usage.fuel_consumed);
+    }
     let found = version.is_some() || outcome == "quota_exceeded";
     metrics.invocation(
         entry,

@@ -22,7 +22,7 @@
 //! [`packages`] validation, tenant [`policy`], the database-backed [`kv`] capability, and the
 //! one manifest → [`limits`] and grants mapping that `omniforge run` and `skill test` use
 //! too. [`metrics`] holds the process's Prometheus families and the one place each is
-//! counted.
+//! counted; [`trace`] the trace context an invocation hands to its skill's outbound calls.
 
 pub mod agents;
 pub mod breakers;
@@ -40,6 +40,7 @@ pub mod nested;
 pub mod packages;
 pub mod policy;
 pub mod tasks;
+pub mod trace;
 
 pub use changes::{Change, ChangeFeed};
 pub use invocations::{Call, EntryPoint, Invocations, InvokeError, Invoked};

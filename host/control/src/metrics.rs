@@ -97,6 +97,8 @@ pub struct Metrics {
     agents: IntGauge,
     /// One scrape at a time sets the read-at-scrape families.
     scrape: Mutex<()>,
+    /// Whether anything is counted (an operator may turn metrics off).
+    enabled: bool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -112,6 +114,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Families that count nothing, for a server with metrics turned off.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new()
+        }
+    }
+
+    /// Whether anything is counted.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Every family, registered and at zero.
     pub fn new() -> Self {
         let registry =
@@ -173,6 +188,7 @@ impl Metrics {
             skills: gauge("skills", "Skills published and not deleted."),
             agents: gauge("agents", "Agents saved and not deleted."),
             scrape: Mutex::new(()),
+            enabled: true,
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -208,6 +224,9 @@ impl Metrics {
     /// An HTTP request answered: `route` is its template (`/api/v1/skills/{namespace}/…`),
     /// or `unmatched`.
     pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
         let status = status_label(status);
         let labels = [route, method, status];
         self.http_requests.with_label_values(&labels).inc();
@@ -219,6 +238,9 @@ impl Metrics {
     /// An invocation ended: `skill` is empty when it was refused before its skill was found;
     /// `usage` is there when the skill ran.
     pub fn invocation(&self, entry: &str, skill: &str, outcome: &str, usage: Option<&Usage>) {
+        if !self.enabled {
+            return;
+        }
         let labels = [skill, outcome, entry];
         self.invocations.with_label_values(&labels).inc();
         if let Some(usage) = usage {
@@ -233,6 +255,9 @@ impl Metrics {
 
     /// A request or invocation refused before it ran.
     pub fn refused(&self, kind: Refusal) {
+        if !self.enabled {
+            return;
+        }
         self.refusals.with_label_values(&[kind.as_str()]).inc();
     }
 

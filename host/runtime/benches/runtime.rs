@@ -98,6 +98,7 @@ fn request(input: &str, limits: InvocationLimits) -> InvocationRequest {
             skill: "bench/skill".parse().unwrap(),
             version: "1.0.0".into(),
             request_id: "bench".into(),
+            trace_parent: None,
         },
         input: input.into(),
         limits,

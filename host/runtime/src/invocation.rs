@@ -20,6 +20,10 @@ pub struct InvocationContext {
     pub version: String,
     /// Request id for correlating logs.
     pub request_id: String,
+    /// The W3C `traceparent` of the span the invocation runs under, when traces are on:
+    /// sent on the skill's outbound HTTP requests that carry none of their own, so the
+    /// services a skill calls join the trace.
+    pub trace_parent: Option<String>,
 }
 
 /// Capabilities an invocation may use, beyond the WASI base (which grants nothing). The

@@ -22,6 +22,7 @@
 //!                 skill: "examples/hello".parse().unwrap(),
 //!                 version: "0.1.0".into(),
 //!                 request_id: "req-1".into(),
+//!                 trace_parent: None,
 //!             },
 //!             input: r#"{"name": "Ada"}"#.into(),
 //!             limits: InvocationLimits::default(),

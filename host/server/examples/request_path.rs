@@ -122,6 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 skill: "examples/hello".parse().unwrap(),
                                 version: "0.1.0".into(),
                                 request_id: "bench".into(),
+                                trace_parent: None,
                             },
                             input: r#"{"name": "Ada"}"#.into(),
                             limits,

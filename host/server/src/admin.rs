@@ -46,8 +46,12 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 
 /// The admin listener's routes.
 pub fn router(app: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
+    let router = if app.config.telemetry.metrics {
+        Router::new().route("/metrics", get(metrics))
+    } else {
+        Router::new()
+    };
+    router
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(app)

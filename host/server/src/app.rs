@@ -177,7 +177,11 @@ impl App {
             policies,
             applied: Applied::new(),
         };
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(if config.telemetry.metrics {
+            Metrics::new()
+        } else {
+            Metrics::disabled()
+        });
         let invocations = Arc::new(Invocations::new(Parts {
             runtime: Arc::clone(&runtime),
             catalog: Arc::clone(&caches.catalog),

@@ -50,7 +50,9 @@ pub async fn request_id_and_span(mut request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         tenant_id = tracing::field::Empty,
         principal = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
+    join_trace(&span, request.headers());
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -65,6 +67,26 @@ pub async fn request_id_and_span(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Makes `span` a child of the caller's trace when its `traceparent` names one (W3C trace
+/// context, through the propagator the binary installs with its exporter), and records the
+/// trace id for the logs. Without an exporter there is no propagator and no trace.
+fn join_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+    });
+    if parent.span().span_context().is_valid() {
+        // Fails only when no exporter's layer is installed: then there is no trace to join.
+        let _ = span.set_parent(parent);
+    }
+    let context = span.context();
+    let trace = context.span().span_context().clone();
+    if trace.is_valid() {
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
+    }
 }
 
 /// Writes problem bodies: those handlers described (an [`ApiError`]) and, for any other

@@ -242,13 +242,15 @@ pub fn router(app: AppState) -> Router {
         .route_layer(middleware::from_fn(mcp::require_credentials));
     // Prometheus scrapes it: on its own listener when there is one (`crate::admin`).
     let metrics = match app.config.admin_listen {
-        Some(_) => Router::new(),
-        None => Router::new().route("/metrics", get(crate::admin::metrics)),
+        None if app.config.telemetry.metrics => {
+            Router::new().route("/metrics", get(crate::admin::metrics))
+        }
+        _ => Router::new(),
     };
     let counted = Arc::clone(&app.metrics);
     // A2A's JSON-RPC binding and agent cards: docs/a2a.md describes them, and the A2A
     // client tests walk them.
-    api_router
+    let router = api_router
         .merge(mcp)
         .merge(metrics)
         .merge(crate::a2a::routes())
@@ -263,6 +265,10 @@ pub fn router(app: AppState) -> Router {
         .layer(middleware::from_fn_with_state(timeout, mw::timeout))
         .layer(middleware::from_fn(mw::finish_problems))
         .layer(axum::Extension(app))
-        .layer(middleware::from_fn(mw::request_id_and_span))
-        .layer(middleware::from_fn_with_state(counted, mw::count))
+        .layer(middleware::from_fn(mw::request_id_and_span));
+    if counted.enabled() {
+        router.layer(middleware::from_fn_with_state(counted, mw::count))
+    } else {
+        router
+    }
 }

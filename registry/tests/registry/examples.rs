@@ -23,6 +23,7 @@ async fn run(component: &[u8], input: &str, grants: Grants) -> serde_json::Value
             skill: "examples/x".parse().unwrap(),
             version: "0.1.0".into(),
             request_id: "r".into(),
+            trace_parent: None,
         },
         input: input.into(),
         limits: InvocationLimits {

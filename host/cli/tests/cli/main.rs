@@ -18,6 +18,7 @@ mod runs;
 mod server;
 mod server_cli;
 mod tasks;
+mod traces;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! API then answers invocation counts that match, per entry point, what was sent over REST,
 //! MCP (the official Python SDK), A2A (the official Python SDK), tasks and agent runs;
 //! `promtool check metrics` passes the exposition; without an admin listener `/metrics` is
-//! on the main one.
+//! on the main one; turned off, it is nowhere.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -390,4 +390,21 @@ fn without_an_admin_listener_the_metrics_are_on_the_main_one() {
     if toolchain(prometheus_bin("promtool").to_str().unwrap(), INSTALL) {
         promtool_passes(&text);
     }
+}
+
+#[test]
+fn metrics_turned_off_are_neither_counted_nor_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _cli) = start(
+        dir.path(),
+        &Backend::Sqlite,
+        &[
+            ("OMNIFORGE_METRICS", "off"),
+            ("OMNIFORGE_ADMIN_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let admin = server.admin_port.expect("the admin listener's port");
+    assert_eq!(http(server.port, "GET", "/metrics", None, None).0, 404);
+    assert_eq!(http(admin, "GET", "/metrics", None, None).0, 404);
+    assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
 }

@@ -19,6 +19,7 @@ use omniforge_workflow::engine::{
 use omniforge_workflow::reliability::{Admission, Transition};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::Tasks;
 use super::runs::{SubmitRun, system_audit};
@@ -251,6 +252,7 @@ impl Host for RunHost<'_> {
         }
         let input = RawValue::from_string(call.input.to_string())
             .map_err(|e| StepError::expression(format!("the input is not JSON: {e}")))?;
+        let step = tracing::info_span!("step", step = %call.key, attempt = call.attempt);
         let invoked = self
             .tasks
             .invocations
@@ -275,6 +277,7 @@ impl Host for RunHost<'_> {
                     logs: None,
                 }),
             })
+            .instrument(step)
             .await;
         let result = match invoked {
             Ok(invoked) => {

@@ -14,6 +14,7 @@ use omniforge_store::{Claim, TaskId, now_ms};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Tasks;
 
@@ -158,11 +159,20 @@ impl Tasks {
                 claimed += 1;
                 let handle = self.register(&task.id);
                 let tasks = Arc::clone(self);
-                runs.spawn(async move {
-                    tasks.run_task(task, handle).await;
-                    drop(permit);
-                    tasks.signals().wake();
-                });
+                let span = tracing::info_span!(
+                    "task",
+                    task = %task.id,
+                    tenant = %task.tenant_id,
+                    attempt = task.attempts,
+                );
+                runs.spawn(
+                    async move {
+                        tasks.run_task(task, handle).await;
+                        drop(permit);
+                        tasks.signals().wake();
+                    }
+                    .instrument(span),
+                );
             }
         }
         Ok(claimed)

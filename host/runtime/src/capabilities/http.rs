@@ -110,6 +110,8 @@ pub(crate) struct OutboundHttp {
     policy: HttpPolicy,
     limits: HttpLimits,
     requests: u32,
+    /// The invocation's `traceparent`, added to requests that carry none.
+    trace_parent: Option<http::HeaderValue>,
 }
 
 impl super::Capability for OutboundHttp {
@@ -118,7 +120,13 @@ impl super::Capability for OutboundHttp {
     }
 
     fn new(setup: &super::Setup<'_>) -> Self {
-        Self::new(setup.grants.http.clone(), setup.invoker.config.http)
+        let mut http = Self::new(setup.grants.http.clone(), setup.invoker.config.http);
+        http.trace_parent = setup
+            .context
+            .trace_parent
+            .as_deref()
+            .and_then(|t| http::HeaderValue::from_str(t).ok());
+        http
     }
 
     fn report(&self, usage: &mut Usage) {
@@ -132,6 +140,7 @@ impl OutboundHttp {
             policy,
             limits,
             requests: 0,
+            trace_parent: None,
         }
     }
 
@@ -194,12 +203,18 @@ type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 impl WasiHttpHooks for OutboundHttp {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
     {
         let admitted = self.admit(&request);
+        if let Some(trace_parent) = &self.trace_parent {
+            request
+                .headers_mut()
+                .entry("traceparent")
+                .or_insert_with(|| trace_parent.clone());
+        }
         let timeouts = self.timeouts(options);
         let max_response_bytes = self.limits.max_response_bytes;
         Box::new(async move {

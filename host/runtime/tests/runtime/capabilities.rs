@@ -54,6 +54,34 @@ async fn an_allow_listed_loopback_address_is_reachable() {
 }
 
 #[tokio::test]
+async fn outbound_requests_carry_the_invocations_trace_parent() {
+    let server = TestServer::start("traced").await;
+    let url = format!("http://{}/", server.addr);
+    let skill = load(runtime(), programs::HTTP_GET).await;
+    let mut req = request("http", &serde_json::json!({ "url": url }).to_string());
+    req.grants.http = HttpPolicy::operator([pattern(&format!("http://{}", server.addr))]);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    req.context.trace_parent = Some(parent.into());
+    let report = runtime().invoke(&skill, req).await;
+    assert_eq!(ok_output(&report)["status"], 200);
+    let heads = server.heads();
+    assert_eq!(heads.len(), 1);
+    assert!(
+        heads[0]
+            .to_lowercase()
+            .contains(&format!("traceparent: {parent}")),
+        "{}",
+        heads[0]
+    );
+
+    // Without a trace, nothing is added.
+    let mut req = request("http", &serde_json::json!({ "url": url }).to_string());
+    req.grants.http = HttpPolicy::operator([pattern(&format!("http://{}", server.addr))]);
+    runtime().invoke(&skill, req).await;
+    assert!(!server.heads()[1].to_lowercase().contains("traceparent"));
+}
+
+#[tokio::test]
 async fn a_host_outside_the_allow_list_is_denied_before_any_connection() {
     let server = TestServer::start("secret").await;
     let url = format!("http://{}/", server.addr);

@@ -32,6 +32,7 @@ pub fn request(tenant: &str, input: &str) -> InvocationRequest {
             skill: "tests/guest".parse().unwrap(),
             version: "0.1.0".into(),
             request_id: format!("req-{tenant}"),
+            trace_parent: None,
         },
         input: input.into(),
         limits: InvocationLimits::default(),
@@ -60,10 +61,12 @@ pub fn ok_output(report: &InvocationReport) -> serde_json::Value {
     }
 }
 
-/// A loopback HTTP/1.1 server answering every request with `body`; counts requests.
+/// A loopback HTTP/1.1 server answering every request with `body`; counts requests and
+/// keeps their heads.
 pub struct TestServer {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -72,12 +75,15 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&hits);
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = Arc::clone(&heads);
         tokio::spawn(async move {
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else {
                     return;
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
+                let kept = Arc::clone(&kept);
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -87,6 +93,9 @@ impl TestServer {
                             Ok(n) => request.extend_from_slice(&buf[..n]),
                         }
                     }
+                    kept.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&request).into_owned());
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
@@ -95,10 +104,15 @@ impl TestServer {
                 });
             }
         });
-        Self { addr, hits }
+        Self { addr, hits, heads }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The request line and headers of every request so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
     }
 }

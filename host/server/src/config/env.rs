@@ -127,6 +127,22 @@ impl Config {
         if let Some(v) = env("OMNIFORGE_ADMIN_LISTEN") {
             self.admin_listen = Some(v);
         }
+        // OpenTelemetry's own variables name the collector too; ours wins.
+        if let Some(v) =
+            env("OMNIFORGE_OTLP_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        {
+            self.telemetry.otlp_endpoint = Some(v);
+        }
+        if let Some(v) = env("OTEL_SERVICE_NAME") {
+            self.telemetry.service_name = v;
+        }
+        if let Some(v) = env("OMNIFORGE_METRICS") {
+            match v.trim() {
+                "on" | "true" => self.telemetry.metrics = true,
+                "off" | "false" => self.telemetry.metrics = false,
+                _ => problems.push(format!("OMNIFORGE_METRICS: {v:?} is not on or off")),
+            }
+        }
         if let Some(v) = env("OMNIFORGE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }

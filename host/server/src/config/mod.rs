@@ -16,11 +16,13 @@ mod env;
 mod mcp;
 mod skills;
 mod tasks;
+mod telemetry;
 
 pub use mcp::McpConfig;
 pub use omniforge_control::PlatformLimits;
 pub use skills::{RateLimitConfig, SkillsConfig};
 pub use tasks::TasksConfig;
+pub use telemetry::TelemetryConfig;
 
 /// A value that must not be printed: `Debug` shows `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -81,6 +83,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// The MCP endpoint.
     pub mcp: McpConfig,
+    /// Trace export.
+    pub telemetry: TelemetryConfig,
     /// Durable task workers.
     pub tasks: TasksConfig,
 }
@@ -189,6 +193,7 @@ impl Default for Config {
             skills: SkillsConfig::default(),
             rate_limits: RateLimitConfig::default(),
             mcp: McpConfig::default(),
+            telemetry: TelemetryConfig::default(),
             tasks: TasksConfig::default(),
         }
     }
@@ -334,6 +339,7 @@ impl Config {
         }
         self.skills.validate(problems);
         self.mcp.validate(problems);
+        self.telemetry.validate(problems);
         self.tasks.validate(problems);
     }
 
