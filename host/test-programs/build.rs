@@ -42,6 +42,7 @@ const WORKSPACES: &[GuestWorkspace] = &[
             "legacy-hello",
             "ticker",
             "flaky",
+            "secret-reader",
         ],
     },
 ];

@@ -159,6 +159,14 @@ fn check_imports(info: &ComponentInfo, manifest: &Manifest) -> Result<(), Packag
                     return Err(undeclared("[permissions] kv = true"));
                 }
             }
+            "omniforge:skill/secrets" if ours_01 => {
+                if !is_skill {
+                    return Err(undeclared("world = \"skill\""));
+                }
+                if perms.secrets.is_empty() {
+                    return Err(undeclared("[permissions] secrets = [\"name\", ...]"));
+                }
+            }
             "omniforge:skill/skills" if ours_01 => {
                 if !is_skill {
                     return Err(undeclared("world = \"skill\""));
@@ -258,6 +266,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("world = \"skill\""), "{err}");
+
+        // 0.1.3 added `secrets`: importing it needs at least one declared name.
+        let secrets = info(&["omniforge:skill/secrets@0.1.3"]);
+        let err = check_imports(&secrets, &manifest("skill", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("omniforge:skill/secrets@0.1.3") && err.contains("secrets = ["),
+            "{err}"
+        );
+        let declared = "[permissions]\nsecrets = [\"api-token\"]";
+        check_imports(&secrets, &manifest("skill", declared)).unwrap();
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use limits::PackageLimits;
 pub use manifest::{
     Manifest, PackageMetadata, Permissions, RequestedLimits, SchemaSource, SkillSection, World,
 };
-pub use omniforge_types::{HostPattern, PermissionKind, SkillName};
+pub use omniforge_types::{HostPattern, PermissionKind, SecretName, SkillName};
 pub use omniforge_types::{InvalidDigest, Sha256Digest};
 pub use package::{
     IngestError, PackError, PackageFileError, PackageSummary, ValidatedPackage, ingest, pack_dir,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use omniforge_types::{HostPattern, SkillName};
+use omniforge_types::{HostPattern, SecretName, SkillName};
 use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +117,7 @@ pub struct Permissions {
     pub kv: bool,
     /// Names of tenant secrets the skill may read.
     #[serde(default)]
-    pub secrets: Vec<String>,
+    pub secrets: Vec<SecretName>,
     /// Completions through the host's LLM gateway.
     #[serde(default)]
     pub llm: bool,
@@ -270,16 +270,14 @@ impl Manifest {
         if perms.skills.len() > MAX_SKILLS {
             return Err(field("permissions.skills", "at most 32 skills"));
         }
-        check_list(
-            "permissions.secrets",
-            &perms.secrets,
-            MAX_SECRETS,
-            64,
-            |s| {
-                s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-            },
-        )
+        if perms.secrets.len() > MAX_SECRETS {
+            return Err(field("permissions.secrets", "at most 32 names"));
+        }
+        let unique: std::collections::BTreeSet<&SecretName> = perms.secrets.iter().collect();
+        if unique.len() != perms.secrets.len() {
+            return Err(field("permissions.secrets", "duplicate entries"));
+        }
+        Ok(())
     }
 
     /// The manifest as TOML (for writing it back into a package).

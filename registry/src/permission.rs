@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use omniforge_types::{HostPattern, PermissionKind, SkillName};
+use omniforge_types::{HostPattern, PermissionKind, SecretName, SkillName};
 use serde::{Serialize, Serializer};
 
 use crate::manifest::Permissions;
@@ -17,7 +17,7 @@ pub enum Permission {
     /// Outbound HTTP to a destination.
     Http(HostPattern),
     /// Reading a tenant secret.
-    Secret(String),
+    Secret(SecretName),
     /// Completions through the host's LLM gateway.
     Llm,
     /// Calling a skill (with the requirement the manifest names).

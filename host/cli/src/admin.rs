@@ -10,6 +10,19 @@ use crate::serve::ConfigArgs;
 pub enum AdminCommand {
     /// Create the first tenant and its owner, and print the owner's API key once.
     Bootstrap(BootstrapArgs),
+    /// Re-seal every stored secret under the current secrets key
+    /// (OMNIFORGE_SECRETS_KEY[_FILE]), opening each with it or the previous key
+    /// (OMNIFORGE_SECRETS_PREVIOUS_KEY[_FILE]). Safe to run while servers run, and again.
+    RotateSecretsKey(RotateArgs),
+    /// Print a new random secrets key (base64), for OMNIFORGE_SECRETS_KEY or its file.
+    GenerateSecretsKey,
+}
+
+/// Arguments of `omniforge admin rotate-secrets-key`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 /// Arguments of `omniforge admin bootstrap`.
@@ -29,6 +42,18 @@ pub struct BootstrapArgs {
 pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::Bootstrap(args) => bootstrap(args).await,
+        AdminCommand::RotateSecretsKey(args) => rotate_secrets_key(args).await,
+        AdminCommand::GenerateSecretsKey => {
+            use base64::Engine as _;
+            let mut key = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(key.as_mut()).map_err(|e| anyhow!("no randomness: {e}"))?;
+            println!(
+                "{}",
+                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(*key))
+                    .as_str()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -55,4 +80,45 @@ async fn bootstrap(args: BootstrapArgs) -> Result<()> {
     eprintln!("the owner's API key follows; it is shown only this once:");
     println!("{key}");
     Ok(())
+}
+
+async fn rotate_secrets_key(args: RotateArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let keys = config
+        .secrets
+        .key_ring()
+        .map_err(|e| anyhow!(e))?
+        .ok_or_else(|| {
+            anyhow!(
+                "no secrets key: give the new key as OMNIFORGE_SECRETS_KEY (or _FILE) and the \
+                 one it replaces as OMNIFORGE_SECRETS_PREVIOUS_KEY (or _FILE)"
+            )
+        })?;
+    let description = config.database_description();
+    let db = omniforge_server::open_database(&config)
+        .await
+        .with_context(|| format!("opening {description}"))?;
+    let result = omniforge_control::secrets::rotate(&db, &keys).await;
+    db.close().await;
+    let rotation = result.map_err(|e| anyhow!(e))?;
+    eprintln!(
+        "re-sealed {} secrets under key {}{}",
+        rotation.resealed,
+        keys.current().id(),
+        match rotation.changed_meanwhile {
+            0 => String::new(),
+            n => format!(" ({n} more were set meanwhile, under it already)"),
+        }
+    );
+    if rotation.failed.is_empty() {
+        return Ok(());
+    }
+    for (tenant, name, why) in &rotation.failed {
+        eprintln!("could not re-seal {tenant}/{name}: {why}");
+    }
+    Err(anyhow!(
+        "{} secrets were left as they were; give the key they need as \
+         OMNIFORGE_SECRETS_PREVIOUS_KEY and run this again",
+        rotation.failed.len()
+    ))
 }

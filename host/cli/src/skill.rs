@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use omniforge_registry::{
-    PackageLimits, SigningKey, ValidatedPackage, VerifyingKey, pack_dir, sign_package,
+    PackageLimits, SecretName, SigningKey, ValidatedPackage, VerifyingKey, pack_dir, sign_package,
     validate_package,
 };
 
@@ -210,7 +210,8 @@ fn describe(package: &ValidatedPackage, signature: &str) -> String {
         granted.push("kv".into());
     }
     if !perms.secrets.is_empty() {
-        granted.push(format!("secrets [{}]", perms.secrets.join(", ")));
+        let names: Vec<&str> = perms.secrets.iter().map(SecretName::as_str).collect();
+        granted.push(format!("secrets [{}]", names.join(", ")));
     }
     if perms.llm {
         granted.push("llm".into());

@@ -19,7 +19,8 @@
 //!
 //! The other modules are the service's parts, also used directly by the registry's routes:
 //! the [`catalog`] of skills as tenants see them, [`compiles`] of published components,
-//! [`packages`] validation, tenant [`policy`], the database-backed [`kv`] capability, and the
+//! [`packages`] validation, tenant [`policy`], the database-backed [`kv`] capability, tenant
+//! [`secrets`] and their providers, and the
 //! one manifest → [`limits`] and grants mapping that `omniforge run` and `skill test` use
 //! too. [`metrics`] holds the process's Prometheus families and the one place each is
 //! counted; [`trace`] the trace context an invocation hands to its skill's outbound calls.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod nested;
 pub mod packages;
 pub mod policy;
+pub mod secrets;
 pub mod tasks;
 pub mod trace;
 

@@ -57,7 +57,7 @@ impl PlatformLimits {
 
 /// What a manifest's permissions grant one invocation: the key-value store, the HTTP
 /// destinations it declares (narrowed to the tenant's allow list when its policy has one),
-/// and the skills it may call with their version requirements.
+/// the tenant secrets it names, and the skills it may call with their version requirements.
 pub fn grants(permissions: &Permissions, tenant_http_allow: Option<&[HostPattern]>) -> Grants {
     Grants {
         kv: permissions.kv,
@@ -66,6 +66,11 @@ pub fn grants(permissions: &Permissions, tenant_http_allow: Option<&[HostPattern
             tenant_allowed: tenant_http_allow.map(<[HostPattern]>::to_vec),
             ..HttpPolicy::default()
         },
+        secrets: permissions
+            .secrets
+            .iter()
+            .map(|name| name.as_str().to_owned())
+            .collect(),
         skills: permissions.skills.clone(),
     }
 }
@@ -83,13 +88,15 @@ mod tests {
     #[test]
     fn a_manifest_grants_what_it_declares_within_the_tenants_allow_list() {
         let permissions: Permissions = toml::from_str(
-            "kv = true\nhttp = [\"api.example.com\"]\nskills = { \"acme/text-stats\" = \"^1.2\" }",
+            "kv = true\nhttp = [\"api.example.com\"]\nsecrets = [\"api-token\"]\n\
+             skills = { \"acme/text-stats\" = \"^1.2\" }",
         )
         .unwrap();
         let open = grants(&permissions, None);
         assert!(open.kv);
         assert_eq!(open.http.allowed, permissions.http);
         assert_eq!(open.http.tenant_allowed, None);
+        assert_eq!(open.secrets.into_iter().collect::<Vec<_>>(), ["api-token"]);
         assert_eq!(
             open.skills.into_iter().collect::<Vec<_>>(),
             [("acme/text-stats".parse().unwrap(), "^1.2".parse().unwrap())]

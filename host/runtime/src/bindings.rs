@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
     world: "omniforge:skill/skill",
     imports: {
         "omniforge:skill/kv": async,
+        "omniforge:skill/secrets": async,
         default: trappable,
     },
     exports: { default: async },

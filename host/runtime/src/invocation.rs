@@ -1,6 +1,6 @@
 //! What a caller asks the runtime to run: who for, with which input, limits and grants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use omniforge_types::{SkillName, TenantId};
 use semver::VersionReq;
@@ -35,6 +35,8 @@ pub struct Grants {
     pub kv: bool,
     /// Outbound HTTP destinations.
     pub http: HttpPolicy,
+    /// Names of the tenant's secrets it may read, as its manifest declares them.
+    pub secrets: BTreeSet<String>,
     /// Skills it may call, each with the version requirement its manifest names; calls go
     /// to the runtime's [`SkillCaller`](crate::capabilities::SkillCaller).
     pub skills: BTreeMap<SkillName, VersionReq>,

@@ -12,7 +12,7 @@ use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
 use crate::capabilities::log::TenantLogRate;
-use crate::capabilities::{KvStore, Setup, SkillCaller};
+use crate::capabilities::{KvStore, SecretSource, Setup, SkillCaller};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
 use crate::invocation::InvocationRequest;
@@ -41,6 +41,7 @@ pub(crate) struct Invoker {
     pub(crate) concurrency: Arc<TenantConcurrency>,
     pub(crate) memory_budget: Option<MemoryBudget>,
     pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) secrets: Option<Arc<dyn SecretSource>>,
     pub(crate) skill_caller: Option<Arc<dyn SkillCaller>>,
     pub(crate) log_rate: Arc<TenantLogRate>,
     pub(crate) config: RuntimeConfig,

@@ -13,7 +13,7 @@ use crate::ComponentDigest;
 use crate::bindings::SkillPre;
 use crate::cache::ArtifactCache;
 use crate::capabilities::log::TenantLogRate;
-use crate::capabilities::{KvStore, MemoryKvStore, SkillCaller};
+use crate::capabilities::{KvStore, MemoryKvStore, SecretSource, SkillCaller};
 use crate::compile::{Compiler, InProcessCompiler, read_component};
 use crate::concurrency::MemoryBudget;
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
@@ -40,6 +40,7 @@ pub struct Runtime {
 pub struct RuntimeBuilder {
     config: RuntimeConfig,
     kv: Option<Arc<dyn KvStore>>,
+    secrets: Option<Arc<dyn SecretSource>>,
     skill_caller: Option<Arc<dyn SkillCaller>>,
     compiler: Option<Arc<dyn Compiler>>,
 }
@@ -48,6 +49,13 @@ impl RuntimeBuilder {
     /// Uses `store` for the `kv` capability (default: a fresh [`MemoryKvStore`]).
     pub fn kv_store(mut self, store: Arc<dyn KvStore>) -> Self {
         self.kv = Some(store);
+        self
+    }
+
+    /// Reads the `secrets` capability's values from `source` (default: none, and every
+    /// declared secret answers `unavailable`).
+    pub fn secret_source(mut self, source: Arc<dyn SecretSource>) -> Self {
+        self.secrets = Some(source);
         self
     }
 
@@ -99,6 +107,7 @@ impl RuntimeBuilder {
                 kv: self
                     .kv
                     .unwrap_or_else(|| Arc::new(MemoryKvStore::default())),
+                secrets: self.secrets,
                 skill_caller: self.skill_caller,
                 log_rate: Arc::new(TenantLogRate::new(&self.config.log)),
                 config: self.config,
@@ -164,6 +173,7 @@ impl Runtime {
         RuntimeBuilder {
             config,
             kv: None,
+            secrets: None,
             skill_caller: None,
             compiler: None,
         }

@@ -18,6 +18,7 @@ use crate::capabilities::context::ContextState;
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
+use crate::capabilities::secrets::SecretsState;
 use crate::capabilities::skills::SkillsState;
 use crate::capabilities::{Capability, HasCapability, Setup};
 use crate::limits::SandboxLimiter;
@@ -67,6 +68,7 @@ capabilities! {
     log: LogState,
     context: ContextState,
     kv: KvState,
+    secrets: SecretsState,
     http: OutboundHttp,
     skills: SkillsState,
 }

@@ -27,6 +27,9 @@ use omniforge_control::metrics::Metrics;
 use omniforge_control::nested::NestedCalls;
 use omniforge_control::packages::{InProcessValidator, PackageValidator};
 use omniforge_control::policy::Policies;
+use omniforge_control::secrets::{
+    AwsSecrets, DbSecrets, EnvSecrets, FileSecrets, ProviderKind, SecretProvider, Secrets,
+};
 use omniforge_control::tasks::Tasks;
 
 /// Work the server can hand to other processes so that large components never pass through
@@ -79,6 +82,8 @@ pub struct App {
     /// Cancelled when the server starts shutting down: streams that would otherwise stay
     /// open (MCP change streams) end, so the connections they hold can close.
     pub stopping: CancellationToken,
+    /// Tenant secrets, from the configured provider.
+    pub secrets: Secrets,
     /// The process's Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The platform's last counts for `/metrics`, and when they were taken (see
@@ -145,11 +150,13 @@ impl App {
             metadata_recheck,
         ));
         let nested = Arc::new(NestedCalls::default());
+        let secrets = build_secrets(&config, &db)?;
         let runtime = Arc::new(build_runtime(
             &config,
             &db,
             &policies,
             Arc::clone(&nested),
+            &secrets,
             workers.compiler,
         )?);
         let compiles = Arc::new(Compiles::new(
@@ -203,6 +210,7 @@ impl App {
         let agents = Arc::new(Agents::new(db.clone(), Arc::clone(invocations.catalog())));
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         Ok(Arc::new(Self {
+            secrets,
             metrics,
             census: tokio::sync::Mutex::new(None),
             agents,
@@ -228,11 +236,38 @@ impl App {
     }
 }
 
+/// The configured secrets provider.
+fn build_secrets(config: &Config, db: &Database) -> Result<Secrets, String> {
+    let settings = &config.secrets;
+    let provider: Arc<dyn SecretProvider> = match settings.provider {
+        ProviderKind::Db => {
+            let keys = settings.key_ring()?;
+            if let Some(keys) = &keys {
+                tracing::info!(
+                    key_id = keys.current().id(),
+                    "secrets are sealed in the database"
+                );
+            }
+            Arc::new(DbSecrets::new(db.clone(), keys.map(Arc::new)))
+        }
+        ProviderKind::Env => Arc::new(EnvSecrets::from_vars(std::env::vars())),
+        ProviderKind::Files => Arc::new(FileSecrets::new(
+            settings
+                .dir
+                .clone()
+                .ok_or("secrets.dir: name the files provider's directory")?,
+        )),
+        ProviderKind::Aws => Arc::new(AwsSecrets::new(settings.aws_options()?)?),
+    };
+    Ok(Secrets::new(provider))
+}
+
 fn build_runtime(
     config: &Config,
     db: &Database,
     policies: &Arc<Policies>,
     nested: Arc<NestedCalls>,
+    secrets: &Secrets,
     compiler: Option<Arc<dyn Compiler>>,
 ) -> Result<Runtime, String> {
     let platform = config.skills.platform_max.runtime_limits();
@@ -275,6 +310,7 @@ fn build_runtime(
             Arc::clone(policies),
             config.skills.kv_quota_bytes,
         )))
+        .secret_source(Arc::new(secrets.clone()))
         .skill_caller(nested);
     if let Some(compiler) = compiler {
         builder = builder.compiler(compiler);

@@ -38,6 +38,8 @@ use crate::auth::rbac::Access;
         (name = "skills", description = "Publish, discover, change and invoke skills"),
         (name = "installations", description = "Other tenants' public skills in use"),
         (name = "usage", description = "Usage against the tenant's quotas"),
+        (name = "secrets", description = "Tenant secrets that skills read (values are never \
+                                          answered)"),
         (name = "agents", description = "Agents: workflows of skills, versioned, with lockfiles"),
         (name = "tasks", description = "Durable tasks: asynchronous invocations"),
         (name = "mcp", description = "Discovery for MCP clients (the `/mcp` endpoint itself \

@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::{
-    agents, api_keys, audit, breakers, docs, health, installations, invoke, me, publish, skills,
-    tasks, tenants, usage, users, versions,
+    agents, api_keys, audit, breakers, docs, health, installations, invoke, me, publish, secrets,
+    skills, tasks, tenants, usage, users, versions,
 };
 use crate::app::AppState;
 use crate::auth::rbac::{Access, Permission};
@@ -174,6 +174,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(guard(Requires(ApiKeyManage), routes!(api_keys::list)))
         .routes(guard(Requires(ApiKeyManage), routes!(api_keys::revoke)))
         .routes(guard(Requires(AuditRead), routes!(audit::list)))
+        .routes(guard(
+            Requires(SecretManage),
+            routes!(secrets::put, secrets::delete),
+        ))
+        .routes(guard(Requires(SecretManage), routes!(secrets::list)))
         .routes(guard(Requires(TenantRead), routes!(usage::get_policy)))
         .routes(guard(Requires(TenantManage), routes!(usage::set_policy)))
         .routes(guard(Requires(TenantRead), routes!(usage::get)))

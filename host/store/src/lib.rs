@@ -24,6 +24,7 @@ mod migrations;
 mod platform;
 mod records;
 mod rows;
+mod secrets;
 mod skills;
 mod tasks;
 mod tenant;
@@ -40,12 +41,13 @@ pub use error::StoreError;
 pub use installations::Installation;
 pub use kv::{KV_ENTRY_OVERHEAD, KvExportEntry, KvIncrement, KvQuota, KvUsage, KvWrite};
 pub use migrations::MigrationStatus;
-pub use omniforge_types::{AgentId, ApiKeyId, TaskId, TenantId, UserId};
+pub use omniforge_types::{AgentId, ApiKeyId, SecretName, TaskId, TenantId, UserId};
 pub use platform::{Bootstrapped, Platform};
 pub use records::{
     ApiKey, ApiKeyCredential, AuditContext, AuditEvent, AuditFilter, NewApiKey, NewUser,
     PLATFORM_ACTOR, Role, Tenant, TenantExport, TenantStatus, User, UserStatus, new_id, now_ms,
 };
+pub use secrets::{SealedSecret, SecretRecord, StoredSecret};
 pub use skills::{NewVersion, Skill, SkillQuery, SkillSort, SkillUpdate, SkillVersion, Visibility};
 pub use tasks::{
     Canceled, Claim, Ending, EventKind, Finish, Idempotency, JournalRow, NewEvent, NewTask,

@@ -336,6 +336,9 @@ pub struct TenantExport {
     pub policy: Option<serde_json::Value>,
     /// What its skills keep in the `kv` capability.
     pub kv_entries: Vec<crate::kv::KvExportEntry>,
+    /// Its secrets' names and metadata; never their values, which stay sealed in the
+    /// database under the server's key and are set again from their source after a restore.
+    pub secrets: Vec<crate::secrets::SecretRecord>,
     /// Its tasks not yet purged, oldest first, each with its events.
     pub tasks: Vec<crate::tasks::ExportedTask>,
     /// Its agents, deleted ones included, each with every saved version.

@@ -510,10 +510,12 @@ impl TenantStore<'_> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("tenant policy: {e}")))?;
         let kv_entries = self.export_kv().await?;
+        let secrets = self.export_secrets().await?;
         let tasks = self.export_tasks().await?;
         let agents = self.export_agents().await?;
         Ok(Some(TenantExport {
             kv_entries,
+            secrets,
             tasks,
             agents,
             skills,

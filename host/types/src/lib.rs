@@ -1,5 +1,6 @@
 //! Vocabulary shared by the OmniForge runtime, registry and clients, so each rule is written
-//! once: skill names, ids, HTTP host patterns, SHA-256 digests, permission kinds.
+//! once: skill names, ids, HTTP host patterns, SHA-256 digests, permission kinds, secret
+//! names.
 //!
 //! ```
 //! use omniforge_types::{HostPattern, SkillName};
@@ -35,9 +36,11 @@ mod hosts;
 mod ids;
 mod name;
 mod permission;
+mod secret;
 
 pub use digest::{InvalidDigest, Sha256Digest};
 pub use hosts::{HostPattern, InvalidHostPattern, parse_ip};
 pub use ids::{AgentId, ApiKeyId, TaskId, TenantId, UserId};
 pub use name::{InvalidSkillName, SkillName};
 pub use permission::{InvalidPermissionKind, PermissionKind};
+pub use secret::{InvalidSecretName, SecretName};

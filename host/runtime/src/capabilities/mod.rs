@@ -10,11 +10,13 @@ pub mod http;
 pub mod kv;
 pub mod log;
 mod outbound;
+pub mod secrets;
 pub mod skills;
 
 pub use http::{HostPattern, HttpLimits, HttpPolicy, InvalidHostPattern};
 pub use kv::{KvLimits, KvScope, KvStore, KvStoreError, MemoryKvStore};
 pub use log::LogLimits;
+pub use secrets::{SecretSource, SecretSourceError, SecretValue};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,8 +30,8 @@ use crate::state::InvocationState;
 
 /// What one invocation's capability states are built from.
 pub(crate) struct Setup<'a> {
-    /// The runtime's configuration and the services capabilities use (kv store, log rate,
-    /// skill caller).
+    /// The runtime's configuration and the services capabilities use (kv store, secret
+    /// source, log rate, skill caller).
     pub(crate) invoker: &'a Invoker,
     /// Who and what runs.
     pub(crate) context: &'a Arc<InvocationContext>,

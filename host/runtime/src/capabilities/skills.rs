@@ -27,7 +27,7 @@ use crate::state::InvocationState;
 
 /// The interface as the host exports it; components built against any 0.1.x import it
 /// (the linker matches semver-compatibly).
-const INTERFACE: &str = "omniforge:skill/skills@0.1.2";
+const INTERFACE: &str = "omniforge:skill/skills@0.1.3";
 
 /// One call of a skill by another, as the platform receives it.
 #[derive(Debug, Clone)]

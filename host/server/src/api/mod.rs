@@ -13,6 +13,7 @@ pub mod me;
 pub mod publish;
 pub mod rules;
 pub mod schemas;
+pub mod secrets;
 pub mod skills;
 pub mod tasks;
 pub mod tenants;

@@ -57,6 +57,8 @@ permissions! {
     ApiKeyManage = "apikey:manage",
     /// Read the audit log.
     AuditRead = "audit:read",
+    /// Set, list and delete the tenant's secrets (never read their values).
+    SecretManage = "secret:manage",
     /// Read and download skills.
     SkillRead = "skill:read",
     /// Publish, change and yank skills.
@@ -92,6 +94,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             OwnerManage,
             ApiKeyManage,
             AuditRead,
+            SecretManage,
             SkillRead,
             SkillPublish,
             SkillInvoke,
@@ -106,6 +109,7 @@ pub fn role_permissions(role: Role) -> &'static [Permission] {
             UserManage,
             ApiKeyManage,
             AuditRead,
+            SecretManage,
             SkillRead,
             SkillPublish,
             SkillInvoke,

@@ -143,6 +143,7 @@ impl Config {
                 _ => problems.push(format!("OMNIFORGE_METRICS: {v:?} is not on or off")),
             }
         }
+        self.apply_secrets_env(env, problems);
         if let Some(v) = env("OMNIFORGE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -197,6 +198,72 @@ impl Config {
             if let Some(v) = env("OMNIFORGE_JWT_TENANT_CLAIM") {
                 jwt.tenant_claim = v;
             }
+        }
+    }
+}
+
+impl Config {
+    /// The `OMNIFORGE_SECRETS_*` variables, and AWS's own for the `aws` provider.
+    fn apply_secrets_env(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+        problems: &mut Vec<String>,
+    ) {
+        let secrets = &mut self.secrets;
+        if let Some(v) = env("OMNIFORGE_SECRETS_PROVIDER") {
+            match v.trim().parse() {
+                Ok(kind) => secrets.provider = kind,
+                Err(_) => problems.push(format!(
+                    "OMNIFORGE_SECRETS_PROVIDER: {v:?} is not one of db, env, files, aws"
+                )),
+            }
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_KEY") {
+            secrets.key = Some(Secret(v));
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_KEY_FILE") {
+            secrets.key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_PREVIOUS_KEY") {
+            secrets.previous_key = Some(Secret(v));
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_PREVIOUS_KEY_FILE") {
+            secrets.previous_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_DIR") {
+            secrets.dir = Some(PathBuf::from(v));
+        }
+        let aws = &mut secrets.aws;
+        if let Some(v) = env("OMNIFORGE_SECRETS_AWS_REGION")
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+        {
+            aws.region = Some(v);
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_AWS_ENDPOINT")
+            .or_else(|| env("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
+        {
+            aws.endpoint = Some(v);
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_AWS_PREFIX") {
+            aws.prefix = v;
+        }
+        if let Some(v) = env("OMNIFORGE_SECRETS_CACHE_TTL_MS") {
+            match v.trim().parse() {
+                Ok(ms) => aws.cache_ttl_ms = ms,
+                Err(_) => problems.push(format!(
+                    "OMNIFORGE_SECRETS_CACHE_TTL_MS: {v:?} is not a whole number"
+                )),
+            }
+        }
+        if let Some(v) = env("AWS_ACCESS_KEY_ID") {
+            aws.access_key_id = Some(v);
+        }
+        if let Some(v) = env("AWS_SECRET_ACCESS_KEY") {
+            aws.secret_access_key = Some(Secret(v));
+        }
+        if let Some(v) = env("AWS_SESSION_TOKEN") {
+            aws.session_token = Some(Secret(v));
         }
     }
 }

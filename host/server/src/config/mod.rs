@@ -3,7 +3,8 @@
 //!
 //! Unknown keys in the file are errors (a typo must not silently fall back to a default).
 //! Unknown `OMNIFORGE_*` variables are not: client-side ones such as `OMNIFORGE_API_KEY`
-//! share the prefix. Secrets (database URL, JWT secret) never appear in `Debug` output.
+//! share the prefix. Secrets (database URL, JWT secret, secrets keys, AWS credentials) never
+//! appear in `Debug` output.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,12 +15,14 @@ use thiserror::Error;
 
 mod env;
 mod mcp;
+mod secrets;
 mod skills;
 mod tasks;
 mod telemetry;
 
 pub use mcp::McpConfig;
 pub use omniforge_control::PlatformLimits;
+pub use secrets::{AwsSecretsConfig, SecretsConfig};
 pub use skills::{RateLimitConfig, SkillsConfig};
 pub use tasks::TasksConfig;
 pub use telemetry::TelemetryConfig;
@@ -87,6 +90,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Durable task workers.
     pub tasks: TasksConfig,
+    /// Tenant secrets: their provider and the key that seals them.
+    pub secrets: SecretsConfig,
 }
 
 /// Logging settings.
@@ -195,6 +200,7 @@ impl Default for Config {
             mcp: McpConfig::default(),
             telemetry: TelemetryConfig::default(),
             tasks: TasksConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -341,6 +347,7 @@ impl Config {
         self.mcp.validate(problems);
         self.telemetry.validate(problems);
         self.tasks.validate(problems);
+        self.secrets.validate(problems);
     }
 
     /// The authenticator's settings, defaults filled in.

@@ -1,0 +1,57 @@
+//! Reads tenant secrets (`omniforge:skill/secrets`) and reports what it got without ever
+//! showing a value: `{"names": ["api-token", "other"]}` answers, per name, the value's length
+//! and FNV-1a hash, or the error kind and message. Its manifest declares `api-token` and
+//! `db-password`; any other name is the host's to deny.
+
+wit_bindgen::generate!({
+    path: "../../../../wit",
+    world: "omniforge:skill/skill",
+    generate_all,
+});
+
+use exports::omniforge::skill::handler::Guest;
+use omniforge::skill::secrets;
+use omniforge::skill::types::{Invocation, SkillError};
+use serde_json::{Value, json};
+
+struct SecretReader;
+
+/// FNV-1a, 64-bit: enough to tell values apart in a test, and no crate to build.
+fn fnv1a(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+impl Guest for SecretReader {
+    fn invoke(_ctx: Invocation, input: String) -> Result<String, SkillError> {
+        let input: Value =
+            serde_json::from_str(&input).map_err(|e| SkillError::InvalidInput(e.to_string()))?;
+        let names = input["names"]
+            .as_array()
+            .ok_or_else(|| SkillError::InvalidInput("names: a list of strings".into()))?;
+        let mut answers = serde_json::Map::new();
+        for name in names.iter().filter_map(Value::as_str) {
+            let answer = match secrets::get(name) {
+                Ok(value) => json!({ "len": value.len(), "fnv1a": fnv1a(value.as_bytes()) }),
+                Err(error) => {
+                    let (kind, message) = match error {
+                        SkillError::InvalidInput(m) => ("invalid-input", m),
+                        SkillError::Denied(m) => ("denied", m),
+                        SkillError::NotFound(m) => ("not-found", m),
+                        SkillError::Unavailable(m) => ("unavailable", m),
+                        SkillError::Failed(m) => ("failed", m),
+                    };
+                    json!({ "error": kind, "message": message })
+                }
+            };
+            answers.insert(name.to_owned(), answer);
+        }
+        Ok(Value::Object(answers).to_string())
+    }
+}
+
+export!(SecretReader);
