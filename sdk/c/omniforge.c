@@ -400,6 +400,29 @@ static char *adopt(skill_string_t *s) {
     return text;
 }
 
+/* A string the host answered, as an `ok` result that owns it. */
+static of_result adopted(skill_string_t *s) {
+    size_t len = s->len;
+    char *text = adopt(s);
+    return text ? (of_result){true, OF_FAILED, text, len} : out_of_memory();
+}
+
+/* A skill-error the host answered, kind and message unchanged, as an error result. */
+static of_result host_error(omniforge_skill_types_skill_error_t *err) {
+    static const of_error_kind kinds[] = {
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_INVALID_INPUT] = OF_INVALID_INPUT,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_DENIED] = OF_DENIED,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_NOT_FOUND] = OF_NOT_FOUND,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_UNAVAILABLE] = OF_UNAVAILABLE,
+        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_FAILED] = OF_FAILED,
+    };
+    of_error_kind kind = err->tag < sizeof kinds / sizeof *kinds ? kinds[err->tag] : OF_FAILED;
+    /* Every case of skill-error carries one string, at the same place in the union. */
+    size_t len = err->val.failed.len;
+    char *text = adopt(&err->val.failed);
+    return text ? (of_result){false, kind, text, len} : out_of_memory();
+}
+
 of_result of_skills_invoke(const char *name, const char *version, const char *input_json) {
     if (version == NULL)
         version = "";
@@ -411,22 +434,21 @@ of_result of_skills_invoke(const char *name, const char *version, const char *in
         !of_utf8_valid((const char *)in.ptr, in.len))
         return of_error(OF_FAILED, "invoking a skill: its name, version or input is not UTF-8");
     skill_string_t out;
-    omniforge_skill_skills_skill_error_t err;
-    if (omniforge_skill_skills_invoke(&n, &v, &in, &out, &err)) {
-        size_t len = out.len;
-        char *text = adopt(&out);
-        return text ? (of_result){true, OF_FAILED, text, len} : out_of_memory();
-    }
-    static const of_error_kind kinds[] = {
-        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_INVALID_INPUT] = OF_INVALID_INPUT,
-        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_DENIED] = OF_DENIED,
-        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_NOT_FOUND] = OF_NOT_FOUND,
-        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_UNAVAILABLE] = OF_UNAVAILABLE,
-        [OMNIFORGE_SKILL_TYPES_SKILL_ERROR_FAILED] = OF_FAILED,
-    };
-    of_error_kind kind = err.tag < sizeof kinds / sizeof *kinds ? kinds[err.tag] : OF_FAILED;
-    /* Every case of skill-error carries one string, at the same place in the union. */
-    size_t len = err.val.failed.len;
-    char *text = adopt(&err.val.failed);
-    return text ? (of_result){false, kind, text, len} : out_of_memory();
+    omniforge_skill_types_skill_error_t err;
+    if (omniforge_skill_skills_invoke(&n, &v, &in, &out, &err))
+        return adopted(&out);
+    return host_error(&err);
+}
+
+of_result of_secret_get(const char *name) {
+    if (name == NULL)
+        return of_error(OF_FAILED, "reading a secret: no name");
+    skill_string_t n = borrow(name);
+    if (!of_utf8_valid((const char *)n.ptr, n.len))
+        return of_error(OF_FAILED, "reading a secret: its name is not UTF-8");
+    skill_string_t value;
+    omniforge_skill_types_skill_error_t err;
+    if (omniforge_skill_secrets_get(&n, &value, &err))
+        return adopted(&value);
+    return host_error(&err);
 }

@@ -317,6 +317,19 @@ void of_keys_free(of_keys *keys);
 of_result of_skills_invoke(const char *name, const char *version, const char *input_json);
 
 /* ---------------------------------------------------------------------------------------
+ * The tenant's secrets (since WIT 0.1.3): API keys and passwords the tenant's owners and
+ * admins set, read by name. Needs `world = "skill"` and the name in `[permissions] secrets`.
+ * Keep a value only as long as the call that needs it; never log it or return it.
+ * ------------------------------------------------------------------------------------- */
+
+/* Reads the tenant's secret `name`: `ok` with `text` its value (NUL-terminated, `len` bytes),
+ * or the host's error: OF_DENIED (the manifest does not declare `name`), OF_NOT_FOUND (the
+ * tenant has not set it), OF_UNAVAILABLE (the store cannot be read now). A NULL `name` or
+ * one that is not UTF-8 is OF_FAILED without a call. The result is the caller's: wipe and
+ * free(result.text) when done, or return the error. */
+of_result of_secret_get(const char *name);
+
+/* ---------------------------------------------------------------------------------------
  * Outbound HTTP (blocking), over wasi:http: needs `world = "skill"` and the destination's
  * host in `[permissions] http`; the host refuses others (OF_HTTP_DENIED).
  * ------------------------------------------------------------------------------------- */

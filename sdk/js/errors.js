@@ -38,3 +38,8 @@ export class SkillError extends Error {
     return new SkillError('failed', message);
   }
 }
+
+/** A skill-error case the host answered as a SkillError kind (unknown cases are `failed`). */
+export function hostErrorKind(tag) {
+  return KINDS.includes(tag) ? tag : 'failed';
+}

@@ -10,13 +10,13 @@
 //     return { greeting: `Hello, ${input.name}!` };
 //   });
 //
-// The key-value store, outbound HTTP and calls to other skills live in `kv.js`, `http.js` and
-// `skills.js`: import them only when the manifest grants them (`world = "skill"` with
-// `[permissions] kv` / `http` / `skills`), since the component is built against exactly what
-// the manifest allows.
+// The key-value store, outbound HTTP, calls to other skills and the tenant's secrets live in
+// `kv.js`, `http.js`, `skills.js` and `secrets.js`: import them only when the manifest grants
+// them (`world = "skill"` with `[permissions] kv` / `http` / `skills` / `secrets`), since the
+// component is built against exactly what the manifest allows.
 
-import { log as hostLog } from 'omniforge:skill/log@0.1.2';
-import { taskId as hostTaskId, attempt as hostAttempt } from 'omniforge:skill/context@0.1.2';
+import { log as hostLog } from 'omniforge:skill/log@0.1.3';
+import { taskId as hostTaskId, attempt as hostAttempt } from 'omniforge:skill/context@0.1.3';
 import { SkillError } from './errors.js';
 
 export { SkillError } from './errors.js';

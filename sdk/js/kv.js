@@ -2,7 +2,7 @@
 // `world = "skill"` and `[permissions] kv = true`. Failures throw `KvError` (a SkillError:
 // `denied`, `unavailable` or `failed`, with `reason` naming the host's error).
 
-import * as host from 'omniforge:skill/kv@0.1.2';
+import * as host from 'omniforge:skill/kv@0.1.3';
 import { SkillError } from './errors.js';
 
 /** A key-value operation failed; `reason` is the host's kv-error case. */

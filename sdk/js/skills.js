@@ -5,8 +5,8 @@
 // and it ends no later than our deadline. Failures throw `InvokeError` (a SkillError with the
 // host's kind and message unchanged), so an uncaught one passes the callee's error through.
 
-import { invoke as hostInvoke } from 'omniforge:skill/skills@0.1.2';
-import { SkillError } from './errors.js';
+import { invoke as hostInvoke } from 'omniforge:skill/skills@0.1.3';
+import { SkillError, hostErrorKind } from './errors.js';
 
 /**
  * Invoking `skill` failed; `kind` and `message` are the host's, unchanged: `denied` (not
@@ -41,7 +41,7 @@ export function invoke(name, input, version = '') {
     // jco throws a host `err` as an Error whose `payload` is the variant.
     const error = e && e.payload !== undefined ? e.payload : e;
     if (error && typeof error.tag === 'string') {
-      throw new InvokeError(name, kindOf(error.tag), String(error.val ?? ''));
+      throw new InvokeError(name, hostErrorKind(error.tag), String(error.val ?? ''));
     }
     throw e;
   }
@@ -50,11 +50,4 @@ export function invoke(name, input, version = '') {
   } catch (e) {
     throw new InvokeError(name, 'failed', `the output of ${name} is not JSON: ${e.message}`);
   }
-}
-
-const KINDS = ['invalid-input', 'denied', 'not-found', 'unavailable', 'failed'];
-
-/** The skill-error case as a SkillError kind (any case unknown to this SDK is `failed`). */
-function kindOf(tag) {
-  return KINDS.includes(tag) ? tag : 'failed';
 }

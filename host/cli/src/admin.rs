@@ -107,7 +107,9 @@ async fn rotate_secrets_key(args: RotateArgs) -> Result<()> {
         keys.current().id(),
         match rotation.changed_meanwhile {
             0 => String::new(),
-            n => format!(" ({n} more were set meanwhile, under it already)"),
+            n => format!(
+                " ({n} changed meanwhile and were left to their writer; run it again if a replica still has only the old key)"
+            ),
         }
     );
     if rotation.failed.is_empty() {

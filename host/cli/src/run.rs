@@ -11,7 +11,7 @@ use clap::Args;
 use omniforge_registry::{
     PackageLimits, Permissions, RequestedLimits, SkillName, ValidatedPackage, validate_package,
 };
-use omniforge_runtime::capabilities::HostPattern;
+use omniforge_runtime::capabilities::{HostPattern, SecretSource, SecretSourceError, SecretValue};
 use omniforge_runtime::{
     Grants, InvocationContext, InvocationLimits, InvocationReport, InvocationRequest, Outcome,
     Runtime, RuntimeConfig, TenantId,
@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// declares `kv = true` gets it anyway.
     #[arg(long)]
     kv: bool,
+    /// Grant the secret NAME with VALUE, or with the value of environment variable NAME when
+    /// no `=VALUE` is given (which keeps it out of the process list). Repeatable.
+    #[arg(long = "secret", value_name = "NAME[=VALUE]")]
+    secrets: Vec<String>,
     /// Directory of the compiled-artifact cache.
     #[arg(long, env = "OMNIFORGE_CACHE_DIR", conflicts_with = "no_cache")]
     cache_dir: Option<PathBuf>,
@@ -100,7 +104,12 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
         cache_dir: cache_dir(args),
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::new(config).context("starting the runtime")?;
+    let secrets = LocalSecrets::from_args(&args.secrets)?;
+    let declared: Vec<String> = secrets.0.keys().cloned().collect();
+    let runtime = Runtime::builder(config)
+        .secret_source(std::sync::Arc::new(secrets))
+        .build()
+        .context("starting the runtime")?;
     let loaded = runtime
         .load(&skill.component)
         .await
@@ -122,6 +131,7 @@ async fn invoke(args: &RunArgs) -> Result<InvocationReport> {
     limits.output_bytes = args.max_output_bytes;
     let mut grants = skill.manifest_grants();
     grants.kv |= args.kv;
+    grants.secrets.extend(declared);
     grants.http.operator_allowed = args.allow_http.clone();
     grants.http.allow_private_networks = args.allow_private_network;
     let request = skill.request(input, limits, grants);
@@ -329,4 +339,39 @@ fn request_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("run-{nanos:x}")
+}
+
+/// The secrets `--secret` gives one run, whatever tenant asks.
+struct LocalSecrets(std::collections::BTreeMap<String, SecretValue>);
+
+impl LocalSecrets {
+    fn from_args(args: &[String]) -> Result<Self> {
+        let mut secrets = std::collections::BTreeMap::new();
+        for arg in args {
+            let (name, value) = match arg.split_once('=') {
+                Some((name, value)) => (name, value.to_owned()),
+                None => (
+                    arg.as_str(),
+                    std::env::var(arg).with_context(|| {
+                        format!("--secret {arg}: no environment variable {arg} holds its value")
+                    })?,
+                ),
+            };
+            name.parse::<omniforge_registry::SecretName>()
+                .with_context(|| format!("--secret {name}"))?;
+            secrets.insert(name.to_owned(), SecretValue::new(value));
+        }
+        Ok(Self(secrets))
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretSource for LocalSecrets {
+    async fn get(
+        &self,
+        _tenant: &omniforge_runtime::TenantId,
+        name: &str,
+    ) -> Result<Option<SecretValue>, SecretSourceError> {
+        Ok(self.0.get(name).cloned())
+    }
 }

@@ -14,8 +14,8 @@ JSON-serializable result. Decorate it with :func:`skill`::
         return {"greeting": f"Hello, {name}!"}
 
 ``omniforge skill build`` turns the module into a WebAssembly component with
-componentize-py. Raise :class:`SkillError` (or let a :mod:`kv`, :mod:`http` or
-:mod:`skills` error propagate) for the skill's own errors; any other exception is reported
+componentize-py. Raise :class:`SkillError` (or let a :mod:`kv`, :mod:`http`,
+:mod:`secrets` or :mod:`skills` error propagate) for the skill's own errors; any other exception is reported
 as ``failed`` with its type and message, and its traceback goes to the host's log.
 """
 
@@ -28,10 +28,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from . import http, kv, log, skills
+from . import http, kv, log, secrets, skills
 from .errors import SkillError
 
-__all__ = ["Context", "SkillError", "http", "kv", "log", "skill", "skills"]
+__all__ = ["Context", "SkillError", "http", "kv", "log", "secrets", "skill", "skills"]
 
 
 def _preload_bindings() -> None:
@@ -48,6 +48,7 @@ def _preload_bindings() -> None:
         "wit_world.imports.log",
         "wit_world.imports.context",
         "wit_world.imports.kv",
+        "wit_world.imports.secrets",
         "wit_world.imports.skills",
         "wit_world.imports.outgoing_handler",
         "wit_world.imports.wasi_http_types",

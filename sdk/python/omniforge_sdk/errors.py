@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Tuple
+
 KINDS = ("invalid-input", "denied", "not-found", "unavailable", "failed")
 
 
@@ -39,3 +41,23 @@ class SkillError(Exception):
     def failed(cls, message: str) -> "SkillError":
         """Any other failure."""
         return cls("failed", message)
+
+
+def host_error_kind(error: Any) -> Tuple[str, str]:
+    """The kind and message of a ``skill-error`` the host answered (a callee's, a
+    secret's)."""
+    try:
+        # The name componentize-py gives our `types` when wasi:http's `types` is imported too.
+        from wit_world.imports import omniforge_skill_types as types
+    except ImportError:
+        from wit_world.imports import types
+
+    for variant, kind in (
+        (types.SkillError_InvalidInput, "invalid-input"),
+        (types.SkillError_Denied, "denied"),
+        (types.SkillError_NotFound, "not-found"),
+        (types.SkillError_Unavailable, "unavailable"),
+    ):
+        if isinstance(error, variant):
+            return kind, error.value
+    return "failed", getattr(error, "value", "")

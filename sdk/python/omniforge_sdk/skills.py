@@ -15,9 +15,9 @@ message the host gave: let it propagate and the caller sees the callee's error u
 from __future__ import annotations
 
 import json
-from typing import Any, Tuple
+from typing import Any
 
-from .errors import SkillError
+from .errors import SkillError, host_error_kind
 
 
 class InvokeError(SkillError):
@@ -49,27 +49,9 @@ def invoke(name: str, input: Any, version: str = "") -> Any:
     try:
         output = skills.invoke(name, version, text)
     except Err as e:
-        kind, message = _kind_of(e.value)
+        kind, message = host_error_kind(e.value)
         raise InvokeError(name, kind, message) from None
     try:
         return json.loads(output)
     except ValueError as e:
         raise InvokeError(name, "failed", f"the output of {name} is not JSON: {e}") from None
-
-
-def _kind_of(error: Any) -> Tuple[str, str]:
-    try:
-        # The name componentize-py gives our `types` when wasi:http's `types` is imported too.
-        from wit_world.imports import omniforge_skill_types as types
-    except ImportError:
-        from wit_world.imports import types
-
-    for variant, kind in (
-        (types.SkillError_InvalidInput, "invalid-input"),
-        (types.SkillError_Denied, "denied"),
-        (types.SkillError_NotFound, "not-found"),
-        (types.SkillError_Unavailable, "unavailable"),
-    ):
-        if isinstance(error, variant):
-            return kind, error.value
-    return "failed", getattr(error, "value", "")

@@ -34,7 +34,8 @@
 //! the crate must be a `cdylib`. What the skill may use beyond logging is declared in its
 //! `omniforge.toml` and granted by the host: [`kv`] needs `[permissions] kv = true`, [`http`]
 //! needs the hosts under `[permissions] http`, [`skills`] the skills it calls under
-//! `[permissions] skills`, and all need `world = "skill"`. A component
+//! `[permissions] skills`, [`secrets`] the names it reads under `[permissions] secrets`, and
+//! all need `world = "skill"`. A component
 //! imports only what its code calls, so a skill that only logs stays a `tool`.
 
 use std::fmt;
@@ -43,6 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod secrets;
 pub mod skills;
 
 /// The bindings generated from the OmniForge WIT; used by [`skill!`], not meant to be
@@ -207,6 +209,17 @@ impl Error {
             | Self::NotFound(m)
             | Self::Unavailable(m)
             | Self::Failed(m) => m,
+        }
+    }
+
+    /// The host's error as this SDK's (a callee's error, a secret's).
+    pub(crate) fn from_wit(error: SkillError) -> Self {
+        match error {
+            SkillError::InvalidInput(m) => Self::InvalidInput(m),
+            SkillError::Denied(m) => Self::Denied(m),
+            SkillError::NotFound(m) => Self::NotFound(m),
+            SkillError::Unavailable(m) => Self::Unavailable(m),
+            SkillError::Failed(m) => Self::Failed(m),
         }
     }
 

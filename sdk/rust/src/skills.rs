@@ -28,7 +28,6 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::bindings::omniforge::skill::skills as wit;
-use crate::bindings::omniforge::skill::types::SkillError;
 
 /// Invokes `name` (`namespace/name`) with `input` at the version its manifest grants, and
 /// parses its output.
@@ -58,11 +57,5 @@ pub fn invoke_version<I: Serialize + ?Sized, O: DeserializeOwned>(
 
 /// Invokes `name` with JSON text and answers its JSON text, unparsed.
 pub fn invoke_json(name: &str, requirement: &str, input: &str) -> Result<String, Error> {
-    wit::invoke(name, requirement, input).map_err(|e| match e {
-        SkillError::InvalidInput(m) => Error::InvalidInput(m),
-        SkillError::Denied(m) => Error::Denied(m),
-        SkillError::NotFound(m) => Error::NotFound(m),
-        SkillError::Unavailable(m) => Error::Unavailable(m),
-        SkillError::Failed(m) => Error::Failed(m),
-    })
+    wit::invoke(name, requirement, input).map_err(Error::from_wit)
 }

@@ -121,6 +121,26 @@ bool omniforge_skill_skills_invoke(skill_string_t *name, skill_string_t *version
     return false;
 }
 
+/* Secrets: `api-token` is set, `undeclared` is not declared, anything else is not set. */
+bool omniforge_skill_secrets_get(skill_string_t *name, skill_string_t *ret,
+                                 omniforge_skill_secrets_skill_error_t *err) {
+    if (key_is(name, "api-token")) {
+        static const char value[] = "s3cr\xc3\xa9t";
+        *ret = host_string(value, sizeof value - 1);
+        return true;
+    }
+    if (key_is(name, "undeclared")) {
+        static const char why[] = "secret \"undeclared\" is not declared";
+        err->tag = OMNIFORGE_SKILL_TYPES_SKILL_ERROR_DENIED;
+        err->val.denied = host_string(why, sizeof why - 1);
+        return false;
+    }
+    static const char why[] = "the tenant has not set it";
+    err->tag = OMNIFORGE_SKILL_TYPES_SKILL_ERROR_NOT_FOUND;
+    err->val.not_found = host_string(why, sizeof why - 1);
+    return false;
+}
+
 /* The invocation's task: set by the tests through `stub_task`. */
 static const char *task_id;
 static uint32_t task_attempt = 1;

@@ -282,6 +282,24 @@ static void skill_calls(void) {
     free(r.text);
 }
 
+static void secrets(void) {
+    of_result r = of_secret_get("api-token");
+    CHECK(r.ok && r.len == 7 && strcmp(r.text, "s3cr\xc3\xa9t") == 0);
+    free(r.text);
+    r = of_secret_get("undeclared");
+    CHECK(!r.ok && r.kind == OF_DENIED && strstr(r.text, "not declared") != NULL);
+    free(r.text);
+    r = of_secret_get("db-password");
+    CHECK(!r.ok && r.kind == OF_NOT_FOUND);
+    free(r.text);
+    r = of_secret_get(NULL);
+    CHECK(!r.ok && r.kind == OF_FAILED);
+    free(r.text);
+    r = of_secret_get("\xff");
+    CHECK(!r.ok && r.kind == OF_FAILED && strstr(r.text, "not UTF-8") != NULL);
+    free(r.text);
+}
+
 /* The handler behind the export: echoes its input, or fails on request. */
 static of_result echo(const of_context *ctx, const of_value *input) {
     if (of_get_string(input, "fail"))
@@ -363,6 +381,7 @@ int main(void) {
     writing();
     key_value();
     skill_calls();
+    secrets();
     handler_export();
     task_context();
     printf("%s (%d failed)\n", failures ? "FAILED" : "ok", failures);

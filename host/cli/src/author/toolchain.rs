@@ -232,6 +232,9 @@ fn write_world(to: &Path, manifest: &Manifest) -> Result<WorldImports> {
     if skill && !manifest.permissions.skills.is_empty() {
         imports.push("skills");
     }
+    if skill && !manifest.permissions.secrets.is_empty() {
+        imports.push("secrets");
+    }
     if http {
         // `import wasi:http/outgoing-handler@…;`, at the contract's WASI version.
         let line = contract_line("import wasi:http/outgoing-handler@")?;

@@ -282,10 +282,10 @@ export const handler = skill<Input, Output>(greet);
     assert!(tested.contains("3 passed, 0 failed"), "{tested}");
 }
 
-/// A Python skill using the key-value store and outbound HTTP through the SDK, and looping
+/// A Python skill using the key-value store, outbound HTTP and a secret through the SDK, and looping
 /// forever when asked: the loop ends at its fuel limit, the same process keeps answering.
 const PYTHON_CAPABILITIES: &str = r#"
-from omniforge_sdk import Context, SkillError, http, kv, skill
+from omniforge_sdk import Context, SkillError, http, kv, secrets, skill
 
 
 @skill
@@ -300,6 +300,8 @@ def run(ctx: Context, input: dict) -> dict:
                              headers={"x-skill": ctx.skill})
         return {"status": response.status, "body": response.text(),
                 "type": response.header("Content-Type")}
+    if op == "secret":
+        return {"length": len(secrets.get("api-token"))}
     if op == "spin":
         while True:
             pass
@@ -314,8 +316,9 @@ fn a_python_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
     capabilities("python", "app.py", PYTHON_CAPABILITIES);
 }
 
-/// Builds `source` as a `skill`-world project with kv and HTTP, then runs it: kv and HTTP
-/// work when granted and are denied when not, and an endless loop ends at its limit.
+/// Builds `source` as a `skill`-world project with kv, HTTP and a secret, then runs it: kv,
+/// HTTP and the secret work when granted and are denied when not, and an endless loop ends
+/// at its limit.
 fn capabilities(lang: &str, file: &str, source: &str) {
     let dir = tempfile::tempdir().unwrap();
     ok(
@@ -329,7 +332,7 @@ fn capabilities(lang: &str, file: &str, source: &str) {
         .replace("world = \"tool\"", "world = \"skill\"")
         .replace(
             "[limits]",
-            "[permissions]\nkv = true\nhttp = [\"example.com\"]\n\n[limits]",
+            "[permissions]\nkv = true\nhttp = [\"example.com\"]\nsecrets = [\"api-token\"]\n\n[limits]",
         )
         .lines()
         .filter(|l| !l.starts_with("input-schema") && !l.starts_with("output-schema"))
@@ -339,6 +342,7 @@ fn capabilities(lang: &str, file: &str, source: &str) {
     let built = ok(&omniforge_in(&project, &["skill", "build"]), "build");
     assert!(built.contains("omniforge:skill/kv"), "{built}");
     assert!(built.contains("wasi:http/outgoing-handler"), "{built}");
+    assert!(built.contains("omniforge:skill/secrets"), "{built}");
 
     let run = |input: &str, extra: &[&str]| {
         let mut args = vec!["run", "build/skill.wasm", "--input", input];
@@ -355,6 +359,24 @@ fn capabilities(lang: &str, file: &str, source: &str) {
     let denied = run(r#"{"op": "count", "by": "ada"}"#, &[]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(stderr(&denied).contains("denied"), "{}", stderr(&denied));
+
+    let secret = run(
+        r#"{"op": "secret"}"#,
+        &["--secret", "api-token=s3cr\u{e9}t"],
+    );
+    assert_eq!(
+        stdout(&secret),
+        serde_json::json!({"length": 7}),
+        "{lang}: {}",
+        stderr(&secret)
+    );
+    let undeclared = run(r#"{"op": "secret"}"#, &[]);
+    assert_eq!(undeclared.status.code(), Some(1), "{lang}");
+    assert!(
+        stderr(&undeclared).contains("denied") && stderr(&undeclared).contains("api-token"),
+        "{lang}: {}",
+        stderr(&undeclared)
+    );
 
     let port = serve("hello from the host");
     let url = format!("http://127.0.0.1:{port}/greeting");
@@ -427,6 +449,7 @@ const JS_CAPABILITIES: &str = r#"
 import { skill, SkillError } from 'omniforge-sdk';
 import * as kv from 'omniforge-sdk/kv.js';
 import * as http from 'omniforge-sdk/http.js';
+import * as secrets from 'omniforge-sdk/secrets.js';
 
 export const handler = skill((ctx, input) => {
   switch (input.op) {
@@ -437,6 +460,8 @@ export const handler = skill((ctx, input) => {
       const response = http.post(input.url, { json: { from: 'js' }, headers: { 'x-skill': ctx.skill } });
       return { status: response.status, body: response.text(), type: response.header('Content-Type') ?? null };
     }
+    case 'secret':
+      return { length: new TextEncoder().encode(secrets.get('api-token')).length };
     case 'spin':
       for (;;) {}
     default:
@@ -456,6 +481,7 @@ fn a_js_guest_reaches_kv_and_http_and_its_endless_loop_is_stopped() {
 /// The C twin of [`PYTHON_CAPABILITIES`], on the C SDK's kv, JSON and HTTP calls.
 const C_CAPABILITIES: &str = r#"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "omniforge.h"
 
@@ -526,12 +552,28 @@ static of_result fetch(const of_context *ctx, const of_value *input) {
     return of_ok_json(&out);
 }
 
+static of_result secret(void) {
+    of_result value = of_secret_get("api-token");
+    if (!value.ok)
+        return value;
+    of_json_writer out = {0};
+    of_json_begin_object(&out);
+    of_json_key(&out, "length");
+    of_json_int(&out, (int64_t)value.len);
+    of_json_end_object(&out);
+    memset(value.text, 0, value.len);
+    free(value.text);
+    return of_ok_json(&out);
+}
+
 static of_result run(const of_context *ctx, const of_value *input) {
     const char *op = of_get_string(input, "op");
     if (strcmp(op, "count") == 0)
         return count(input);
     if (strcmp(op, "fetch") == 0)
         return fetch(ctx, input);
+    if (strcmp(op, "secret") == 0)
+        return secret();
     if (strcmp(op, "spin") == 0) {
         volatile unsigned long spins = 0;
         for (;;)

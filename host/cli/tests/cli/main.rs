@@ -15,6 +15,7 @@ mod publish;
 mod readme;
 mod run;
 mod runs;
+mod secrets;
 mod server;
 mod server_cli;
 mod tasks;

@@ -61,7 +61,7 @@ fn every_example_packs_inspects_and_runs_from_its_package() {
             text.starts_with(&format!("examples/{example} 0.1.0")),
             "{text}"
         );
-        assert!(text.contains("omniforge:skill/handler@0.1.2"), "{text}");
+        assert!(text.contains("omniforge:skill/handler@0.1.3"), "{text}");
         assert!(text.contains("signature:  unsigned"), "{text}");
 
         let json = omniforge_in(dir.path(), &["skill", "inspect", "--json", path(&package)]);

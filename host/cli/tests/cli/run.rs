@@ -33,6 +33,46 @@ fn text_stats_reads_its_input_from_a_file() {
 }
 
 #[test]
+fn secrets_are_granted_by_name_with_a_value_or_an_environment_variable() {
+    let out = crate::omniforge_env(
+        std::path::Path::new("."),
+        &[
+            "run",
+            programs::SECRET_READER,
+            "--secret",
+            "api-token=inline-value",
+            "--secret",
+            "db-password",
+            "--input",
+            r#"{"names": ["api-token", "db-password", "other"]}"#,
+        ],
+        &[("db-password", "from-the-environment")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let answers = stdout(&out);
+    assert_eq!(
+        answers["api-token"]["len"],
+        "inline-value".len(),
+        "{answers}"
+    );
+    assert_eq!(answers["db-password"]["len"], "from-the-environment".len());
+    assert_eq!(answers["other"]["error"], "denied", "{answers}");
+
+    let missing = omniforge(&[
+        "run",
+        programs::SECRET_READER,
+        "--secret",
+        "unset-variable-x",
+    ]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("unset-variable-x"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
 fn kv_counter_needs_the_kv_grant() {
     let out = omniforge(&[
         "run",

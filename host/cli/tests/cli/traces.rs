@@ -20,11 +20,11 @@ use serde_json::json;
 use crate::examples::ServerCli;
 
 /// What the receiver was sent: one body per export.
-type Exports = Arc<Mutex<Vec<Vec<u8>>>>;
+pub(crate) type Exports = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// An OTLP/HTTP receiver on a port of its own: it answers every POST with 200 and keeps the
 /// bodies.
-fn receiver() -> (u16, Exports) {
+pub(crate) fn receiver() -> (u16, Exports) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let exports = Exports::default();

@@ -19,6 +19,7 @@ fn role_permissions(role: &str) -> BTreeSet<&'static str> {
         ("owner:manage", "O"),
         ("apikey:manage", "OADP"),
         ("audit:read", "OAP"),
+        ("secret:manage", "OA"),
         ("skill:read", "OADPV"),
         ("skill:publish", "OAD"),
         ("skill:invoke", "OADP"),

@@ -57,6 +57,10 @@ fn fill(path: &str, ids: &Ids<'_>) -> String {
     if !path.contains('{') {
         return path.to_owned();
     }
+    if path.starts_with("/api/v1/secrets/") {
+        // acme's `api-token`, set before the walk.
+        return path.replace("{name}", "api-token");
+    }
     if path.contains("{namespace}") {
         // acme's private `examples/hello` 0.1.0, published before the walk.
         return path
@@ -91,6 +95,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
             Some(json!({"input": {"name": "Eve"}}))
         }
         ("PUT", "/api/v1/agents/{id}") => Some(agent_definition()),
+        ("PUT", "/api/v1/secrets/{name}") => Some(json!({"value": "globex's own"})),
         ("POST", "/api/v1/agents/{id}/runs") => Some(json!({"input": {"name": "Eve"}})),
         ("POST", p) if p.ends_with("/cancel") || p.ends_with("/retry") => None,
         ("POST", p) if p.ends_with("/relock") => None,
@@ -125,7 +130,16 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
         let mut config = test_config(&db);
         config.rate_limits.failed_key_verifications_per_minute = 0;
         config.rate_limits.failed_auth_per_minute = 0;
+        config.secrets.key = Some(omniforge_server::config::Secret::new("11".repeat(32)));
         let app = TestApp::start_with(db, config).await;
+        app.call(
+            Method::PUT,
+            "/api/v1/secrets/api-token",
+            Some(&app.acme.key),
+            Some(json!({"value": "acme's own"})),
+        )
+        .await
+        .expect(201, "set a secret");
         let acme_key_id = app
             .call(Method::GET, "/api/v1/me", Some(&app.acme.key), None)
             .await
@@ -259,7 +273,14 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
                 let answer = app
                     .call(route.method.clone(), &own, Some(&app.globex.key), body)
                     .await;
-                answer.expect(404, &format!("{label} on another tenant's resource"));
+                // A secret's name is looked up in the caller's own tenant: setting one sets
+                // the caller's, never another tenant's of the same name (checked below).
+                let expected = if label == "PUT /api/v1/secrets/{name}" {
+                    201
+                } else {
+                    404
+                };
+                answer.expect(expected, &format!("{label} on another tenant's resource"));
             }
         }
         // Nothing of acme's was changed by globex's attempts.
@@ -286,5 +307,14 @@ async fn every_route_refuses_bad_credentials_missing_permissions_and_other_tenan
             )
             .await;
         assert_eq!(untouched.expect(200, "acme's agent")["version"], 1);
+        let secrets = app
+            .call(Method::GET, "/api/v1/secrets", Some(&app.acme.key), None)
+            .await;
+        let secrets = secrets.expect(200, "acme's secrets");
+        assert_eq!(secrets["items"][0]["name"], "api-token");
+        assert_eq!(
+            secrets["items"][0]["version"], 1,
+            "globex changed acme's secret"
+        );
     }
 }

@@ -8,4 +8,5 @@ mod journal;
 mod kv;
 mod migrations;
 mod repositories;
+mod secrets;
 mod tasks;
