@@ -37,6 +37,8 @@ export OMNIFORGE_JWT_ISSUER="https://contract.test"
 export OMNIFORGE_JWT_AUDIENCE="omniforge-contract"
 export OMNIFORGE_JWT_HS256_SECRET="$secret"
 export OMNIFORGE_LISTEN="127.0.0.1:0"
+# Secrets can be set, so their routes answer beyond 503 secrets-not-configured.
+export OMNIFORGE_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 # schemathesis sends requests without credentials and with wrong ones on purpose (ignored
 # auth, missing header): the per-address limit of failed authentications would answer them
 # 429 after a while, which lib tests cover; here every answer must be the documented one.

@@ -10,9 +10,9 @@ use crate::serve::ConfigArgs;
 pub enum AdminCommand {
     /// Create the first tenant and its owner, and print the owner's API key once.
     Bootstrap(BootstrapArgs),
-    /// Re-seal every stored secret under the current secrets key
-    /// (OMNIFORGE_SECRETS_KEY[_FILE]), opening each with it or the previous key
-    /// (OMNIFORGE_SECRETS_PREVIOUS_KEY[_FILE]). Safe to run while servers run, and again.
+    /// Re-seal every stored secret under the current secrets key (OMNIFORGE_SECRETS_KEY or
+    /// OMNIFORGE_SECRETS_KEY_FILE), opening each with it or the previous key
+    /// (OMNIFORGE_SECRETS_PREVIOUS_KEY or its _FILE). Safe to run while servers run, and again.
     RotateSecretsKey(RotateArgs),
     /// Print a new random secrets key (base64), for OMNIFORGE_SECRETS_KEY or its file.
     GenerateSecretsKey,

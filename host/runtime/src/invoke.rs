@@ -12,6 +12,7 @@ use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::omniforge::skill::types::{Invocation, SkillError};
 use crate::capabilities::log::TenantLogRate;
+use crate::capabilities::secrets::Redactions;
 use crate::capabilities::{KvStore, SecretSource, Setup, SkillCaller};
 use crate::concurrency::{MemoryBudget, TenantConcurrency};
 use crate::config::{DeadlineEnforcement, RuntimeConfig};
@@ -136,7 +137,8 @@ impl Invoker {
         };
 
         let deadline = started + limits.timeout;
-        let stderr = StderrCapture::new(self.config.stderr_capture_bytes);
+        let redactions = Redactions::default();
+        let stderr = StderrCapture::new(self.config.stderr_capture_bytes, redactions.clone());
         let guest_context = Invocation {
             tenant: tenant.to_string(),
             skill: context.skill.to_string(),
@@ -152,6 +154,7 @@ impl Invoker {
             callers: &callers,
             task: task.as_ref(),
             deadline,
+            redactions: &redactions,
         });
         let mut store = self.new_store(caps, &limits, deadline, stderr.clone());
         let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
@@ -169,7 +172,7 @@ impl Invoker {
             Ended::Deadline => timeout(&limits),
             Ended::Canceled => Outcome::Canceled,
             Ended::Finished(Err(error)) => classify(&error, &limits, store.data(), &stderr),
-            Ended::Finished(Ok(Err(skill_error))) => guest_error(skill_error),
+            Ended::Finished(Ok(Err(skill_error))) => guest_error(skill_error, &redactions),
             Ended::Finished(Ok(Ok(output))) => check_output(output, &limits),
         };
         let state = store.data();
@@ -335,7 +338,7 @@ fn timeout(limits: &InvocationLimits) -> Outcome {
     }
 }
 
-fn guest_error(error: SkillError) -> Outcome {
+fn guest_error(error: SkillError, redactions: &Redactions) -> Outcome {
     let (kind, message) = match error {
         SkillError::InvalidInput(m) => (GuestErrorKind::InvalidInput, m),
         SkillError::Denied(m) => (GuestErrorKind::Denied, m),
@@ -343,6 +346,7 @@ fn guest_error(error: SkillError) -> Outcome {
         SkillError::Unavailable(m) => (GuestErrorKind::Unavailable, m),
         SkillError::Failed(m) => (GuestErrorKind::Failed, m),
     };
+    let message = redactions.mask(&message).into_owned();
     Outcome::GuestError { kind, message }
 }
 

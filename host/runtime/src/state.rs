@@ -18,7 +18,7 @@ use crate::capabilities::context::ContextState;
 use crate::capabilities::http::OutboundHttp;
 use crate::capabilities::kv::KvState;
 use crate::capabilities::log::LogState;
-use crate::capabilities::secrets::SecretsState;
+use crate::capabilities::secrets::{Redactions, SecretsState};
 use crate::capabilities::skills::SkillsState;
 use crate::capabilities::{Capability, HasCapability, Setup};
 use crate::limits::SandboxLimiter;
@@ -128,20 +128,23 @@ impl WasiHttpView for InvocationState {
 pub(crate) struct StderrCapture {
     buffer: Arc<Mutex<Vec<u8>>>,
     capacity: usize,
+    redactions: Redactions,
 }
 
 impl StderrCapture {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, redactions: Redactions) -> Self {
         Self {
             buffer: Arc::default(),
             capacity,
+            redactions,
         }
     }
 
-    /// What was kept, as lossy UTF-8.
+    /// What was kept, as lossy UTF-8, with the secret values the guest was handed masked.
     pub(crate) fn contents(&self) -> String {
         let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&buffer).into_owned()
+        let text = String::from_utf8_lossy(&buffer);
+        self.redactions.mask(&text).into_owned()
     }
 
     fn append(&self, bytes: &[u8]) {

@@ -301,7 +301,7 @@ def run(ctx: Context, input: dict) -> dict:
         return {"status": response.status, "body": response.text(),
                 "type": response.header("Content-Type")}
     if op == "secret":
-        return {"length": len(secrets.get("api-token"))}
+        return {"length": len(secrets.get("api-token").encode())}
     if op == "spin":
         while True:
             pass

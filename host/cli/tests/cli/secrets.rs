@@ -171,6 +171,23 @@ fn secrets_are_set_read_by_their_tenants_skills_rotated_and_never_shown() {
         digest_of(&other_value),
         "{other_reads}"
     );
+    // A careless skill logs the value, writes it to stderr and fails with it: the host masks
+    // it in all three (the logs are searched below).
+    let careless = json!({ "input": { "names": ["api-token"], "careless": true } }).to_string();
+    let (status, failed) = seen.call(
+        port,
+        "POST",
+        "/api/v1/skills/acme/reader/invoke",
+        &cli.key,
+        Some(&careless),
+    );
+    assert_eq!(status, 422, "{failed}");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("failed holding [secret]")),
+        "{failed}"
+    );
 
     // Listings show names and metadata; a tenant lists only its own.
     let (status, listed) = seen.call(port, "GET", "/api/v1/secrets", &cli.key, None);
@@ -279,6 +296,10 @@ fn secrets_are_set_read_by_their_tenants_skills_rotated_and_never_shown() {
     let holds =
         |text: &[u8], marker: &str| text.windows(marker.len()).any(|w| w == marker.as_bytes());
     assert!(holds(logs.as_bytes(), "acme/reader"), "logs: {logs}");
+    assert!(
+        holds(logs.as_bytes(), "the value is [secret]!"),
+        "the masked log line: {logs}"
+    );
     assert!(
         holds(seen.0.as_bytes(), "secret.set"),
         "the audit events were read"

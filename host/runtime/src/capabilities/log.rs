@@ -10,6 +10,7 @@ use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::omniforge::skill::log::{self, Level};
 use crate::capabilities::HasCapability;
+use crate::capabilities::secrets::Redactions;
 use crate::invocation::{GuestLogLine, InvocationContext, LogSink, TenantId};
 use crate::outcome::Usage;
 use crate::state::InvocationState;
@@ -87,6 +88,7 @@ impl TenantLogRate {
 /// Per-invocation state of the `log` capability.
 pub(crate) struct LogState {
     meta: Arc<InvocationContext>,
+    redactions: Redactions,
     limits: LogLimits,
     rate: Arc<TenantLogRate>,
     sink: Option<LogSink>,
@@ -101,9 +103,11 @@ impl LogState {
         limits: LogLimits,
         rate: Arc<TenantLogRate>,
         sink: Option<LogSink>,
+        redactions: Redactions,
     ) -> Self {
         Self {
             meta,
+            redactions,
             limits,
             rate,
             sink,
@@ -127,6 +131,7 @@ impl super::Capability for LogState {
             setup.invoker.config.log,
             Arc::clone(&setup.invoker.log_rate),
             setup.task.and_then(|task| task.logs.clone()),
+            setup.redactions.clone(),
         )
     }
 
@@ -148,7 +153,9 @@ impl HasData for LogCapability {
 impl log::Host for GuestLog<'_> {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let state = &mut *self.0;
-        let message = truncate(&message, state.limits.max_message_bytes);
+        // Masked before it is cut, so no part of a value survives at the cut.
+        let masked = state.redactions.mask(&message);
+        let message = truncate(&masked, state.limits.max_message_bytes);
         if state.written >= state.limits.max_messages
             || state.bytes + message.len() > state.limits.max_total_bytes
             || !state.rate.try_take(&state.meta.tenant)

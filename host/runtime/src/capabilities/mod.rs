@@ -43,6 +43,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) task: Option<&'a TaskRun>,
     /// When it must have ended.
     pub(crate) deadline: Instant,
+    /// The secret values it is handed, masked in what the host keeps of its words.
+    pub(crate) redactions: &'a secrets::Redactions,
 }
 
 /// One host capability's per-invocation state.

@@ -4,10 +4,17 @@
 //! The runtime decides only what the manifest decides: a name the manifest does not declare
 //! is `denied` before the source is asked, so a skill can never probe for other names. The
 //! source decides whose value a name is: it is always asked for the invocation's own tenant.
+//!
+//! Every value handed to the guest is remembered for the invocation (`Redactions`), and the
+//! host masks it in what it keeps of the guest's words: log lines, stderr (and the panic
+//! message taken from it) and the message of a skill error. A careless `log(token)` does not
+//! put a credential into the operator's logs. It is a safety net, not a boundary: a skill
+//! that means to leak a value can encode it first.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -63,11 +70,50 @@ pub trait SecretSource: Send + Sync + 'static {
     ) -> Result<Option<SecretValue>, SecretSourceError>;
 }
 
+/// What replaces a secret's value in the guest's words the host keeps.
+const MASK: &str = "[secret]";
+
+/// Values shorter than this are not masked: masking every `1` or `on` in a log line would
+/// garble it and hide nothing worth hiding.
+const MIN_MASKED_LEN: usize = 4;
+
+/// The secret values one invocation was handed, to be masked wherever the host keeps the
+/// guest's words. Shared by the invocation's capabilities and its stderr; wiped when dropped.
+#[derive(Clone, Default)]
+pub(crate) struct Redactions(Arc<Mutex<Vec<Zeroizing<String>>>>);
+
+impl Redactions {
+    fn add(&self, value: &str) {
+        if value.len() < MIN_MASKED_LEN {
+            return;
+        }
+        let mut values = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !values.iter().any(|v| v.as_str() == value) {
+            values.push(Zeroizing::new(value.to_owned()));
+            // Longest first, so a value that contains another is masked whole.
+            values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    /// `text` with every value this invocation read replaced by `[secret]`.
+    pub(crate) fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let values = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = Cow::Borrowed(text);
+        for value in values.iter() {
+            if text.contains(value.as_str()) {
+                text = Cow::Owned(text.replace(value.as_str(), MASK));
+            }
+        }
+        text
+    }
+}
+
 /// Per-invocation state of the `secrets` capability.
 pub(crate) struct SecretsState {
     source: Option<Arc<dyn SecretSource>>,
     tenant: TenantId,
     declared: BTreeSet<String>,
+    handed: Redactions,
 }
 
 impl super::Capability for SecretsState {
@@ -82,6 +128,7 @@ impl super::Capability for SecretsState {
             source: setup.invoker.secrets.clone(),
             tenant: setup.context.tenant.clone(),
             declared: setup.grants.secrets.clone(),
+            handed: setup.redactions.clone(),
         }
     }
 }
@@ -110,7 +157,10 @@ impl secrets::Host for GuestSecrets<'_> {
             ));
         };
         match source.get(&state.tenant, &name).await {
-            Ok(Some(value)) => Ok(value.expose().to_owned()),
+            Ok(Some(value)) => {
+                state.handed.add(value.expose());
+                Ok(value.expose().to_owned())
+            }
             Ok(None) => Err(SkillError::NotFound(format!(
                 "the tenant has not set secret {name:?}"
             ))),
@@ -124,6 +174,20 @@ impl secrets::Host for GuestSecrets<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_handed_out_are_masked_longest_first_and_short_ones_left_alone() {
+        let handed = Redactions::default();
+        assert_eq!(handed.mask("nothing yet"), "nothing yet");
+        handed.add("tok");
+        handed.add("sk-live-123");
+        handed.add("sk-live-123-extended");
+        assert_eq!(
+            handed.mask("a sk-live-123-extended and sk-live-123, tok"),
+            "a [secret] and [secret], tok"
+        );
+        assert!(matches!(handed.mask("clean"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn a_value_never_shows_in_debug_output() {

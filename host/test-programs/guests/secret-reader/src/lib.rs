@@ -2,6 +2,9 @@
 //! showing a value: `{"names": ["api-token", "other"]}` answers, per name, the value's length
 //! and FNV-1a hash, or the error kind and message. Its manifest declares `api-token` and
 //! `db-password`; any other name is the host's to deny.
+//!
+//! Careless on request, to test the host's masking: `"careless": true` logs each value it
+//! read and writes it to stderr, and then fails with it in its error message.
 
 wit_bindgen::generate!({
     path: "../../../../wit",
@@ -10,6 +13,7 @@ wit_bindgen::generate!({
 });
 
 use exports::omniforge::skill::handler::Guest;
+use omniforge::skill::log::{Level, log};
 use omniforge::skill::secrets;
 use omniforge::skill::types::{Invocation, SkillError};
 use serde_json::{Value, json};
@@ -33,10 +37,16 @@ impl Guest for SecretReader {
         let names = input["names"]
             .as_array()
             .ok_or_else(|| SkillError::InvalidInput("names: a list of strings".into()))?;
+        let careless = input["careless"].as_bool().unwrap_or(false);
         let mut answers = serde_json::Map::new();
+        let mut read = Vec::new();
         for name in names.iter().filter_map(Value::as_str) {
             let answer = match secrets::get(name) {
-                Ok(value) => json!({ "len": value.len(), "fnv1a": fnv1a(value.as_bytes()) }),
+                Ok(value) => {
+                    let answer = json!({ "len": value.len(), "fnv1a": fnv1a(value.as_bytes()) });
+                    read.push(value);
+                    answer
+                }
                 Err(error) => {
                     let (kind, message) = match error {
                         SkillError::InvalidInput(m) => ("invalid-input", m),
@@ -49,6 +59,16 @@ impl Guest for SecretReader {
                 }
             };
             answers.insert(name.to_owned(), answer);
+        }
+        if careless && !read.is_empty() {
+            for value in &read {
+                log(Level::Warn, &format!("the value is {value}!"));
+                eprintln!("stderr has {value} too");
+            }
+            return Err(SkillError::Failed(format!(
+                "failed holding {}",
+                read.join(", ")
+            )));
         }
         Ok(Value::Object(answers).to_string())
     }
