@@ -13,6 +13,10 @@
 # With OMNIFORGE_BENCH_OBSERVABILITY=1 (issue 19), the targets are this tree's binary twice:
 # "obs off" (metrics off, no traces) and "obs on" (metrics on and scraped every second,
 # traces exported to an OTLP/HTTP receiver on loopback), to measure what observing costs.
+# With OMNIFORGE_BENCH_REDIS=1 (issue 20), the targets are this tree's binary twice: "memory"
+# (limits and quotas counted in the process) and "redis" (shared through a redis-server the
+# script starts on a free port, as several replicas would), and each "redis" run also prints
+# the Redis commands it caused per request (every command or script call is a round trip).
 #
 #   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
 #                           [runs, default 1]
@@ -126,6 +130,14 @@ server.serve_forever()' > otlp.out &
   obs_on=$(port_of "$work/obs on/serve.out")
   (while curl -sf "http://$obs_on/metrics" > /dev/null; do sleep 1; done) &
   pids+=($!)
+elif [ -n "${OMNIFORGE_BENCH_REDIS:-}" ]; then
+  command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
+  redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no > redis.log &
+  pids+=($!)
+  until redis-cli -p "$redis_port" ping > /dev/null 2>&1; do sleep 0.1; done
+  start_omniforge memory "$bin"
+  start_omniforge redis "$bin" "OMNIFORGE_REDIS_URL=redis://127.0.0.1:$redis_port"
 else
   start_omniforge omniforge "$bin"
   if [ -n "${OMNIFORGE_BASELINE:-}" ]; then
@@ -150,10 +162,23 @@ if [ -n "$peer" ]; then
   targets+=("wasmtime serve|http://$peer_addr/|$work/plain.lua")
 fi
 
+redis_commands() {
+  redis-cli -p "$redis_port" info stats | sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p'
+}
+
 run() { # label url connections script: one wrk run, appended to results.txt
-  local out
+  local out before=""
   local threads=$(( $3 < 2 ? $3 : 2 ))
+  [ "${1%% *}" != redis ] || before=$(redis_commands)
   out=$(wrk -t"$threads" -c"$3" -d"${duration}s" --latency -s "$4" "$2")
+  if [ -n "$before" ]; then
+    # Minus the INFO commands of this measurement itself.
+    local commands=$(( $(redis_commands) - before - 1 ))
+    local requests
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    echo "$1: $commands redis commands for $requests requests" \
+      "($(python3 -c "print(f'{$commands / max($requests, 1):.3f}')") per request)" >> redis.txt
+  fi
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -173,6 +198,11 @@ for c in $concurrencies; do
     done
   done
 done
+
+if [ -f redis.txt ]; then
+  echo
+  cat redis.txt
+fi
 
 if [ "$runs" -gt 1 ]; then
   echo

@@ -95,8 +95,22 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verifying<R> {
     }
 }
 
-/// The SHA-256 of a file, read through a small buffer.
-fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
+/// `inner`'s bytes, checked against `expected` as they are read: a stream that ends with
+/// other content ends with a [`BlobError::Corrupt`] error. Every [`BlobStore`] hands out
+/// its blobs through this.
+pub fn verifying_reader(
+    inner: impl AsyncRead + Send + Unpin + 'static,
+    expected: Sha256Digest,
+) -> Pin<Box<dyn AsyncRead + Send>> {
+    Box::pin(Verifying {
+        inner,
+        hasher: Sha256::new(),
+        expected,
+    })
+}
+
+/// The SHA-256 of a file, read through a small buffer (blocking).
+pub fn hash_file(path: &Path) -> io::Result<Sha256Digest> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -221,11 +235,7 @@ impl BlobStore for FsBlobStore {
         let size = file.metadata().await?.len();
         Ok(Some(BlobReader {
             size,
-            reader: Box::pin(Verifying {
-                inner: file,
-                hasher: Sha256::new(),
-                expected: *digest,
-            }),
+            reader: verifying_reader(file, *digest),
         }))
     }
 

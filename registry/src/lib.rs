@@ -34,7 +34,9 @@ pub use archive::{
     ArchiveEntry, COMPONENT_FILE, MANIFEST_FILE, README_FILE, SIGNATURE_FILE, read_archive,
     write_archive, write_archive_to,
 };
-pub use blob::{BlobError, BlobReader, BlobStore, FsBlobStore, sweep_dir};
+pub use blob::{
+    BlobError, BlobReader, BlobStore, FsBlobStore, hash_file, sweep_dir, verifying_reader,
+};
 pub use component::{ComponentInfo, prepare_component};
 pub use error::PackageError;
 pub use limits::PackageLimits;

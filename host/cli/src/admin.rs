@@ -16,6 +16,38 @@ pub enum AdminCommand {
     RotateSecretsKey(RotateArgs),
     /// Print a new random secrets key (base64), for OMNIFORGE_SECRETS_KEY or its file.
     GenerateSecretsKey,
+    /// Exit 0 when a server's readiness URL answers 200 (a container health check: the
+    /// image has no curl).
+    Health(HealthArgs),
+}
+
+/// Arguments of `omniforge admin health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The URL to ask.
+    #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+    url: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    timeout_ms: u64,
+}
+
+async fn health(args: HealthArgs) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(args.timeout_ms))
+        .build()?;
+    let response = client
+        .get(&args.url)
+        .send()
+        .await
+        .with_context(|| format!("asking {}", args.url))?;
+    let status = response.status();
+    if status.is_success() {
+        println!("ready ({status})");
+        Ok(())
+    } else {
+        Err(anyhow!("{} answered {status}", args.url))
+    }
 }
 
 /// Arguments of `omniforge admin rotate-secrets-key`.
@@ -43,6 +75,7 @@ pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
         AdminCommand::Bootstrap(args) => bootstrap(args).await,
         AdminCommand::RotateSecretsKey(args) => rotate_secrets_key(args).await,
+        AdminCommand::Health(args) => health(args).await,
         AdminCommand::GenerateSecretsKey => {
             use base64::Engine as _;
             let mut key = zeroize::Zeroizing::new([0u8; 32]);

@@ -186,6 +186,12 @@ impl Catalog {
         }
     }
 
+    /// Forgets every cached view (changes may have been missed).
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.listings().clear();
+    }
+
     /// The skill as `tenant` sees it.
     pub async fn listing(
         &self,

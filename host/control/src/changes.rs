@@ -1,23 +1,27 @@
 //! Changes that cached views must see at once: a skill's metadata, versions or visibility, an
-//! installation, or a tenant's policy. Callers publish a [`Change`] to the service's
-//! [`ChangeFeed`]; [`LocalChanges`] applies it to this process's caches. With several
-//! replicas a shared feed (Redis pub/sub, step 12) delivers each change to every replica's
-//! [`Caches`] instead, and callers stay as they are.
+//! installation, a tenant's policy, an API key revoked, a user's roles or a tenant's status.
+//! Callers publish a [`Change`] to the service's [`ChangeFeed`]; [`LocalChanges`] applies it
+//! to this process's caches. With several replicas the shared feed
+//! ([`crate::shared::changes::RedisChanges`]) delivers each change to every replica's
+//! [`Caches`] too, and callers stay as they are.
 //!
 //! Whoever follows changes live (an MCP client told that its tool list changed) subscribes
 //! to [`Applied`]: every change a replica's caches apply, whichever replica it came from.
 
 use std::sync::Arc;
 
-use omniforge_store::TenantId;
+use omniforge_store::{ApiKeyId, TenantId, UserId};
 use omniforge_types::SkillName;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::catalog::Catalog;
 use crate::policy::Policies;
 
-/// Something cached views of skills and policies must not keep serving.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something cached views of skills, policies and credentials must not keep serving. It
+/// travels between replicas as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     /// A skill changed (published, updated, a version yanked, deleted) for every tenant
     /// that sees it.
@@ -36,6 +40,19 @@ pub enum Change {
     },
     /// A tenant's policy changed.
     Policy(TenantId),
+    /// An API key was revoked.
+    ApiKey(ApiKeyId),
+    /// A user's roles or status changed: their keys must be verified again.
+    User {
+        /// The user's tenant.
+        tenant: TenantId,
+        /// The user.
+        user: UserId,
+    },
+    /// A tenant was suspended or resumed.
+    Tenant(TenantId),
+    /// Changes may have been missed (the shared feed was cut): forget everything cached.
+    Everything,
 }
 
 impl Change {
@@ -52,7 +69,8 @@ impl Change {
             Self::Installation {
                 tenant: installer, ..
             } => installer == tenant,
-            Self::Policy(_) => false,
+            Self::Everything => true,
+            Self::Policy(_) | Self::ApiKey(_) | Self::User { .. } | Self::Tenant(_) => false,
         }
     }
 }
@@ -94,6 +112,19 @@ impl Default for Applied {
     }
 }
 
+/// Verified credentials a server caches (its API keys), which revocations and role changes
+/// make stale. The server implements it; this crate only says when to forget.
+pub trait CredentialCache: Send + Sync + 'static {
+    /// Forgets one key.
+    fn forget_key(&self, key: &ApiKeyId);
+    /// Forgets every key of one user.
+    fn forget_user(&self, tenant: &TenantId, user: &UserId);
+    /// Forgets every key of one tenant.
+    fn forget_tenant(&self, tenant: &TenantId);
+    /// Forgets every key.
+    fn forget_all(&self);
+}
+
 /// The caches of one process that changes invalidate.
 #[derive(Clone)]
 pub struct Caches {
@@ -101,6 +132,8 @@ pub struct Caches {
     pub catalog: Arc<Catalog>,
     /// Tenant policies.
     pub policies: Arc<Policies>,
+    /// Verified credentials.
+    pub credentials: Arc<dyn CredentialCache>,
     /// Told of every change once the caches have forgotten it.
     pub applied: Applied,
 }
@@ -113,6 +146,17 @@ impl Caches {
                 self.catalog.forget(skill)
             }
             Change::Policy(tenant) => self.policies.forget(tenant),
+            Change::ApiKey(key) => self.credentials.forget_key(key),
+            Change::User { tenant, user } => self.credentials.forget_user(tenant, user),
+            Change::Tenant(tenant) => {
+                self.credentials.forget_tenant(tenant);
+                self.policies.forget(tenant);
+            }
+            Change::Everything => {
+                self.catalog.forget_all();
+                self.policies.forget_all();
+                self.credentials.forget_all();
+            }
         }
         self.applied.announce(change);
     }
@@ -154,5 +198,32 @@ mod tests {
         assert!(installed.touches_skills_of(&other, |_| false));
         assert!(!installed.touches_skills_of(&acme, |_| true));
         assert!(!Change::Policy(acme.clone()).touches_skills_of(&acme, |_| true));
+        assert!(Change::Everything.touches_skills_of(&acme, |_| false));
+    }
+
+    #[test]
+    fn changes_travel_as_json_and_come_back_the_same() {
+        let changes = [
+            Change::Skill {
+                skill: "acme/hello".parse().unwrap(),
+                owner: tenant("ten_acme"),
+            },
+            Change::Policy(tenant("ten_acme")),
+            Change::ApiKey(ApiKeyId::new("key_1")),
+            Change::User {
+                tenant: tenant("ten_acme"),
+                user: UserId::new("usr_1"),
+            },
+            Change::Tenant(tenant("ten_acme")),
+            Change::Everything,
+        ];
+        for change in changes {
+            let text = serde_json::to_string(&change).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Change>(&text).unwrap(),
+                change,
+                "{text}"
+            );
+        }
     }
 }

@@ -140,6 +140,10 @@ pub enum InvokeError {
         /// What it used.
         usage: Usage,
     },
+    /// A service the replicas share (Redis, for quotas) cannot be reached and the operator
+    /// chose to refuse meanwhile (`redis.failure_mode = "closed"`).
+    #[error("{0}")]
+    Unavailable(String),
     /// The platform failed (database, a lost task).
     #[error("{0}")]
     Internal(String),
@@ -155,6 +159,7 @@ impl InvokeError {
             Self::Quota(_) => "quota_exceeded",
             Self::Ended { outcome, .. } => outcome.code(),
             Self::InvalidOutput { .. } => "invalid_output",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -170,7 +175,10 @@ impl InvokeError {
 
 impl From<StoreError> for InvokeError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            StoreError::Unavailable(why) => Self::Unavailable(why),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

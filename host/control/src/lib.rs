@@ -6,8 +6,10 @@
 //! and output schemas, limits, grants, quotas, settlement); the server's handlers parse a
 //! request, call it and map its [`InvokeError`] to a problem. State that several replicas
 //! will share sits behind small traits with in-process implementations: quota counters
-//! ([`QuotaLedger`], today [`meter::Meter`]) and cache invalidation ([`ChangeFeed`], today
-//! [`changes::LocalChanges`]).
+//! ([`QuotaLedger`]: [`meter::Meter`] in one process, [`shared::ledger::RedisLedger`] across
+//! replicas) and cache invalidation ([`ChangeFeed`]: [`changes::LocalChanges`] or
+//! [`shared::changes::RedisChanges`]). Package and component bytes live in a [`blobs`] store
+//! the replicas share when there are several.
 //!
 //! [`agents`] are saved here: their workflows checked, their skills resolved and pinned.
 //!
@@ -26,6 +28,7 @@
 //! counted; [`trace`] the trace context an invocation hands to its skill's outbound calls.
 
 pub mod agents;
+pub mod blobs;
 pub mod breakers;
 pub mod catalog;
 pub mod changes;
@@ -41,6 +44,7 @@ pub mod nested;
 pub mod packages;
 pub mod policy;
 pub mod secrets;
+pub mod shared;
 pub mod tasks;
 pub mod trace;
 

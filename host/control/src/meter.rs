@@ -88,21 +88,46 @@ pub struct Hold {
     tenant: TenantId,
     period: String,
     fuel: u64,
+    shared: bool,
 }
 
 impl Hold {
-    /// A hold of `fuel` in `tenant`'s `period`.
+    /// A hold of `fuel` in `tenant`'s `period`, recorded by this process's [`Meter`].
     pub fn new(tenant: TenantId, period: String, fuel: u64) -> Self {
         Self {
             tenant,
             period,
             fuel,
+            shared: false,
+        }
+    }
+
+    /// A hold recorded in a ledger the replicas share.
+    pub fn shared(tenant: TenantId, period: String, fuel: u64) -> Self {
+        Self {
+            shared: true,
+            ..Self::new(tenant, period, fuel)
         }
     }
 
     /// The fuel the invocation may burn.
     pub fn fuel(&self) -> u64 {
         self.fuel
+    }
+
+    /// The tenant whose quota holds it.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The quota period it counts in.
+    pub fn period(&self) -> &str {
+        &self.period
+    }
+
+    /// Whether a shared ledger (not this process's meter) recorded it.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 }
 
@@ -315,13 +340,26 @@ impl QuotaLedger for Meter {
 
     fn settle(&self, hold: &Hold, spent: Option<Spent>) {
         let key = &(hold.tenant.clone(), hold.period.clone());
-        let reserved_fuel = hold.fuel;
         let mut state = self.lock();
         if let Some(meter) = state.meters.get_mut(key) {
             meter.reserved_invocations = meter.reserved_invocations.saturating_sub(1);
-            meter.reserved_fuel = meter.reserved_fuel.saturating_sub(reserved_fuel);
+            meter.reserved_fuel = meter.reserved_fuel.saturating_sub(hold.fuel);
         }
-        let Some(spent) = spent else { return };
+        if let Some(spent) = spent {
+            Self::count(&mut state, key, spent);
+        }
+    }
+}
+
+impl Meter {
+    /// Counts what an invocation `spent` for the next flush (and in this process's view of
+    /// the period), whichever ledger admitted it.
+    pub(crate) fn record(&self, hold: &Hold, spent: Spent) -> UsageCounters {
+        let key = &(hold.tenant.clone(), hold.period.clone());
+        Self::count(&mut self.lock(), key, spent)
+    }
+
+    fn count(state: &mut State, key: &Key, spent: Spent) -> UsageCounters {
         let carry = state.wall_us_carry.entry(key.clone()).or_default();
         let wall_us = *carry + spent.wall_us;
         *carry = wall_us % 1000;
@@ -336,6 +374,7 @@ impl QuotaLedger for Meter {
         }
         let entry = state.unflushed.entry(key.clone()).or_default();
         *entry = add(entry, &counters);
+        counters
     }
 }
 

@@ -137,7 +137,7 @@ fn answer_of(name: &SkillName, error: InvokeError) -> CallAnswer {
             )),
             Some(usage),
         ),
-        InvokeError::Internal(cause) => (
+        InvokeError::Internal(cause) | InvokeError::Unavailable(cause) => (
             CallError::Unavailable(format!("{name} could not run: {cause}")),
             None,
         ),

@@ -308,6 +308,12 @@ impl Policies {
         self.lock().remove(tenant);
     }
 
+    /// Forgets every cached policy (changes may have been missed).
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, Arc<TenantPolicy>)>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }

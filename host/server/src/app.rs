@@ -14,11 +14,14 @@ use crate::auth::Authenticator;
 use crate::auth::client::ClientAddressRule;
 use crate::auth::jwt::JwtVerifier;
 use crate::config::Config;
+use crate::ratelimit::shared::SharedRateLimits;
 use crate::ratelimit::{RateLimits, RequestLimiter};
 use crate::slots::StreamSlots;
+use omniforge_control::QuotaLedger;
 use omniforge_control::agents::Agents;
+use omniforge_control::blobs::ObjectBlobStore;
 use omniforge_control::catalog::Catalog;
-use omniforge_control::changes::{Applied, Caches, LocalChanges};
+use omniforge_control::changes::{Applied, Caches, CredentialCache, LocalChanges};
 use omniforge_control::compiles::Compiles;
 use omniforge_control::invocations::{Invocations, Parts};
 use omniforge_control::kv::DbKvStore;
@@ -30,6 +33,9 @@ use omniforge_control::policy::Policies;
 use omniforge_control::secrets::{
     AwsSecrets, DbSecrets, EnvSecrets, FileSecrets, ProviderKind, SecretProvider, Secrets,
 };
+use omniforge_control::shared::SharedRedis;
+use omniforge_control::shared::changes::RedisChanges;
+use omniforge_control::shared::ledger::RedisLedger;
 use omniforge_control::tasks::Tasks;
 
 /// Work the server can hand to other processes so that large components never pass through
@@ -135,11 +141,13 @@ impl App {
             config.http.client_address_header.as_deref(),
             &config.http.trusted_proxies,
         )?;
-        let blob_dir = config.data_dir.join("blobs");
-        let fs_blobs = FsBlobStore::open(&blob_dir)
-            .map_err(|e| format!("cannot open the blob store {}: {e}", blob_dir.display()))?;
-        clean_scratch(&blob_dir.join("tmp"), "temporary blob files")?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(fs_blobs);
+        let blobs = build_blobs(&config)?;
+        let redis = config
+            .redis
+            .settings()
+            .map(|settings| SharedRedis::connect(&settings).map(Arc::new))
+            .transpose()?;
+        let stopping = CancellationToken::new();
         let uploads = config.data_dir.join("uploads");
         clean_scratch(&uploads, "unfinished uploads")?;
 
@@ -182,6 +190,7 @@ impl App {
         let caches = Caches {
             catalog,
             policies,
+            credentials: Arc::clone(auth.keys()) as Arc<dyn CredentialCache>,
             applied: Applied::new(),
         };
         let metrics = Arc::new(if config.telemetry.metrics {
@@ -193,9 +202,21 @@ impl App {
             runtime: Arc::clone(&runtime),
             catalog: Arc::clone(&caches.catalog),
             policies: Arc::clone(&caches.policies),
-            ledger: Meter::new(db.clone()),
+            ledger: match &redis {
+                Some(redis) => {
+                    RedisLedger::new(Arc::clone(redis), db.clone()) as Arc<dyn QuotaLedger>
+                }
+                None => Meter::new(db.clone()),
+            },
             applied: caches.applied.clone(),
-            changes: Arc::new(LocalChanges(caches)),
+            changes: match &redis {
+                Some(redis) => Arc::new(RedisChanges::start(
+                    caches,
+                    Arc::clone(redis),
+                    stopping.clone(),
+                )),
+                None => Arc::new(LocalChanges(caches)),
+            },
             platform_max: config.skills.platform_max,
             max_depth: config.skills.max_depth,
             metrics: Arc::clone(&metrics),
@@ -208,14 +229,27 @@ impl App {
             Arc::new(crate::api::tasks::HttpTaskProblems),
         );
         let agents = Arc::new(Agents::new(db.clone(), Arc::clone(invocations.catalog())));
-        let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
+        let rate_limits: Arc<dyn RequestLimiter> = match &redis {
+            Some(redis) => {
+                tracing::info!(
+                    failure_mode = %redis.failure_mode(),
+                    replica = redis.replica(),
+                    "rate limits, quotas and cache invalidation are shared through redis"
+                );
+                Arc::new(SharedRateLimits::new(
+                    &config.rate_limits,
+                    Arc::clone(redis),
+                ))
+            }
+            None => Arc::new(RateLimits::new(&config.rate_limits)),
+        };
         Ok(Arc::new(Self {
             secrets,
             metrics,
             census: tokio::sync::Mutex::new(None),
             agents,
             task_streams: StreamSlots::new(config.tasks.streams_per_tenant),
-            stopping: CancellationToken::new(),
+            stopping,
             validator: workers
                 .validator
                 .unwrap_or_else(|| Arc::new(InProcessValidator)),
@@ -234,6 +268,19 @@ impl App {
             client_addresses,
         }))
     }
+}
+
+/// The configured blob store: files under `<data_dir>/blobs`, or an S3-compatible bucket.
+fn build_blobs(config: &Config) -> Result<Arc<dyn BlobStore>, String> {
+    if let Some(s3) = config.blobs.s3() {
+        tracing::info!(bucket = %s3.bucket, "blobs are stored in object storage");
+        return Ok(Arc::new(ObjectBlobStore::s3(&s3)?));
+    }
+    let blob_dir = config.data_dir.join("blobs");
+    let fs_blobs = FsBlobStore::open(&blob_dir)
+        .map_err(|e| format!("cannot open the blob store {}: {e}", blob_dir.display()))?;
+    clean_scratch(&blob_dir.join("tmp"), "temporary blob files")?;
+    Ok(Arc::new(fs_blobs))
 }
 
 /// The configured secrets provider.

@@ -125,6 +125,17 @@ impl ApiError {
             .with_retry_after(retry_after)
     }
 
+    /// 503: the counters the replicas share (Redis) cannot be reached and the operator chose
+    /// to refuse meanwhile; worth trying again in a second.
+    pub fn limits_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "limits-unavailable",
+            detail,
+        )
+        .with_retry_after(std::time::Duration::from_secs(1))
+    }
+
     /// Adds a `Retry-After` header (whole seconds, at least 1).
     pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
@@ -177,6 +188,7 @@ impl From<omniforge_store::StoreError> for ApiError {
             omniforge_store::StoreError::Conflict(detail) => Self::conflict(detail),
             omniforge_store::StoreError::Forbidden(detail) => Self::forbidden(detail),
             omniforge_store::StoreError::Invalid(detail) => Self::bad_request(detail),
+            omniforge_store::StoreError::Unavailable(detail) => Self::limits_unavailable(detail),
             other => Self::internal(other),
         }
     }

@@ -32,7 +32,7 @@ use crate::contract::{ApiDoc, document, operations};
 use crate::error::ApiError;
 use crate::mcp;
 use crate::middleware as mw;
-use crate::ratelimit::CredentialKey;
+use crate::ratelimit::{CredentialKey, Refused};
 use omniforge_control::metrics::Refusal;
 
 /// Declares a route's access: enforced by a layer on the route, and documented as the
@@ -74,8 +74,9 @@ async fn authorize(access: Access, mut request: Request, next: Next) -> Response
         Ok(principal) => principal,
         Err(error) => return error.into_response(),
     };
-    if let Some(app) = request.extensions().get::<AppState>()
-        && let Err(limited) = check_rate(app, &principal)
+    let app = request.extensions().get::<AppState>().cloned();
+    if let Some(app) = app
+        && let Err(limited) = check_rate(&app, &principal).await
     {
         return limited.into_response();
     }
@@ -127,14 +128,19 @@ pub(crate) async fn principal_of(
 }
 
 /// The request rates of the principal's credential and tenant.
-pub(crate) fn check_rate(app: &AppState, principal: &Principal) -> Result<(), ApiError> {
+pub(crate) async fn check_rate(app: &AppState, principal: &Principal) -> Result<(), ApiError> {
     let credential = match &principal.credential {
         Credential::ApiKey { id, .. } => CredentialKey::ApiKey(id.clone()),
         Credential::Token => CredentialKey::User(principal.user.clone()),
     };
     app.rate_limits
         .check(&principal.tenant, &credential)
-        .map_err(|limited| {
+        .await
+        .map_err(|refused| {
+            let limited = match refused {
+                Refused::Limited(limited) => limited,
+                Refused::Unavailable(why) => return ApiError::limits_unavailable(why),
+            };
             let (detail, refusal) = match limited.limit {
                 "tenant" => (
                     "this tenant sends requests faster than it may",

@@ -42,6 +42,10 @@ pub enum StoreError {
     /// may or may not have been written.
     #[error("the database write was interrupted: {0}")]
     Interrupted(String),
+    /// A service the platform shares between replicas (Redis) cannot be reached, and the
+    /// operator chose to refuse rather than go on without it.
+    #[error("{0}")]
+    Unavailable(String),
     /// The SQLite file's directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {

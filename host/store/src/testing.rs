@@ -127,3 +127,36 @@ pub async fn all() -> Vec<TestDatabase> {
     dbs.extend(postgres().await);
     dbs
 }
+
+/// The shared Redis of the test machine (`OMNIFORGE_TEST_REDIS_URL`), or `None` (with a loud
+/// message) outside CI. Tests give their keys a prefix of their own and never stop it; a test
+/// that stops Redis starts its own `redis-server`.
+pub fn redis_url() -> Option<String> {
+    if let Ok(url) = std::env::var("OMNIFORGE_TEST_REDIS_URL") {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "OMNIFORGE_TEST_REDIS_URL must be set under CI: the Redis tests cannot be skipped"
+    );
+    eprintln!("SKIPPING Redis tests: OMNIFORGE_TEST_REDIS_URL is not set");
+    record_skip(
+        "a test of limits shared through Redis",
+        "OMNIFORGE_TEST_REDIS_URL is not set and no Redis answered at 127.0.0.1:6379",
+    );
+    None
+}
+
+/// A key prefix no other test run uses.
+pub fn unique_prefix(what: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "test-{what}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -4,6 +4,7 @@
 mod a2a;
 mod agents;
 mod author;
+mod backup;
 mod compose;
 mod examples;
 mod mcp;
@@ -13,11 +14,13 @@ mod migrate;
 mod packages;
 mod publish;
 mod readme;
+mod replicas;
 mod run;
 mod runs;
 mod secrets;
 mod server;
 mod server_cli;
+mod services;
 mod tasks;
 mod traces;
 

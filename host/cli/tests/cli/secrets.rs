@@ -5,17 +5,15 @@
 //! it. The environment, file and AWS Secrets Manager providers (the last against moto's
 //! server) serve the same skill.
 
-use std::io::Write as _;
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use omniforge_test_programs as programs;
 use serde_json::{Value, json};
 
 use crate::examples::ServerCli;
 use crate::server::{Running, http, serve_in};
+use crate::services::Moto;
 use crate::{bootstrap_env, ok, omniforge_env};
 
 /// The reader's manifest: two names declared.
@@ -329,69 +327,6 @@ fn secrets_are_set_read_by_their_tenants_skills_rotated_and_never_shown() {
     }
 }
 
-/// moto's server (PyPI `moto[server]`), which speaks AWS Secrets Manager, on a port of its
-/// own; killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "moto_server cannot start ({e}): `pip install \"moto[server]\"` (.ci/run does)"
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Creates secret `id` holding `value`, with boto3 (which moto depends on).
-    fn create(&self, id: &str, value: &str) {
-        let script = "import boto3, sys\n\
-             c = boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='eu-west-1', \
-             aws_access_key_id='test', aws_secret_access_key='test')\n\
-             c.create_secret(Name=sys.argv[2], SecretString=sys.stdin.read())\n";
-        let mut child = Command::new("python3")
-            .args(["-c", script, &self.endpoint, id])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(value.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "creating {id} in moto");
-    }
-}
-
 /// Starts the server on `dir` with `envs`, checks what the tenant of `key` reads, lists and
 /// may not set, and stops it.
 fn provider_serves(dir: &Path, envs: &[(&str, &str)], key: &str, provider: &str, value: &str) {
@@ -475,8 +410,8 @@ fn the_environment_files_and_aws_providers_serve_the_same_skill() {
 
     let moto = Moto::start();
     let value = fresh_value("aws");
-    moto.create(&format!("omniforge/{acme}/api-token"), &value);
-    moto.create("omniforge/ten_someoneelse/db-password", "not-acme");
+    moto.create_secret(&format!("omniforge/{acme}/api-token"), &value);
+    moto.create_secret("omniforge/ten_someoneelse/db-password", "not-acme");
     provider_serves(
         dir.path(),
         &[

@@ -458,6 +458,7 @@ fn step_error(
             Some(REFUSED_WAIT_MS),
         ),
         InvokeError::InvalidOutput { .. } => ("invalid-output", None, None),
+        InvokeError::Unavailable(_) => ("unavailable", Some(RetryOn::Unavailable), Some(1_000)),
         InvokeError::Internal(_) => ("internal", Some(RetryOn::Unavailable), None),
         InvokeError::Ended { outcome, .. } => match outcome {
             Outcome::GuestError { kind, .. } => match kind {

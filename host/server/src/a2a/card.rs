@@ -44,7 +44,7 @@ pub(crate) async fn card(
         Ok(principal) => principal,
         Err(error) => return refuse_unauthenticated(error),
     };
-    if let Err(limited) = check_rate(&app, &principal) {
+    if let Err(limited) = check_rate(&app, &principal).await {
         return limited.into_response();
     }
     // Another tenant's private agent is as absent as one that does not exist.

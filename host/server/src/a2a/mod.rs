@@ -96,8 +96,9 @@ async fn require_credentials(mut request: Request, next: Next) -> Response {
         Ok(principal) => principal,
         Err(error) => return refuse_unauthenticated(error),
     };
-    if let Some(app) = request.extensions().get::<AppState>()
-        && let Err(limited) = check_rate(app, &principal)
+    let app = request.extensions().get::<AppState>().cloned();
+    if let Some(app) = app
+        && let Err(limited) = check_rate(&app, &principal).await
     {
         return limited.into_response();
     }

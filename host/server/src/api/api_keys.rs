@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use omniforge_control::Change;
 use omniforge_store::{ApiKeyId, NewApiKey, User, UserId, now_ms};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -223,6 +224,6 @@ pub async fn revoke(
         .revoke_api_key(&principal.audit(&request_id), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
-    app.auth.keys().forget_key(&id);
+    app.invocations.changed(Change::ApiKey(id));
     Ok(ApiJson(key.into()))
 }

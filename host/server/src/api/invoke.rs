@@ -231,6 +231,7 @@ pub fn invoke_error(error: InvokeError, skill: &SkillName) -> ApiError {
                 .with("pointer", violation.pointer)
                 .with("usage", usage_value(&usage))
         }
+        InvokeError::Unavailable(cause) => ApiError::limits_unavailable(cause),
         InvokeError::Internal(cause) => ApiError::internal(cause),
     }
 }

@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use omniforge_control::Change;
 use omniforge_store::{NewApiKey, Tenant, TenantExport, TenantId, TenantStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -219,7 +220,7 @@ async fn set_status(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     // Remembered credentials carry their tenant's status.
-    app.auth.keys().forget_tenant(&id);
+    app.invocations.changed(Change::Tenant(id));
     Ok(ApiJson(tenant.into()))
 }
 

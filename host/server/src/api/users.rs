@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use omniforge_control::Change;
 use omniforge_store::{NewUser, Role, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -159,7 +160,10 @@ pub async fn set_roles(
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     // Remembered credentials carry their user's roles.
-    app.auth.keys().forget_user(&principal.tenant, &id);
+    app.invocations.changed(Change::User {
+        tenant: principal.tenant.clone(),
+        user: id,
+    });
     Ok(ApiJson(user.into()))
 }
 
@@ -186,6 +190,9 @@ pub async fn disable(
         .disable_user(&principal.audit(&request_id), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    app.auth.keys().forget_user(&principal.tenant, &id);
+    app.invocations.changed(Change::User {
+        tenant: principal.tenant.clone(),
+        user: id,
+    });
     Ok(ApiJson(user.into()))
 }

@@ -110,6 +110,11 @@ impl KeyCache {
         }
     }
 
+    /// Forgets every key.
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
     /// Keys remembered now.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -118,5 +123,23 @@ impl KeyCache {
     /// Whether none is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl omniforge_control::changes::CredentialCache for KeyCache {
+    fn forget_key(&self, key: &ApiKeyId) {
+        KeyCache::forget_key(self, key);
+    }
+
+    fn forget_user(&self, tenant: &TenantId, user: &UserId) {
+        KeyCache::forget_user(self, tenant, user);
+    }
+
+    fn forget_tenant(&self, tenant: &TenantId) {
+        KeyCache::forget_tenant(self, tenant);
+    }
+
+    fn forget_all(&self) {
+        KeyCache::forget_all(self);
     }
 }

@@ -92,7 +92,7 @@ impl From<omniforge_store::StoreError> for Failed {
 pub struct Authenticator {
     db: Database,
     jwt: Option<JwtVerifier>,
-    keys: KeyCache,
+    keys: Arc<KeyCache>,
     /// Wrong secrets per key prefix. Keyed only by prefixes of stored keys (unknown ones fail
     /// before any verification), so made-up prefixes cannot grow it.
     failed_verifications: Option<FailureLimiter<String>>,
@@ -109,7 +109,7 @@ impl Authenticator {
         Self {
             db,
             jwt,
-            keys: KeyCache::new(settings.key_cache_capacity, settings.recheck),
+            keys: Arc::new(KeyCache::new(settings.key_cache_capacity, settings.recheck)),
             failed_verifications: FailureLimiter::per_minute(
                 settings.failed_verifications_per_minute,
             ),
@@ -121,8 +121,9 @@ impl Authenticator {
         }
     }
 
-    /// The cache of verified keys (its owners forget what a change concerns).
-    pub fn keys(&self) -> &KeyCache {
+    /// The cache of verified keys, which forgets what a published
+    /// [`Change`](omniforge_control::Change) concerns.
+    pub fn keys(&self) -> &Arc<KeyCache> {
         &self.keys
     }
 

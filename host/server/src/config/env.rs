@@ -144,6 +144,7 @@ impl Config {
             }
         }
         self.apply_secrets_env(env, problems);
+        self.apply_scale_env(env, problems);
         if let Some(v) = env("OMNIFORGE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }

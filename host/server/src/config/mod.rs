@@ -3,7 +3,7 @@
 //!
 //! Unknown keys in the file are errors (a typo must not silently fall back to a default).
 //! Unknown `OMNIFORGE_*` variables are not: client-side ones such as `OMNIFORGE_API_KEY`
-//! share the prefix. Secrets (database URL, JWT secret, secrets keys, AWS credentials) never
+//! share the prefix. Secrets (database and Redis URLs, JWT secret, secrets keys, AWS credentials) never
 //! appear in `Debug` output.
 
 use std::fmt;
@@ -15,6 +15,7 @@ use thiserror::Error;
 
 mod env;
 mod mcp;
+mod scale;
 mod secrets;
 mod skills;
 mod tasks;
@@ -22,6 +23,7 @@ mod telemetry;
 
 pub use mcp::McpConfig;
 pub use omniforge_control::PlatformLimits;
+pub use scale::{BlobBackend, BlobsConfig, RedisConfig};
 pub use secrets::{AwsSecretsConfig, SecretsConfig};
 pub use skills::{RateLimitConfig, SkillsConfig};
 pub use tasks::TasksConfig;
@@ -92,6 +94,10 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// Tenant secrets: their provider and the key that seals them.
     pub secrets: SecretsConfig,
+    /// Redis, shared by several replicas (limits, quotas, cache invalidation).
+    pub redis: RedisConfig,
+    /// Where package and component bytes live.
+    pub blobs: BlobsConfig,
 }
 
 /// Logging settings.
@@ -201,6 +207,8 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             tasks: TasksConfig::default(),
             secrets: SecretsConfig::default(),
+            redis: RedisConfig::default(),
+            blobs: BlobsConfig::default(),
         }
     }
 }
@@ -348,6 +356,7 @@ impl Config {
         self.telemetry.validate(problems);
         self.tasks.validate(problems);
         self.secrets.validate(problems);
+        self.validate_scale(problems);
     }
 
     /// The authenticator's settings, defaults filled in.

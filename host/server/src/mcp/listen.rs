@@ -45,6 +45,7 @@ pub(crate) async fn listen(
     }
     let caller = Caller::of(cx.request_context())?;
     check_rate(app, &caller.principal)
+        .await
         .map_err(|e| ErrorData::invalid_request(e.message(), None))?;
     caller.require(Permission::SkillRead)?;
     let tenant = caller.principal.tenant.clone();

@@ -202,6 +202,7 @@ impl ServerHandler for SkillTools {
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = Caller::of(&context)?;
         check_rate(&self.app, &caller.principal)
+            .await
             .map_err(|e| ErrorData::invalid_request(e.message(), None))?;
         caller.require(Permission::SkillRead)?;
         let after = match request.and_then(|p| p.cursor) {
@@ -268,7 +269,7 @@ impl ServerHandler for SkillTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = Caller::of(&context)?;
-        if let Err(limited) = check_rate(&self.app, &caller.principal) {
+        if let Err(limited) = check_rate(&self.app, &caller.principal).await {
             return Ok(answers::refused(&limited).into());
         }
         caller.require(Permission::SkillInvoke)?;

@@ -1,28 +1,41 @@
 //! Request rate limits per credential and per tenant (GCRA through `governor`), checked
 //! right after authentication. `tower-governor` keys its limits on the raw request (peer
 //! address, headers) before any handler runs; ours key on the authenticated principal, so
-//! the `governor` limiters are used directly. Callers hold a [`RequestLimiter`]: today's
-//! [`RateLimits`] counts in this process; a limiter shared by replicas (Redis, step 12) goes
-//! behind the same trait.
+//! the `governor` limiters are used directly. Callers hold a [`RequestLimiter`]:
+//! [`RateLimits`] counts in this process, [`shared::SharedRateLimits`] across replicas
+//! (Redis).
+
+pub mod shared;
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use omniforge_store::{ApiKeyId, TenantId, UserId};
+
+use crate::config::RateLimitConfig;
 
 /// Counts requests against the rate limits and says which one refuses.
+#[async_trait]
 pub trait RequestLimiter: Send + Sync + 'static {
     /// Counts one request of `credential` in `tenant`.
-    fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), RateLimited>;
+    async fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), Refused>;
 
     /// Drops state no longer needed (called periodically).
     fn shrink(&self);
 }
-use omniforge_store::{ApiKeyId, TenantId, UserId};
 
-use crate::config::RateLimitConfig;
+/// Why a request may not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A rate limit is reached.
+    Limited(RateLimited),
+    /// The shared counters cannot be reached and the failure mode is `closed`.
+    Unavailable(String),
+}
 
 /// Which limit refused a request, and how long to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +82,13 @@ impl RateLimits {
     }
 }
 
-impl RequestLimiter for RateLimits {
-    fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), RateLimited> {
+impl RateLimits {
+    /// Counts one request here (the shared limiter's fallback checks through this too).
+    pub fn check_here(
+        &self,
+        tenant: &TenantId,
+        credential: &CredentialKey,
+    ) -> Result<(), RateLimited> {
         if let Some(limiter) = &self.per_credential
             && let Err(not_until) = limiter.check_key(credential)
         {
@@ -91,13 +109,25 @@ impl RequestLimiter for RateLimits {
     }
 
     /// Drops the state of keys that are back to full capacity.
-    fn shrink(&self) {
+    pub fn shrink_here(&self) {
         if let Some(limiter) = &self.per_credential {
             limiter.retain_recent();
         }
         if let Some(limiter) = &self.per_tenant {
             limiter.retain_recent();
         }
+    }
+}
+
+#[async_trait]
+impl RequestLimiter for RateLimits {
+    async fn check(&self, tenant: &TenantId, credential: &CredentialKey) -> Result<(), Refused> {
+        self.check_here(tenant, credential)
+            .map_err(Refused::Limited)
+    }
+
+    fn shrink(&self) {
+        self.shrink_here();
     }
 }
 
@@ -120,14 +150,14 @@ mod tests {
         });
         let acme = TenantId::new("acme");
         let (a, b) = (key("key-a"), key("key-b"));
-        assert!(limits.check(&acme, &a).is_ok());
-        assert!(limits.check(&acme, &a).is_ok());
-        let refused = limits.check(&acme, &a).unwrap_err();
+        assert!(limits.check_here(&acme, &a).is_ok());
+        assert!(limits.check_here(&acme, &a).is_ok());
+        let refused = limits.check_here(&acme, &a).unwrap_err();
         assert_eq!(refused.limit, "api_key");
         assert!(
             refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1)
         );
-        assert!(limits.check(&acme, &b).is_ok());
+        assert!(limits.check_here(&acme, &b).is_ok());
     }
 
     #[test]
@@ -140,15 +170,15 @@ mod tests {
             ..RateLimitConfig::default()
         });
         let acme = TenantId::new("acme");
-        assert!(limits.check(&acme, &key("key-a")).is_ok());
-        assert!(limits.check(&acme, &key("key-b")).is_ok());
+        assert!(limits.check_here(&acme, &key("key-a")).is_ok());
+        assert!(limits.check_here(&acme, &key("key-b")).is_ok());
         assert_eq!(
-            limits.check(&acme, &key("key-c")).unwrap_err().limit,
+            limits.check_here(&acme, &key("key-c")).unwrap_err().limit,
             "tenant"
         );
         assert!(
             limits
-                .check(&TenantId::new("globex"), &key("key-d"))
+                .check_here(&TenantId::new("globex"), &key("key-d"))
                 .is_ok()
         );
     }

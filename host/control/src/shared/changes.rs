@@ -1,0 +1,149 @@
+//! Cache invalidation across replicas over Redis pub/sub: a change is applied to this
+//! replica's caches at once, then published; every other replica applies what it receives.
+//! Pub/sub delivers to whoever is subscribed at that moment, so a replica whose subscription
+//! was cut forgets everything it cached once it is subscribed again ([`Change::Everything`]);
+//! while cut off, its caches fall back on `skills.metadata_recheck_ms`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::SharedRedis;
+use crate::changes::{Caches, Change, ChangeFeed};
+
+/// What travels on the channel: the change and the replica it came from.
+#[derive(Debug, Serialize, Deserialize)]
+struct Message {
+    from: String,
+    change: Change,
+}
+
+/// Changes published by this replica to the others, and received from them.
+pub struct RedisChanges {
+    caches: Caches,
+    outbox: mpsc::UnboundedSender<String>,
+    replica: String,
+}
+
+/// The longest wait between attempts to subscribe again.
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
+
+impl RedisChanges {
+    /// A feed over `redis` applying to `caches`; starts the tasks that publish and receive,
+    /// which end with `stop`.
+    pub fn start(caches: Caches, redis: Arc<SharedRedis>, stop: CancellationToken) -> Self {
+        let channel = redis.key("changes", "all");
+        let (outbox, queue) = mpsc::unbounded_channel();
+        tokio::spawn(publish(Arc::clone(&redis), channel.clone(), queue));
+        tokio::spawn(receive(caches.clone(), Arc::clone(&redis), channel, stop));
+        Self {
+            caches,
+            outbox,
+            replica: redis.replica().to_owned(),
+        }
+    }
+}
+
+impl ChangeFeed for RedisChanges {
+    fn publish(&self, change: Change) {
+        self.caches.apply(&change);
+        let message = Message {
+            from: self.replica.clone(),
+            change,
+        };
+        match serde_json::to_string(&message) {
+            // The receiver lives as long as the publishing task, which ends only at shutdown.
+            Ok(text) => drop(self.outbox.send(text)),
+            Err(e) => tracing::error!("cannot encode a change: {e}"),
+        }
+    }
+}
+
+/// Publishes queued changes, the ones queued meanwhile in one pipeline.
+async fn publish(
+    redis: Arc<SharedRedis>,
+    channel: String,
+    mut queue: mpsc::UnboundedReceiver<String>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, 256).await > 0 {
+        let sent = redis
+            .run("change publish", |mut conn| {
+                let mut pipe = redis::pipe();
+                for message in &batch {
+                    pipe.publish(&channel, message).ignore();
+                }
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(
+                changes = batch.len(),
+                "cannot tell the other replicas about changes (they see them after \
+                 skills.metadata_recheck_ms): {e}"
+            );
+        }
+        batch.clear();
+    }
+}
+
+/// Applies the changes other replicas publish, subscribing again whenever the subscription
+/// breaks.
+async fn receive(
+    caches: Caches,
+    redis: Arc<SharedRedis>,
+    channel: String,
+    stop: CancellationToken,
+) {
+    let mut wait = Duration::from_millis(50);
+    // Only the very first subscription, made at start with nothing cached yet, misses nothing.
+    let mut may_have_missed = false;
+    loop {
+        let subscription = async {
+            let mut pubsub = redis.client().get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return,
+            attempt = tokio::time::timeout(RESUBSCRIBE_MAX * 2, subscription) => attempt,
+        };
+        match attempt {
+            Ok(Ok(pubsub)) => {
+                if may_have_missed {
+                    tracing::info!("subscribed to changes again; forgetting every cached view");
+                    caches.apply(&Change::Everything);
+                }
+                wait = Duration::from_millis(50);
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let message = tokio::select! {
+                        () = stop.cancelled() => return,
+                        message = messages.next() => message,
+                    };
+                    let Some(message) = message else { break };
+                    match serde_json::from_slice::<Message>(message.get_payload_bytes()) {
+                        Ok(message) if message.from != redis.replica() => {
+                            caches.apply(&message.change);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("ignoring a change that does not parse: {e}"),
+                    }
+                }
+                tracing::warn!("the change subscription was cut; subscribing again");
+            }
+            Ok(Err(e)) => tracing::debug!("cannot subscribe to changes: {e}"),
+            Err(_) => tracing::debug!("subscribing to changes timed out"),
+        }
+        may_have_missed = true;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RESUBSCRIBE_MAX);
+    }
+}
