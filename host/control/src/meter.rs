@@ -88,7 +88,8 @@ pub struct Hold {
     tenant: TenantId,
     period: String,
     fuel: u64,
-    shared: bool,
+    /// The hold's id in a shared ledger; `None` for this process's meter.
+    shared: Option<String>,
 }
 
 impl Hold {
@@ -98,14 +99,14 @@ impl Hold {
             tenant,
             period,
             fuel,
-            shared: false,
+            shared: None,
         }
     }
 
-    /// A hold recorded in a ledger the replicas share.
-    pub fn shared(tenant: TenantId, period: String, fuel: u64) -> Self {
+    /// A hold recorded as `id` in a ledger the replicas share.
+    pub fn shared(tenant: TenantId, period: String, fuel: u64, id: String) -> Self {
         Self {
-            shared: true,
+            shared: Some(id),
             ..Self::new(tenant, period, fuel)
         }
     }
@@ -127,7 +128,12 @@ impl Hold {
 
     /// Whether a shared ledger (not this process's meter) recorded it.
     pub fn is_shared(&self) -> bool {
-        self.shared
+        self.shared.is_some()
+    }
+
+    /// Its id in the shared ledger that recorded it.
+    pub fn shared_id(&self) -> Option<&str> {
+        self.shared.as_deref()
     }
 }
 
@@ -195,6 +201,11 @@ impl Meter {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this process settled in `tenant`'s `period` that is not in the database yet.
+    pub(crate) fn unwritten(&self, tenant: &TenantId, period: &str) -> UsageCounters {
+        Self::pending(&self.lock(), &(tenant.clone(), period.to_owned()))
     }
 
     /// What was settled but is not in the database yet.

@@ -81,11 +81,25 @@ async fn publish(
             })
             .await;
         if let Err(e) = sent {
-            tracing::warn!(
-                changes = batch.len(),
-                "cannot tell the other replicas about changes (they see them after \
-                 skills.metadata_recheck_ms): {e}"
-            );
+            // One more try after Redis's down second: a change seen late beats a change
+            // seen only after the caches' recheck interval.
+            tokio::time::sleep(super::RETRY_AFTER_FAILURE).await;
+            let again = redis
+                .run("change publish", |mut conn| {
+                    let mut pipe = redis::pipe();
+                    for message in &batch {
+                        pipe.publish(&channel, message).ignore();
+                    }
+                    async move { pipe.query_async::<()>(&mut conn).await }
+                })
+                .await;
+            if again.is_err() {
+                tracing::warn!(
+                    changes = batch.len(),
+                    "cannot tell the other replicas about changes (they see them after \
+                     skills.metadata_recheck_ms): {e}"
+                );
+            }
         }
         batch.clear();
     }
@@ -100,8 +114,8 @@ async fn receive(
     stop: CancellationToken,
 ) {
     let mut wait = Duration::from_millis(50);
-    // Only the very first subscription, made at start with nothing cached yet, misses nothing.
-    let mut may_have_missed = false;
+    // Anything cached before the first subscription may have missed a change too.
+    let mut may_have_missed = true;
     loop {
         let subscription = async {
             let mut pubsub = redis.client().get_async_pubsub().await?;

@@ -4,9 +4,9 @@
 //! database instead (PostgreSQL `LISTEN`/`NOTIFY`, beside the rows they are about).
 //!
 //! One Redis primary serves them all (with replicas and Sentinel, or a managed service's
-//! failover, for availability). Redis Cluster is not supported: the quota script reads the
-//! holds of every replica of one tenant, keys it cannot name in advance. Every key a script
-//! touches carries the same hash tag, so a later move to Cluster only has to list them.
+//! failover, for availability). Redis Cluster is not supported: one settlement call touches
+//! the counters of many tenants at once. The keys of one tenant and period share a hash tag,
+//! so a later move to Cluster only has to split those calls by slot.
 //!
 //! While Redis cannot be reached, [`FailureMode`] decides: `open` falls back to this
 //! replica's own counters (limits then hold per replica, not across the deployment), `closed`
@@ -146,6 +146,11 @@ impl SharedRedis {
         &self.client
     }
 
+    /// Whether the last call failed and Redis was not reached since.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -168,7 +173,22 @@ impl SharedRedis {
                 }
                 Ok(value)
             }
-            Err(e) => Err(self.failed(what, &e)),
+            Err(e)
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error() =>
+            {
+                Err(self.failed(what, &e))
+            }
+            // Redis answered, with an error (a script's, out of memory, read-only replica):
+            // worth saying loudly, and treated like an outage by the caller, but the next
+            // call tries again at once.
+            Err(e) => {
+                tracing::error!("redis refused {what}: {e}");
+                Err(Unreachable(e.to_string()))
+            }
         }
     }
 
