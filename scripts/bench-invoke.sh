@@ -16,7 +16,7 @@
 # With OMNIFORGE_BENCH_REDIS=1 (issue 20), the targets are this tree's binary twice: "memory"
 # (limits and quotas counted in the process) and "redis" (shared through a redis-server the
 # script starts on a free port, as several replicas would), and each "redis" run also prints
-# the Redis commands it caused per request (every command or script call is a round trip).
+# the Redis round trips it caused per request (script calls and other top-level commands).
 #
 #   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
 #                           [runs, default 1]
@@ -162,22 +162,24 @@ if [ -n "$peer" ]; then
   targets+=("wasmtime serve|http://$peer_addr/|$work/plain.lua")
 fi
 
-redis_commands() {
-  redis-cli -p "$redis_port" info stats | sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p'
+redis_calls() { # round trips so far: script calls (EVALSHA, EVAL) and change publications;
+  # the commands a script runs inside Redis are counted apart by INFO
+  redis-cli -p "$redis_port" info commandstats \
+    | sed -n 's/^cmdstat_\(evalsha\|eval\|publish\):calls=\([0-9]*\),.*/\2/p' \
+    | awk '{ n += $1 } END { print n + 0 }'
 }
 
 run() { # label url connections script: one wrk run, appended to results.txt
   local out before=""
   local threads=$(( $3 < 2 ? $3 : 2 ))
-  [ "${1%% *}" != redis ] || before=$(redis_commands)
+  [ "${1%% *}" != redis ] || before=$(redis_calls)
   out=$(wrk -t"$threads" -c"$3" -d"${duration}s" --latency -s "$4" "$2")
   if [ -n "$before" ]; then
-    # Minus the INFO commands of this measurement itself.
-    local commands=$(( $(redis_commands) - before - 1 ))
+    local calls=$(( $(redis_calls) - before ))
     local requests
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
-    echo "$1: $commands redis commands for $requests requests" \
-      "($(python3 -c "print(f'{$commands / max($requests, 1):.3f}')") per request)" >> redis.txt
+    echo "$1: $calls redis round trips for $requests requests" \
+      "($(python3 -c "print(f'{$calls / max($requests, 1):.3f}')") per request)" >> redis.txt
   fi
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

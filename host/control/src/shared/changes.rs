@@ -29,6 +29,9 @@ pub struct RedisChanges {
     replica: String,
 }
 
+/// How often a quiet subscription is checked with a ping.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
 /// The longest wait between attempts to subscribe again.
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
 
@@ -116,6 +119,7 @@ async fn receive(
     let mut wait = Duration::from_millis(50);
     // Anything cached before the first subscription may have missed a change too.
     let mut may_have_missed = true;
+    let mut first = true;
     loop {
         let subscription = async {
             let mut pubsub = redis.client().get_async_pubsub().await?;
@@ -129,14 +133,29 @@ async fn receive(
         match attempt {
             Ok(Ok(pubsub)) => {
                 if may_have_missed {
-                    tracing::info!("subscribed to changes again; forgetting every cached view");
+                    if !first {
+                        tracing::info!("subscribed to changes again; forgetting every cached view");
+                    }
                     caches.apply(&Change::Everything);
                 }
+                first = false;
                 wait = Duration::from_millis(50);
-                let mut messages = pubsub.into_on_message();
+                // A connection cut without a word (a failover, a NAT's idle timeout) would
+                // leave the stream waiting forever: a ping that gets no answer ends it.
+                let (mut sink, mut messages) = pubsub.split();
+                let mut ping = tokio::time::interval(PING_EVERY);
+                ping.tick().await;
                 loop {
                     let message = tokio::select! {
                         () = stop.cancelled() => return,
+                        _ = ping.tick() => {
+                            let answered =
+                                tokio::time::timeout(PING_EVERY, sink.ping::<redis::Value>()).await;
+                            if !matches!(answered, Ok(Ok(_))) {
+                                break;
+                            }
+                            continue;
+                        }
                         message = messages.next() => message,
                     };
                     let Some(message) = message else { break };
