@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::SharedRedis;
+use super::{SharedRedis, Unreachable};
 use crate::changes::{Caches, Change, ChangeFeed};
 
 /// What travels on the channel: the change and the replica it came from.
@@ -74,29 +74,11 @@ async fn publish(
 ) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, 256).await > 0 {
-        let sent = redis
-            .run("change publish", |mut conn| {
-                let mut pipe = redis::pipe();
-                for message in &batch {
-                    pipe.publish(&channel, message).ignore();
-                }
-                async move { pipe.query_async::<()>(&mut conn).await }
-            })
-            .await;
-        if let Err(e) = sent {
+        if let Err(e) = send(&redis, &channel, &batch).await {
             // One more try after Redis's down second: a change seen late beats a change
             // seen only after the caches' recheck interval.
             tokio::time::sleep(super::RETRY_AFTER_FAILURE).await;
-            let again = redis
-                .run("change publish", |mut conn| {
-                    let mut pipe = redis::pipe();
-                    for message in &batch {
-                        pipe.publish(&channel, message).ignore();
-                    }
-                    async move { pipe.query_async::<()>(&mut conn).await }
-                })
-                .await;
-            if again.is_err() {
+            if send(&redis, &channel, &batch).await.is_err() {
                 tracing::warn!(
                     changes = batch.len(),
                     "cannot tell the other replicas about changes (they see them after \
@@ -106,6 +88,19 @@ async fn publish(
         }
         batch.clear();
     }
+}
+
+/// Publishes `batch` on `channel` in one pipeline.
+async fn send(redis: &SharedRedis, channel: &str, batch: &[String]) -> Result<(), Unreachable> {
+    redis
+        .run("change publish", |mut conn| {
+            let mut pipe = redis::pipe();
+            for message in batch {
+                pipe.publish(channel, message).ignore();
+            }
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
 }
 
 /// Applies the changes other replicas publish, subscribing again whenever the subscription
