@@ -17,6 +17,8 @@
 # (limits and quotas counted in the process) and "redis" (shared through a redis-server the
 # script starts on a free port, as several replicas would), and each "redis" run also prints
 # the Redis round trips it caused per request (script calls and other top-level commands).
+# With OMNIFORGE_BENCH_BARE=0 the bare axum target is left out (its example's release build
+# also builds the test guests in release, which takes long on a cold cache).
 #
 #   scripts/bench-invoke.sh [seconds per run, default 10] [concurrencies, default "1 8 32 64"]
 #                           [runs, default 1]
@@ -30,7 +32,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omniforge/target}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --locked -p omniforge
-cargo build --release --locked -p omniforge-server --example bare_hello
+bare_target=${OMNIFORGE_BENCH_BARE:-1}
+if [ "$bare_target" != 0 ]; then
+  cargo build --release --locked -p omniforge-server --example bare_hello
+fi
 guest_target="$CARGO_TARGET_DIR/bench-guests"
 (cd example-skills/rust && CARGO_TARGET_DIR="$guest_target" cargo build --release --locked --target wasm32-wasip2 -p hello)
 peer=$(command -v wasmtime || true)
@@ -150,10 +155,12 @@ wrk.body = '{"input": {"name": "Ada"}}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-"$bare" > bare.out &
-pids+=($!)
-bare_addr=$(port_of bare.out)
-targets+=("bare axum|http://$bare_addr/invoke|$work/plain.lua")
+if [ "$bare_target" != 0 ]; then
+  "$bare" > bare.out &
+  pids+=($!)
+  bare_addr=$(port_of bare.out)
+  targets+=("bare axum|http://$bare_addr/invoke|$work/plain.lua")
+fi
 if [ -n "$peer" ]; then
   "$peer" serve -Scli --addr 127.0.0.1:0 "$guest_target/wasm32-wasip2/release/http_hello.wasm" 2> peer.out &
   pids+=($!)

@@ -80,6 +80,12 @@ pub trait QuotaLedger: Send + Sync + 'static {
 
     /// Writes what was settled since the last flush to the database.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Gives back what this process holds and writes what it counted: the last call, at
+    /// shutdown, once requests are done.
+    async fn close(&self) -> Result<(), StoreError> {
+        self.flush().await
+    }
 }
 
 /// One admitted invocation's share of its tenant's quotas, as the ledger recorded it.
@@ -389,7 +395,8 @@ impl Meter {
     }
 }
 
-fn add(a: &UsageCounters, b: &UsageCounters) -> UsageCounters {
+/// The sum of two sets of counters.
+pub(crate) fn add(a: &UsageCounters, b: &UsageCounters) -> UsageCounters {
     UsageCounters {
         invocations: a.invocations + b.invocations,
         fuel: a.fuel.saturating_add(b.fuel),

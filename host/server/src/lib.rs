@@ -174,7 +174,7 @@ impl Server {
         };
         // Requests are done; the tasks' drain has its own bound.
         drained.await.ok();
-        if let Err(e) = ledger.flush().await {
+        if let Err(e) = ledger.close().await {
             tracing::error!("cannot write the last usage counters: {e}");
         }
         db.close().await;

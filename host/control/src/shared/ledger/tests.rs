@@ -1,0 +1,300 @@
+//! The ledger against the machine's Redis: two replicas on one key prefix.
+
+use super::*;
+use crate::shared::RedisSettings;
+
+fn replica(url: &str, prefix: &str) -> Arc<SharedRedis> {
+    Arc::new(
+        SharedRedis::connect(&RedisSettings {
+            url: url.to_owned(),
+            failure_mode: FailureMode::Closed,
+            timeout: Duration::from_secs(2),
+            key_prefix: prefix.to_owned(),
+        })
+        .unwrap(),
+    )
+}
+
+async fn tenants(db: &Database, slugs: &[&str]) -> Vec<TenantId> {
+    let audit = omniforge_store::AuditContext::system("test", "ledger");
+    let mut ids = Vec::new();
+    for slug in slugs {
+        let tenant = db.platform().create_tenant(&audit, slug, slug).await;
+        ids.push(tenant.unwrap().id);
+    }
+    ids
+}
+
+/// The period's `held` or `used` counters as Redis has them: (invocations, fuel).
+async fn counters(ledger: &RedisLedger, tenant: &TenantId, which: &str) -> (i64, i64) {
+    let (period, _) = period_of(
+        TenantPolicy::default().quota_period,
+        OffsetDateTime::now_utc(),
+    );
+    let key = format!("{}:{which}", ledger.base(tenant, &period));
+    let values: Vec<Option<i64>> = ledger
+        .redis
+        .run("test", |mut conn| async move {
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg("inv")
+                .arg("fuel")
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    (values[0].unwrap_or(0), values[1].unwrap_or(0))
+}
+
+fn refused_quota(answer: Result<Hold, QuotaExceeded>) -> &'static str {
+    answer.expect_err("refused").quota
+}
+
+#[tokio::test]
+async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_their_share() {
+    let Some(url) = omniforge_store::testing::redis_url() else {
+        return;
+    };
+    let prefix = omniforge_store::testing::unique_prefix("ledger");
+    let test = omniforge_store::testing::sqlite().await;
+    test.db.migrate().await.unwrap();
+    let [tenant, other] =
+        <[TenantId; 2]>::try_from(tenants(&test.db, &["acme", "globex"]).await).unwrap();
+    let (a, b) = (
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+    );
+    // Within 16 invocations of the quota, every lease is one invocation.
+    let policy = TenantPolicy {
+        max_invocations: Some(10),
+        ..TenantPolicy::default()
+    };
+    let asks: Vec<_> = (0..40)
+        .map(|i| {
+            let ledger = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            let (tenant, policy) = (tenant.clone(), policy.clone());
+            tokio::spawn(async move { ledger.reserve(&tenant, &policy, 100).await.unwrap() })
+        })
+        .collect();
+    let mut holds = Vec::new();
+    for ask in asks {
+        match ask.await.unwrap() {
+            Ok(hold) => holds.push(hold),
+            Err(refused) => {
+                assert_eq!(refused.quota, "invocations");
+                assert_eq!(refused.retry_after_secs, 1, "held, not used up");
+            }
+        }
+    }
+    assert_eq!(holds.len(), 10, "exactly the quota across both replicas");
+    assert!(holds.iter().all(Hold::is_shared));
+    assert_eq!(counters(&a, &tenant, "held").await.0, 10);
+
+    // Three ran; two never did (their share comes back); five are still running. Settled
+    // on either replica, whichever admitted them.
+    let spent = Spent {
+        fuel: 40,
+        wall_us: 1_500,
+        failed: false,
+    };
+    for hold in &holds[..3] {
+        a.settle(hold, Some(spent));
+    }
+    for hold in &holds[3..5] {
+        b.settle(hold, None);
+    }
+    let mut admitted = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admitted < 2 {
+        match a.reserve(&tenant, &policy, 100).await.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the released share never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let refused = b.reserve(&tenant, &policy, 100).await.unwrap();
+    assert_eq!(refused_quota(refused), "invocations");
+    // Each replica sends its settlements on its own: a's may land after b's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counters(&a, &tenant, "used").await.0 != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "what ran never reached the counters"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The database learns what ran from the replica that settled it.
+    a.flush().await.unwrap();
+    let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
+    let stored = test.db.tenant(&tenant).usage(&period).await.unwrap();
+    assert_eq!((stored.invocations, stored.fuel), (3, 120));
+
+    // Fuel: the hold is cut to what is left, then refused.
+    let fuel = TenantPolicy {
+        max_total_fuel: Some(1_000),
+        ..TenantPolicy::default()
+    };
+    let c = RedisLedger::new(replica(&url, &prefix), test.db.clone());
+    let first = a.reserve(&other, &fuel, 600).await.unwrap().unwrap();
+    let second = c.reserve(&other, &fuel, 600).await.unwrap().unwrap();
+    assert_eq!((first.fuel(), second.fuel()), (600, 400));
+    assert_eq!(
+        refused_quota(a.reserve(&other, &fuel, 1).await.unwrap()),
+        "fuel"
+    );
+    assert_eq!(
+        refused_quota(b.reserve(&other, &fuel, 1).await.unwrap()),
+        "fuel"
+    );
+
+    // A hold nobody settles (its replica died) lapses at its deadline: moved to the past
+    // here, it is released by the next admission.
+    let base = a.base(&other, &period);
+    let id = second.shared_id().unwrap().to_owned();
+    let moved: i64 = a
+        .redis
+        .run("test", |mut conn| async move {
+            redis::cmd("ZADD")
+                .arg(format!("{base}:holds"))
+                .arg("XX")
+                .arg("CH")
+                .arg(0)
+                .arg(&id)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, 1);
+    let third = b.reserve(&other, &fuel, 600).await.unwrap().unwrap();
+    assert_eq!(third.fuel(), 400);
+    assert_eq!(counters(&a, &other, "held").await.1, 1_000);
+    // Settling the lapsed hold later (its lease given back by the sweep) changes nothing:
+    // it was released once.
+    c.settle(&second, None);
+    tokio::time::sleep(LEASE_TTL + SWEEP_EVERY * 3).await;
+    assert_eq!(counters(&a, &other, "held").await.1, 1_000);
+    assert_eq!(
+        refused_quota(b.reserve(&other, &fuel, 1).await.unwrap()),
+        "fuel"
+    );
+
+    // A tenant without a quota never asks Redis.
+    let before = a.redis.round_trips();
+    let free = a
+        .reserve(&TenantId::new("ten_free"), &TenantPolicy::default(), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!free.is_shared());
+    assert_eq!(a.redis.round_trips(), before);
+}
+
+#[tokio::test]
+async fn far_from_the_quota_leases_spare_redis_and_the_quota_stays_exact() {
+    let Some(url) = omniforge_store::testing::redis_url() else {
+        return;
+    };
+    let prefix = omniforge_store::testing::unique_prefix("leases");
+    let test = omniforge_store::testing::sqlite().await;
+    test.db.migrate().await.unwrap();
+    let tenant = tenants(&test.db, &["initech"]).await.remove(0);
+    let replicas = [
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+    ];
+    const QUOTA: u64 = 3_000;
+    let policy = TenantPolicy {
+        max_invocations: Some(QUOTA),
+        max_total_fuel: Some(u64::MAX >> 8),
+        ..TenantPolicy::default()
+    };
+    // Eight workers per replica invoke until the quota is used up (not only held by the
+    // other replica's lease, which says "in a second").
+    let workers: Vec<_> = (0..16)
+        .map(|i| {
+            let ledger = Arc::clone(&replicas[i % 2]);
+            let (tenant, policy) = (tenant.clone(), policy.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut admitted = 0u64;
+                loop {
+                    match ledger.reserve(&tenant, &policy, 1_000).await.unwrap() {
+                        Ok(hold) => {
+                            admitted += 1;
+                            let spent = Spent {
+                                fuel: 10,
+                                wall_us: 100,
+                                failed: false,
+                            };
+                            ledger.settle(&hold, Some(spent));
+                            tokio::task::yield_now().await;
+                        }
+                        Err(refused) if refused.retry_after_secs > 1 => return admitted,
+                        Err(_) => {
+                            assert!(Instant::now() < deadline, "never used up");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for worker in workers {
+        admitted += worker.await.unwrap();
+    }
+    assert_eq!(admitted, QUOTA, "exactly the quota across both replicas");
+    let round_trips: u64 = replicas.iter().map(|r| r.redis.round_trips()).sum();
+    assert!(
+        round_trips < QUOTA / 5,
+        "{round_trips} round trips for {QUOTA} invocations"
+    );
+    // Every lease ended: nothing held, everything used, fuel as burnt.
+    tokio::time::sleep(LEASE_TTL + SWEEP_EVERY * 3).await;
+    let ledger = &replicas[0];
+    assert_eq!(counters(ledger, &tenant, "held").await, (0, 0));
+    assert_eq!(
+        counters(ledger, &tenant, "used").await,
+        (QUOTA as i64, 10 * QUOTA as i64)
+    );
+    for ledger in &replicas {
+        ledger.flush().await.unwrap();
+    }
+    let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
+    let stored = test.db.tenant(&tenant).usage(&period).await.unwrap();
+    assert_eq!(stored.invocations, QUOTA as i64);
+}
+
+#[tokio::test]
+async fn closing_gives_back_the_leases_at_once() {
+    let Some(url) = omniforge_store::testing::redis_url() else {
+        return;
+    };
+    let prefix = omniforge_store::testing::unique_prefix("close");
+    let test = omniforge_store::testing::sqlite().await;
+    test.db.migrate().await.unwrap();
+    let tenant = tenants(&test.db, &["umbrella"]).await.remove(0);
+    let (a, b) = (
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+    );
+    let policy = TenantPolicy {
+        max_invocations: Some(1_000),
+        ..TenantPolicy::default()
+    };
+    let hold = a.reserve(&tenant, &policy, 10).await.unwrap().unwrap();
+    let (held, _) = counters(&a, &tenant, "held").await;
+    assert!(held > 1, "a lease of several invocations, not one: {held}");
+    a.settle(&hold, Some(Spent::default()));
+    a.close().await.unwrap();
+    assert_eq!(counters(&b, &tenant, "held").await, (0, 0));
+    assert_eq!(counters(&b, &tenant, "used").await.0, 1);
+}
