@@ -96,6 +96,9 @@ pub struct Hold {
     fuel: u64,
     /// The hold's id in a shared ledger; `None` for this process's meter.
     shared: Option<String>,
+    /// Admitted by this process's meter standing in for a shared ledger that could not be
+    /// reached: its usage belongs in the shared counters too.
+    stand_in: bool,
 }
 
 impl Hold {
@@ -106,6 +109,7 @@ impl Hold {
             period,
             fuel,
             shared: None,
+            stand_in: false,
         }
     }
 
@@ -140,6 +144,19 @@ impl Hold {
     /// Its id in the shared ledger that recorded it.
     pub fn shared_id(&self) -> Option<&str> {
         self.shared.as_deref()
+    }
+
+    /// The same hold, marked as admitted in place of a shared ledger.
+    pub fn standing_in(self) -> Self {
+        Self {
+            stand_in: true,
+            ..self
+        }
+    }
+
+    /// Whether it was admitted in place of a shared ledger that could not be reached.
+    pub fn is_stand_in(&self) -> bool {
+        self.stand_in
     }
 }
 

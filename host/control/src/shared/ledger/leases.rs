@@ -9,21 +9,22 @@
 //! of a quota while another is refused.
 //!
 //! A lease is spent until it runs out, the tenant's limits change, or [`LEASE_TTL`] passes;
-//! then it is retired, and once its last invocation settles, it ends: what its invocations
-//! used is added to Redis and what they did not use goes back to the quota in the same
-//! script call. Fuel an invocation held but did not burn returns to its lease's pool, so a
+//! then it is retired: its hold in Redis shrinks to what its invocations in flight hold, and
+//! what the others used is added, in one script call. Once its last invocation settles it
+//! ends: the rest of its usage is added and its hold removed. Fuel an invocation held but did not burn returns to its lease's pool, so a
 //! lease's fuel is a budget for the invocations in flight, not a prepayment per invocation.
 //!
 //! Lease sizes adapt per tenant and period: a lease used up within half its lifetime makes
 //! the next one twice as large, one that expires mostly unused makes it half as large.
 
 use std::collections::HashMap;
+use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use omniforge_store::{TenantId, UsageCounters};
 
-use crate::meter::{Hold, add};
+use crate::meter::{Hold, QuotaExceeded, add};
 use crate::policy::TenantPolicy;
 
 /// How long a replica spends one lease before it returns what is left. Other replicas may be
@@ -36,6 +37,15 @@ const FIRST_LEASE: u64 = 8;
 /// The most invocations a replica asks for in one lease.
 pub const MAX_LEASE: u64 = 1024;
 
+/// How long a refusal because the rest of the quota is held (by running invocations or other
+/// replicas' leases) is answered without asking Redis again: a tenant over its quota then
+/// costs Redis a call per tenth of a second, not one per request.
+pub const HELD_REFUSAL_MEMORY: Duration = Duration::from_millis(100);
+
+/// The same for a quota used up: it stays used up until the period ends or the policy
+/// changes (which changes the [`Limits`]).
+const USED_UP_REFUSAL_MEMORY: Duration = Duration::from_secs(1);
+
 /// A tenant and quota period.
 pub type Key = (TenantId, String);
 
@@ -45,6 +55,8 @@ pub type Key = (TenantId, String);
 pub struct Limits {
     invocations: Option<u64>,
     fuel: Option<u64>,
+    /// The longest an invocation may run, which the hold's deadline is made of.
+    max_timeout_ms: u64,
 }
 
 impl Limits {
@@ -53,6 +65,7 @@ impl Limits {
         Self {
             invocations: policy.max_invocations,
             fuel: policy.max_total_fuel,
+            max_timeout_ms: policy.max_timeout_ms,
         }
     }
 }
@@ -68,16 +81,30 @@ pub struct Grant {
     pub fuel: u64,
 }
 
-/// A lease that ended: its hold is to be removed from Redis and `used` added to the period's
-/// counters.
+/// A lease retired or ended: `used` is to be added to the period's counters in Redis and the
+/// lease's hold removed, or shrunk to what is still in flight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
     /// The tenant and period it counted in.
     pub key: Key,
     /// Its hold's id in Redis.
     pub id: String,
-    /// What its invocations used.
+    /// What its invocations used (since a shrink, for the end of a retired lease).
     pub used: UsageCounters,
+    /// `None`: the lease ended, its hold goes. Otherwise the invocations and fuel its
+    /// invocations in flight still hold, which its hold shrinks to.
+    pub keep: Option<(u64, u64)>,
+}
+
+/// What the current lease says to one invocation.
+#[derive(Debug, PartialEq)]
+pub enum Taken {
+    /// Admitted from the lease.
+    Hold(Hold),
+    /// Refused a moment ago, and still.
+    Refused(QuotaExceeded),
+    /// Redis has to be asked.
+    Ask,
 }
 
 struct Lease {
@@ -88,6 +115,8 @@ struct Lease {
     /// `None`: no fuel quota, nothing to budget.
     fuel_left: Option<u64>,
     in_flight: u64,
+    /// The fuel its invocations in flight hold.
+    fuel_in_flight: u64,
     used: UsageCounters,
     taken_at: Instant,
     /// Set when it was retired because it ran out (not because it expired).
@@ -110,6 +139,7 @@ impl Lease {
             *left -= fuel;
         }
         self.in_flight += 1;
+        self.fuel_in_flight += fuel;
         Hold::shared(key.0.clone(), key.1.clone(), fuel, self.id.clone())
     }
 
@@ -118,6 +148,7 @@ impl Lease {
             key: key.clone(),
             id: self.id,
             used: self.used,
+            keep: None,
         }
     }
 }
@@ -129,13 +160,16 @@ struct Slot {
     retired: HashMap<String, Lease>,
     /// Invocations the next lease asks for.
     next_size: u64,
+    /// The last refusal, under which limits, and until when it stands.
+    refused: Option<(Limits, QuotaExceeded, Instant)>,
     /// Serialises this replica's requests for a lease of the slot: one asks, the others wait
     /// and spend what it got.
     asking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Slot {
-    /// Retires the current lease; answers it when nothing of it is in flight.
+    /// Retires the current lease: it ends when nothing of it is in flight, or its hold
+    /// shrinks to what is.
     fn retire(&mut self, key: &Key, now: Instant, ran_out: bool) -> Option<Ended> {
         let mut lease = self.current.take()?;
         if ran_out {
@@ -145,8 +179,15 @@ impl Slot {
         if lease.in_flight == 0 {
             return Some(lease.end(key));
         }
+        let fuel = lease.limits.fuel.map_or(0, |_| lease.fuel_in_flight);
+        let shrunk = Ended {
+            key: key.clone(),
+            id: lease.id.clone(),
+            used: mem::take(&mut lease.used),
+            keep: Some((lease.in_flight, fuel)),
+        };
         self.retired.insert(lease.id.clone(), lease);
-        None
+        Some(shrunk)
     }
 
     fn adapt(&mut self, lease: &Lease) {
@@ -174,28 +215,48 @@ impl Leases {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Admits an invocation from the current lease of `key`, if it has room under `limits`.
-    /// A lease without room is retired; what ends with it is in the second value.
+    /// Admits an invocation from the current lease of `key`, if it has room under `limits`,
+    /// or repeats a refusal that still stands. A lease without room is retired; what that
+    /// does to its hold is in the second value.
     pub fn take(
         &self,
         key: &Key,
         limits: Limits,
         fuel: u64,
         now: Instant,
-    ) -> (Option<Hold>, Option<Ended>) {
+    ) -> (Taken, Option<Ended>) {
         let mut slots = self.lock();
         let Some(slot) = slots.get_mut(key) else {
-            return (None, None);
+            return (Taken::Ask, None);
         };
+        if let Some((under, refusal, until)) = &slot.refused {
+            if *under == limits && now < *until {
+                return (Taken::Refused(refusal.clone()), None);
+            }
+            slot.refused = None;
+        }
         let Some(lease) = &mut slot.current else {
-            return (None, None);
+            return (Taken::Ask, None);
         };
         let expired = now.duration_since(lease.taken_at) >= LEASE_TTL;
         if !expired && lease.fits(limits, fuel) {
-            return (Some(lease.take(key, fuel)), None);
+            return (Taken::Hold(lease.take(key, fuel)), None);
         }
         let ran_out = !expired && lease.limits == limits;
-        (None, slot.retire(key, now, ran_out))
+        (Taken::Ask, slot.retire(key, now, ran_out))
+    }
+
+    /// Remembers that Redis refused `key` under `limits`, so that the next requests are
+    /// refused without asking for a moment.
+    pub fn refused(&self, key: &Key, limits: Limits, refusal: &QuotaExceeded, now: Instant) {
+        let memory = if refusal.retry_after_secs > 1 {
+            USED_UP_REFUSAL_MEMORY
+        } else {
+            HELD_REFUSAL_MEMORY
+        };
+        if let Some(slot) = self.lock().get_mut(key) {
+            slot.refused = Some((limits, refusal.clone(), now + memory));
+        }
     }
 
     /// The lock that makes this replica ask Redis for one lease of `key` at a time, and the
@@ -232,6 +293,7 @@ impl Leases {
             invocations_left: grant.invocations.max(1),
             fuel_left: limits.fuel.map(|_| grant.fuel),
             in_flight: 0,
+            fuel_in_flight: 0,
             used: UsageCounters::default(),
             taken_at: now,
             ran_out_at: None,
@@ -264,6 +326,7 @@ impl Leases {
             return Settled::Unknown;
         };
         lease.in_flight = lease.in_flight.saturating_sub(1);
+        lease.fuel_in_flight = lease.fuel_in_flight.saturating_sub(hold.fuel());
         let burnt = match counted {
             Some(counted) => {
                 lease.used = add(&lease.used, counted);
@@ -305,13 +368,17 @@ impl Leases {
         slots.retain(|_, slot| {
             slot.current.is_some()
                 || !slot.retired.is_empty()
+                || slot
+                    .refused
+                    .as_ref()
+                    .is_some_and(|(_, _, until)| now < *until)
                 || Arc::strong_count(&slot.asking) > 1
         });
         done
     }
 
-    /// Retires every lease, answering those with nothing in flight: at shutdown, to give
-    /// back what this replica will not spend (the others end as their invocations settle).
+    /// Retires every lease: at shutdown, to give back what this replica will not spend
+    /// (leases with invocations in flight shrink to them and end as they settle).
     pub fn retire_all(&self, now: Instant) -> Vec<Ended> {
         let mut slots = self.lock();
         slots
@@ -344,6 +411,7 @@ mod tests {
         Limits {
             invocations: Some(1_000),
             fuel: Some(1_000_000),
+            max_timeout_ms: 30_000,
         }
     }
 
@@ -363,30 +431,42 @@ mod tests {
         }
     }
 
+    fn admitted(taken: (Taken, Option<Ended>)) -> Hold {
+        match taken {
+            (Taken::Hold(hold), None) => hold,
+            other => panic!("not admitted from the lease: {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_lease_is_spent_here_gets_unburnt_fuel_back_and_ends_with_its_last_invocation() {
+    fn a_lease_is_spent_here_gets_unburnt_fuel_back_shrinks_when_retired_and_ends_last() {
         let (leases, key, limits, t0) = (Leases::default(), key(), fuel_quota(), Instant::now());
-        assert_eq!(leases.take(&key, limits, 100, t0), (None, None));
+        assert_eq!(leases.take(&key, limits, 100, t0), (Taken::Ask, None));
         let (first, ended) = leases.install(&key, limits, grant("l1", 3, 250), 100, t0);
         assert_eq!(
             (first.fuel(), first.shared_id(), ended),
             (100, Some("l1"), None)
         );
-        let second = leases
-            .take(&key, limits, 100, t0)
-            .0
-            .expect("room for a second");
+        let second = admitted(leases.take(&key, limits, 100, t0));
         // 50 fuel left: the third does not fit until fuel comes back.
         assert_eq!(leases.settle(&first, Some(&burnt(30))), Settled::Kept);
-        let third = leases.take(&key, limits, 100, t0).0.expect("70 came back");
-        // Out of invocations: retired, ended once both in flight settle.
-        assert_eq!(leases.take(&key, limits, 100, t0), (None, None));
+        let third = admitted(leases.take(&key, limits, 100, t0));
+        // Out of invocations: retired; its hold shrinks to the two in flight and their fuel,
+        // and what the first used goes to Redis with it.
+        let (taken, shrunk) = leases.take(&key, limits, 100, t0);
+        assert_eq!(taken, Taken::Ask);
+        let shrunk = shrunk.expect("retired");
+        assert_eq!((shrunk.id.as_str(), shrunk.keep), ("l1", Some((2, 200))));
+        assert_eq!((shrunk.used.invocations, shrunk.used.fuel), (1, 30));
         assert_eq!(leases.settle(&second, None), Settled::Kept);
         let Settled::Ended(ended) = leases.settle(&third, Some(&burnt(5))) else {
             panic!("the last invocation ends a retired lease");
         };
-        assert_eq!((ended.id.as_str(), ended.key), ("l1", key.clone()));
-        assert_eq!((ended.used.invocations, ended.used.fuel), (2, 35));
+        assert_eq!(
+            (ended.id.as_str(), &ended.key, ended.keep),
+            ("l1", &key, None)
+        );
+        assert_eq!((ended.used.invocations, ended.used.fuel), (1, 5));
         assert_eq!(leases.settle(&third, None), Settled::Unknown);
         // Used up in no time: the next lease asks for twice as many.
         assert_eq!(leases.asking(&key).1, 2 * FIRST_LEASE);
@@ -397,10 +477,11 @@ mod tests {
         let (leases, key, limits, t0) = (Leases::default(), key(), fuel_quota(), Instant::now());
         let (exact, _) = leases.install(&key, limits, grant("one", 1, 40), 100, t0);
         assert_eq!(exact.fuel(), 40, "cut to the quota's rest");
-        assert_eq!(leases.take(&key, limits, 1, t0), (None, None));
-        assert!(
-            matches!(leases.settle(&exact, None), Settled::Ended(e) if e.used.invocations == 0)
-        );
+        assert_eq!(leases.take(&key, limits, 1, t0), (Taken::Ask, None));
+        let Settled::Ended(ended) = leases.settle(&exact, None) else {
+            panic!("a lease of one ends with its invocation");
+        };
+        assert_eq!((ended.used.invocations, ended.keep), (0, None));
 
         let (hold, _) = leases.install(&key, limits, grant("big", 100, 10_000), 100, t0);
         assert_eq!(leases.settle(&hold, Some(&burnt(1))), Settled::Kept);
@@ -409,43 +490,58 @@ mod tests {
             invocations: Some(5),
             ..limits
         };
-        let (none, ended) = leases.take(&key, other, 1, t0);
-        assert!(none.is_none());
-        assert_eq!(ended.map(|e| e.id), Some("big".to_owned()));
+        let (taken, ended) = leases.take(&key, other, 1, t0);
+        assert_eq!(taken, Taken::Ask);
+        let ended = ended.expect("retired");
+        assert_eq!((ended.id.as_str(), ended.keep), ("big", None));
 
         let (hold, _) = leases.install(&key, limits, grant("idle", 100, 10_000), 100, t0);
         let later = t0 + LEASE_TTL;
         assert!(leases.sweep(t0 + LEASE_TTL / 2).is_empty());
-        assert!(leases.sweep(later).is_empty(), "one invocation in flight");
+        let shrunk = leases.sweep(later);
+        assert_eq!(shrunk.len(), 1, "expired");
+        assert_eq!(
+            (shrunk[0].id.as_str(), shrunk[0].keep),
+            ("idle", Some((1, 100)))
+        );
         let Settled::Ended(ended) = leases.settle(&hold, Some(&burnt(1))) else {
             panic!("its last invocation ends an expired lease");
         };
-        assert_eq!(ended.id, "idle");
-        // Expired mostly unused: the next lease is smaller; idle, the slot is forgotten.
-        let size = leases.asking(&key).1;
-        assert!(size < 2 * FIRST_LEASE, "{size}");
+        assert_eq!((ended.id.as_str(), ended.used.invocations), ("idle", 1));
+        // Retired mostly unused twice: the lease size halved twice; idle, the slot is
+        // forgotten.
+        assert_eq!(leases.asking(&key).1, FIRST_LEASE / 4);
         assert!(leases.sweep(later).is_empty());
         assert!(leases.lock().is_empty());
 
-        // At shutdown, leases with nothing in flight end at once.
+        // A refusal stands for a moment, under the same quotas only.
+        let _slot = leases.asking(&key);
+        let refusal = QuotaExceeded {
+            quota: "invocations",
+            limit: 1_000,
+            retry_after_secs: 1,
+        };
+        leases.refused(&key, limits, &refusal, later);
+        let (taken, _) = leases.take(&key, limits, 1, later);
+        assert_eq!(taken, Taken::Refused(refusal.clone()));
+        let (taken, _) = leases.take(&key, limits, 1, later + HELD_REFUSAL_MEMORY / 2);
+        assert_eq!(taken, Taken::Refused(refusal.clone()));
+        let (taken, _) = leases.take(&key, limits, 1, later + HELD_REFUSAL_MEMORY);
+        assert_eq!(taken, Taken::Ask);
+        leases.refused(&key, limits, &refusal, later);
+        assert_eq!(leases.take(&key, other, 1, later).0, Taken::Ask);
+
+        // At shutdown, leases with nothing in flight end at once; the others shrink.
         let (spent, _) = leases.install(&key, limits, grant("spare", 10, 1_000), 1, later);
-        let _ = leases.install(
-            &(TenantId::new("ten_b"), key.1.clone()),
-            limits,
-            grant("busy", 10, 1_000),
-            1,
-            later,
-        );
+        let busy = (TenantId::new("ten_b"), key.1.clone());
+        let _ = leases.install(&busy, limits, grant("busy", 10, 1_000), 1, later);
         assert_eq!(leases.settle(&spent, Some(&burnt(1))), Settled::Kept);
-        let ended = leases.retire_all(later);
-        assert_eq!(
-            ended.len(),
-            1,
-            "the busy one ends when its invocation settles"
-        );
-        assert_eq!(
-            (ended[0].id.as_str(), ended[0].used.invocations),
-            ("spare", 1)
-        );
+        let mut returned = leases.retire_all(later);
+        returned.sort_by(|a, b| a.id.cmp(&b.id));
+        let returned: Vec<_> = returned
+            .iter()
+            .map(|e| (e.id.as_str(), e.keep, e.used.invocations))
+            .collect();
+        assert_eq!(returned, [("busy", Some((1, 1)), 0), ("spare", None, 1)]);
     }
 }

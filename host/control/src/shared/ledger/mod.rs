@@ -23,7 +23,8 @@ pub mod scripts;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::mem;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{FailureMode, RETRY_AFTER_FAILURE, SharedRedis, Unreachable};
 use crate::meter::{Hold, Meter, QuotaExceeded, QuotaLedger, Spent, period_of};
 use crate::policy::TenantPolicy;
-use leases::{Ended, Grant, Key, LEASE_TTL, Leases, Limits, Settled};
+use leases::{Ended, Grant, Key, LEASE_TTL, Leases, Limits, Settled, Taken};
 
 /// Added to a lease's lifetime and the longest an invocation of the tenant may run to make
 /// its hold's deadline: time between admission and the sandbox's start, and a settlement's
@@ -58,8 +59,10 @@ const CLOSE_PATIENCE: Duration = Duration::from_secs(2);
 /// Settlements sent in one script call at most.
 const SETTLE_BATCH: usize = 512;
 
-/// How long a batch of settlements is retried while Redis is unreachable before it is given
-/// up (the holds then lapse at their deadlines; the usage is in the database either way).
+/// How long a batch of settlements Redis refuses (answers with an error) is retried before it
+/// is given up (the holds then lapse at their deadlines; the usage is in the database either
+/// way). While Redis is unreachable a batch waits however long it takes: lease settlements
+/// carry usage that the quota must not lose.
 const SETTLE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Lua's numbers are doubles: counters and limits are kept below 2^53 so that they stay
@@ -70,7 +73,32 @@ struct Settlement {
     base: String,
     /// `None` for usage counted by this replica's own meter (the `open` fallback).
     hold: Option<String>,
+    /// What the hold keeps (invocations, fuel); `None` removes it.
+    keep: Option<(u64, u64)>,
     counted: Option<UsageCounters>,
+}
+
+/// A lease asked for: if the answer never comes (Redis timed out, or the request was dropped
+/// while waiting), the hold Redis may have recorded is given back rather than left to lapse.
+struct Asking<'a> {
+    ledger: &'a RedisLedger,
+    base: String,
+    id: String,
+    sent: AtomicBool,
+    answered: bool,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if !self.answered && self.sent.load(Ordering::Relaxed) {
+            self.ledger.send(Settlement {
+                base: mem::take(&mut self.base),
+                hold: Some(mem::take(&mut self.id)),
+                keep: None,
+                counted: None,
+            });
+        }
+    }
 }
 
 enum Message {
@@ -125,17 +153,19 @@ impl RedisLedger {
         self.send(Settlement {
             base: self.base(&ended.key.0, &ended.key.1),
             hold: Some(ended.id),
+            keep: ended.keep,
             counted: Some(ended.used),
         });
     }
 
-    /// Admits from the current lease; ends the lease when it has no room left.
-    fn take(&self, key: &Key, limits: Limits, fuel: u64) -> Option<Hold> {
-        let (hold, ended) = self.leases.take(key, limits, fuel, Instant::now());
+    /// Admits from the current lease, or repeats a standing refusal; retires the lease when
+    /// it has no room left.
+    fn take(&self, key: &Key, limits: Limits, fuel: u64) -> Taken {
+        let (taken, ended) = self.leases.take(key, limits, fuel, Instant::now());
         if let Some(ended) = ended {
             self.end(ended);
         }
-        hold
+        taken
     }
 
     async fn reserve_shared(
@@ -147,29 +177,50 @@ impl RedisLedger {
         let (period, period_left) = period_of(policy.quota_period, OffsetDateTime::now_utc());
         let key = (tenant.clone(), period);
         let limits = Limits::of(policy);
-        if let Some(hold) = self.take(&key, limits, fuel) {
-            return Ok(Ok(hold));
+        match self.take(&key, limits, fuel) {
+            Taken::Hold(hold) => return Ok(Ok(hold)),
+            Taken::Refused(refused) => return Ok(Err(refused)),
+            Taken::Ask => {}
         }
-        // One request of this replica asks Redis; the others wait and spend what it got.
-        let (asking, size) = self.leases.asking(&key);
-        let _asking = asking.lock().await;
-        if let Some(hold) = self.take(&key, limits, fuel) {
-            return Ok(Ok(hold));
+        // One request of this replica asks Redis; the others wait and spend what it got (or
+        // take its refusal).
+        let (gate, size) = self.leases.asking(&key);
+        let _turn = gate.lock().await;
+        match self.take(&key, limits, fuel) {
+            Taken::Hold(hold) => return Ok(Ok(hold)),
+            Taken::Refused(refused) => return Ok(Err(refused)),
+            Taken::Ask => {}
         }
-        Ok(
-            match self.ask(&key, policy, fuel, size, period_left).await? {
-                Ok(grant) => {
-                    let (hold, ended) =
-                        self.leases
-                            .install(&key, limits, grant, fuel, Instant::now());
-                    if let Some(ended) = ended {
-                        self.end(ended);
-                    }
-                    Ok(hold)
+        let mut asking = Asking {
+            ledger: self,
+            base: self.base(&key.0, &key.1),
+            id: format!(
+                "{}-{}",
+                self.redis.replica(),
+                self.next_hold.fetch_add(1, Ordering::Relaxed)
+            ),
+            sent: AtomicBool::new(false),
+            answered: false,
+        };
+        let answer = self
+            .ask(&key, policy, fuel, size, period_left, &asking)
+            .await?;
+        asking.answered = true;
+        Ok(match answer {
+            Ok(grant) => {
+                let (hold, ended) = self
+                    .leases
+                    .install(&key, limits, grant, fuel, Instant::now());
+                if let Some(ended) = ended {
+                    self.end(ended);
                 }
-                Err(refused) => Err(refused),
-            },
-        )
+                Ok(hold)
+            }
+            Err(refused) => {
+                self.leases.refused(&key, limits, &refused, Instant::now());
+                Err(refused)
+            }
+        })
     }
 
     /// Asks Redis for a lease of up to `size` invocations (loading the period's counters
@@ -181,26 +232,23 @@ impl RedisLedger {
         fuel: u64,
         size: u64,
         period_left: u64,
+        asking: &Asking<'_>,
     ) -> Result<Result<Grant, QuotaExceeded>, SharedFailure> {
-        let base = self.base(tenant, period);
+        let (base, id) = (&asking.base, &asking.id);
         let expire_ms = (period_left * 1000 + PERIOD_GRACE.as_millis() as u64).to_string();
         let deadline_ms = (LEASE_TTL + HOLD_MARGIN).as_millis() as u64 + policy.max_timeout_ms;
         let limit = |l: Option<u64>| l.map_or(-1, |l| l.min(EXACT_IN_LUA) as i64);
-        let id = format!(
-            "{}-{}",
-            self.redis.replica(),
-            self.next_hold.fetch_add(1, Ordering::Relaxed)
-        );
         let fuel = fuel.min(EXACT_IN_LUA);
         for _ in 0..2 {
             let answer: Vec<i64> = self
                 .redis
                 .run("quota reserve", |mut conn| {
+                    asking.sent.store(true, Ordering::Relaxed);
                     let mut call = self.reserve.key(format!("{base}:used"));
                     call.key(format!("{base}:held"))
                         .key(format!("{base}:holds"))
                         .key(format!("{base}:hold_size"))
-                        .arg(&id)
+                        .arg(id)
                         .arg(limit(policy.max_invocations))
                         .arg(limit(policy.max_total_fuel))
                         .arg(size)
@@ -231,7 +279,7 @@ impl RedisLedger {
                 }
                 [1, invocations, fuel] => {
                     return Ok(Ok(Grant {
-                        id,
+                        id: id.clone(),
                         invocations: *invocations as u64,
                         fuel: *fuel as u64,
                     }));
@@ -296,7 +344,11 @@ impl QuotaLedger for RedisLedger {
             Ok(answer) => Ok(answer),
             Err(SharedFailure::Store(e)) => Err(e),
             Err(SharedFailure::Redis(e)) => match self.redis.failure_mode() {
-                FailureMode::Open => self.local.reserve(tenant, policy, fuel).await,
+                FailureMode::Open => Ok(self
+                    .local
+                    .reserve(tenant, policy, fuel)
+                    .await?
+                    .map(Hold::standing_in)),
                 FailureMode::Closed => Err(StoreError::Unavailable(format!(
                     "the shared quota counters cannot be reached: {}",
                     e.0
@@ -306,18 +358,19 @@ impl QuotaLedger for RedisLedger {
     }
 
     fn settle(&self, hold: &Hold, spent: Option<Spent>) {
-        let base = self.base(hold.tenant(), hold.period());
         let Some(id) = hold.shared_id() else {
-            // Admitted by this replica's meter: counted there, and in Redis when the
-            // period's counters are there (the fallback's usage must not vanish). Not while
-            // Redis is down: the queue would grow with the outage.
+            // Admitted by this replica's meter: a tenant without a quota (nothing to share),
+            // or the `open` fallback, whose usage is added to Redis when the period's
+            // counters are there (it must not vanish). Not while Redis is down: the queue
+            // would grow with the outage.
             self.local.settle(hold, None);
             let Some(spent) = spent else { return };
             let counted = self.local.record(hold, spent);
-            if !self.redis.is_down() {
+            if hold.is_stand_in() && !self.redis.is_down() {
                 self.send(Settlement {
-                    base,
+                    base: self.base(hold.tenant(), hold.period()),
                     hold: None,
+                    keep: None,
                     counted: Some(counted),
                 });
             }
@@ -327,12 +380,14 @@ impl QuotaLedger for RedisLedger {
         match self.leases.settle(hold, counted.as_ref()) {
             Settled::Kept => {}
             Settled::Ended(ended) => self.end(ended),
-            // Not a lease of this replica's: settled as a hold of its own.
-            Settled::Unknown => self.send(Settlement {
-                base,
-                hold: Some(id.to_owned()),
-                counted,
-            }),
+            // Only the replica that admitted it may end a lease: another ending it would
+            // free what the first still spends. Its usage is in the database.
+            Settled::Unknown => {
+                tracing::warn!(
+                    hold = id,
+                    "a quota hold of another replica's lease, ignored"
+                );
+            }
         }
     }
 
@@ -410,8 +465,13 @@ async fn settle_batch(redis: &SharedRedis, script: &redis::Script, batch: &[Sett
                 let mut call = script.prepare_invoke();
                 for settlement in batch {
                     let counted = settlement.counted.clone().unwrap_or_default();
+                    let (keep_inv, keep_fuel) = settlement
+                        .keep
+                        .map_or((-1, 0), |(inv, fuel)| (inv as i64, fuel));
                     call.arg(&settlement.base)
                         .arg(settlement.hold.as_deref().unwrap_or(""))
+                        .arg(keep_inv)
+                        .arg(keep_fuel)
                         .arg(u8::from(settlement.counted.is_some()))
                         .arg(counted.invocations)
                         .arg(counted.fuel)
@@ -423,7 +483,7 @@ async fn settle_batch(redis: &SharedRedis, script: &redis::Script, batch: &[Sett
             .await;
         match sent {
             Ok(_) => return,
-            Err(e) if first_try.elapsed() > SETTLE_PATIENCE => {
+            Err(e) if !redis.is_down() && first_try.elapsed() > SETTLE_PATIENCE => {
                 tracing::warn!(
                     settlements = batch.len(),
                     "giving up settling quota holds in redis (they lapse at their \

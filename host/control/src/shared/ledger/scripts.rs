@@ -19,7 +19,9 @@
 /// not in Redis yet, `{1, invocations, fuel}` when a lease was granted, or `{0, 1
 /// (invocations) | 2 (fuel), 1 if used up, not only held}` when the quota refuses. A lease
 /// gets at least one invocation and the fuel of one (cut to what is left), at most what was
-/// wanted or 1/share of what is left: near the quota every lease is one invocation.
+/// wanted or 1/share of what is left, and no more invocations than its fuel covers: within
+/// `share` invocations (or `share` invocations' fuel) of a quota every lease is one
+/// invocation.
 pub const RESERVE: &str = r"
 local function negated(n) if n == '0' then return '0' end return '-' .. n end
 local t = redis.call('TIME')
@@ -51,8 +53,14 @@ local fuel = 0
 if max_fuel >= 0 then
   local left = max_fuel - used_fuel - held_fuel
   if left <= 0 then return {0, 2, used_fuel >= max_fuel and 1 or 0} end
-  local one = math.min(tonumber(ARGV[6]), left)
-  fuel = math.max(one, math.min(tonumber(ARGV[5]), math.floor(left / share)))
+  local need = tonumber(ARGV[6])
+  local one = math.min(need, left)
+  if left < share * need then
+    inv, fuel = 1, one
+  else
+    fuel = math.max(one, math.min(tonumber(ARGV[5]), math.floor(left / share)))
+    if need > 0 then inv = math.max(1, math.min(inv, math.floor(fuel / need))) end
+  end
 end
 local inv_s, fuel_s = string.format('%d', inv), string.format('%d', fuel)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
@@ -72,34 +80,47 @@ end
 return 1
 ";
 
-/// Settles a batch: seven values per settlement (key base, hold id or '' for usage counted by
-/// this replica's own meter, counted 0/1, invocations, fuel, wall ms, failures). A hold is
-/// removed once: settling it again changes nothing. A period whose counters are gone
-/// (expired, or Redis restarted) is loaded from the database on its next admission instead.
+/// Settles a batch: nine values per settlement (key base; hold id, or '' for usage counted by
+/// this replica's own meter; the invocations and fuel the hold keeps, -1 and 0 to remove it;
+/// counted 0/1; invocations, fuel, wall ms, failures).
+///
+/// A hold is removed once, and shrinking sets its size, so repeating either changes nothing
+/// about what is held. Usage is added whether or not the hold is still there (it may have
+/// lapsed): a batch sent again after its answer was lost counts twice, which errs towards
+/// refusing. A period whose counters are gone (expired, or Redis restarted) is loaded from
+/// the database on its next admission instead.
 pub const SETTLE: &str = r"
 local function negated(n) if n == '0' then return '0' end return '-' .. n end
 local i = 1
 while i <= #ARGV do
-  local base, id = ARGV[i], ARGV[i + 1]
-  local fresh = true
+  local base, id, keep_inv, keep_fuel = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if id ~= '' then
-    fresh = redis.call('ZREM', base .. ':holds', id) == 1
-    if fresh then
-      local size = redis.call('HGET', base .. ':hold_size', id) or '0:0'
+    local size = redis.call('HGET', base .. ':hold_size', id)
+    if size then
       local inv, fuel = string.match(size, '^(%d+):(%d+)$')
-      redis.call('HDEL', base .. ':hold_size', id)
-      redis.call('HINCRBY', base .. ':held', 'inv', negated(inv or '0'))
-      redis.call('HINCRBY', base .. ':held', 'fuel', negated(fuel or '0'))
+      inv, fuel = inv or '0', fuel or '0'
+      if keep_inv == '-1' then
+        redis.call('ZREM', base .. ':holds', id)
+        redis.call('HDEL', base .. ':hold_size', id)
+        redis.call('HINCRBY', base .. ':held', 'inv', negated(inv))
+        redis.call('HINCRBY', base .. ':held', 'fuel', negated(fuel))
+      else
+        redis.call('HSET', base .. ':hold_size', id, keep_inv .. ':' .. keep_fuel)
+        local less_inv = string.format('%d', tonumber(keep_inv) - tonumber(inv))
+        local less_fuel = string.format('%d', tonumber(keep_fuel) - tonumber(fuel))
+        redis.call('HINCRBY', base .. ':held', 'inv', less_inv)
+        redis.call('HINCRBY', base .. ':held', 'fuel', less_fuel)
+      end
     end
   end
   local used = base .. ':used'
-  if fresh and ARGV[i + 2] == '1' and redis.call('EXISTS', used) == 1 then
-    redis.call('HINCRBY', used, 'inv', ARGV[i + 3])
-    redis.call('HINCRBY', used, 'fuel', ARGV[i + 4])
-    redis.call('HINCRBY', used, 'wall_ms', ARGV[i + 5])
-    redis.call('HINCRBY', used, 'fail', ARGV[i + 6])
+  if ARGV[i + 4] == '1' and redis.call('EXISTS', used) == 1 then
+    redis.call('HINCRBY', used, 'inv', ARGV[i + 5])
+    redis.call('HINCRBY', used, 'fuel', ARGV[i + 6])
+    redis.call('HINCRBY', used, 'wall_ms', ARGV[i + 7])
+    redis.call('HINCRBY', used, 'fail', ARGV[i + 8])
   end
-  i = i + 7
+  i = i + 9
 end
 return 1
 ";

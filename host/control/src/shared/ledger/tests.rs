@@ -74,13 +74,16 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
         .map(|i| {
             let ledger = Arc::clone(if i % 2 == 0 { &a } else { &b });
             let (tenant, policy) = (tenant.clone(), policy.clone());
-            tokio::spawn(async move { ledger.reserve(&tenant, &policy, 100).await.unwrap() })
+            tokio::spawn(async move {
+                let answer = ledger.reserve(&tenant, &policy, 100).await.unwrap();
+                answer.map(|hold| (ledger, hold))
+            })
         })
         .collect();
     let mut holds = Vec::new();
     for ask in asks {
         match ask.await.unwrap() {
-            Ok(hold) => holds.push(hold),
+            Ok(admitted) => holds.push(admitted),
             Err(refused) => {
                 assert_eq!(refused.quota, "invocations");
                 assert_eq!(refused.retry_after_secs, 1, "held, not used up");
@@ -88,21 +91,26 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
         }
     }
     assert_eq!(holds.len(), 10, "exactly the quota across both replicas");
-    assert!(holds.iter().all(Hold::is_shared));
+    assert!(holds.iter().all(|(_, hold)| hold.is_shared()));
     assert_eq!(counters(&a, &tenant, "held").await.0, 10);
 
-    // Three ran; two never did (their share comes back); five are still running. Settled
-    // on either replica, whichever admitted them.
+    // Three ran; two never did (their share comes back); five are still running. Each is
+    // settled by the replica that admitted it; another replica leaves it alone.
     let spent = Spent {
         fuel: 40,
         wall_us: 1_500,
         failed: false,
     };
-    for hold in &holds[..3] {
-        a.settle(hold, Some(spent));
+    let (stranger, hold) = &holds[0];
+    let stranger = if Arc::ptr_eq(stranger, &a) { &b } else { &a };
+    stranger.settle(hold, None);
+    stranger.close().await.unwrap();
+    assert_eq!(counters(&a, &tenant, "held").await.0, 10);
+    for (ledger, hold) in &holds[..3] {
+        ledger.settle(hold, Some(spent));
     }
-    for hold in &holds[3..5] {
-        b.settle(hold, None);
+    for (ledger, hold) in &holds[3..5] {
+        ledger.settle(hold, None);
     }
     let mut admitted = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -130,8 +138,9 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // The database learns what ran from the replica that settled it.
+    // The database learns what ran from the replicas that settled it.
     a.flush().await.unwrap();
+    b.flush().await.unwrap();
     let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
     let stored = test.db.tenant(&tenant).usage(&period).await.unwrap();
     assert_eq!((stored.invocations, stored.fuel), (3, 120));
@@ -173,13 +182,14 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
         .await
         .unwrap();
     assert_eq!(moved, 1);
+    // b's refusal stands for a moment; then it asks again.
+    tokio::time::sleep(leases::HELD_REFUSAL_MEMORY).await;
     let third = b.reserve(&other, &fuel, 600).await.unwrap().unwrap();
     assert_eq!(third.fuel(), 400);
     assert_eq!(counters(&a, &other, "held").await.1, 1_000);
-    // Settling the lapsed hold later (its lease given back by the sweep) changes nothing:
-    // it was released once.
+    // Settling the lapsed hold later changes nothing: it was released once.
     c.settle(&second, None);
-    tokio::time::sleep(LEASE_TTL + SWEEP_EVERY * 3).await;
+    c.close().await.unwrap();
     assert_eq!(counters(&a, &other, "held").await.1, 1_000);
     assert_eq!(
         refused_quota(b.reserve(&other, &fuel, 1).await.unwrap()),
@@ -297,4 +307,132 @@ async fn closing_gives_back_the_leases_at_once() {
     a.close().await.unwrap();
     assert_eq!(counters(&b, &tenant, "held").await, (0, 0));
     assert_eq!(counters(&b, &tenant, "used").await.0, 1);
+}
+
+#[tokio::test]
+async fn a_retired_lease_keeps_only_what_is_in_flight_and_a_lapsed_ones_usage_still_counts() {
+    let Some(url) = omniforge_store::testing::redis_url() else {
+        return;
+    };
+    let prefix = omniforge_store::testing::unique_prefix("retired");
+    let test = omniforge_store::testing::sqlite().await;
+    test.db.migrate().await.unwrap();
+    let [tenant, other] =
+        <[TenantId; 2]>::try_from(tenants(&test.db, &["hooli", "piedpiper"]).await).unwrap();
+    let (a, b) = (
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
+    );
+    let policy = TenantPolicy {
+        max_invocations: Some(1_000),
+        max_total_fuel: Some(1_000_000_000),
+        ..TenantPolicy::default()
+    };
+    // A slow invocation outlives its lease: the lease's hold shrinks to it.
+    let slow = a.reserve(&tenant, &policy, 1_000).await.unwrap().unwrap();
+    let quick = a.reserve(&tenant, &policy, 1_000).await.unwrap().unwrap();
+    a.settle(&quick, Some(Spent::default()));
+    let (held, _) = counters(&a, &tenant, "held").await;
+    assert!(held > 2, "a lease of several invocations: {held}");
+    tokio::time::sleep(LEASE_TTL + SWEEP_EVERY * 3).await;
+    assert_eq!(counters(&a, &tenant, "held").await, (1, 1_000));
+    assert_eq!(counters(&a, &tenant, "used").await.0, 1);
+    a.settle(&slow, Some(Spent::default()));
+    a.close().await.unwrap();
+    assert_eq!(counters(&a, &tenant, "held").await, (0, 0));
+    assert_eq!(counters(&a, &tenant, "used").await.0, 2);
+
+    // A lease that lapsed (its replica stalled past the deadline) still adds what it used.
+    let stalled = a.reserve(&other, &policy, 1_000).await.unwrap().unwrap();
+    let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
+    let (base, id) = (
+        a.base(&other, &period),
+        stalled.shared_id().unwrap().to_owned(),
+    );
+    let _: i64 = a
+        .redis
+        .run("test", |mut conn| async move {
+            redis::cmd("ZADD")
+                .arg(format!("{base}:holds"))
+                .arg("XX")
+                .arg(0)
+                .arg(&id)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    let _ = b.reserve(&other, &policy, 1_000).await.unwrap().unwrap();
+    let (held_by_b, _) = counters(&a, &other, "held").await;
+    a.settle(&stalled, Some(Spent::default()));
+    a.close().await.unwrap();
+    assert_eq!(counters(&a, &other, "used").await.0, 1);
+    assert_eq!(
+        counters(&a, &other, "held").await.0,
+        held_by_b,
+        "b's lease only"
+    );
+}
+
+#[tokio::test]
+async fn near_a_fuel_quota_leases_are_single_and_a_refusal_is_not_asked_again_at_once() {
+    let Some(url) = omniforge_store::testing::redis_url() else {
+        return;
+    };
+    let prefix = omniforge_store::testing::unique_prefix("fuel");
+    let test = omniforge_store::testing::sqlite().await;
+    test.db.migrate().await.unwrap();
+    let tenant = tenants(&test.db, &["stark"]).await.remove(0);
+    let ledger = RedisLedger::new(replica(&url, &prefix), test.db.clone());
+    // Less than sixteen invocations' fuel: one invocation per lease, fuel-only quota or not.
+    let policy = TenantPolicy {
+        max_total_fuel: Some(10_000),
+        ..TenantPolicy::default()
+    };
+    let mut holds = Vec::new();
+    for _ in 0..10 {
+        holds.push(
+            ledger
+                .reserve(&tenant, &policy, 1_000)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        assert_eq!(
+            counters(&ledger, &tenant, "held").await.0,
+            holds.len() as i64
+        );
+    }
+    // Held, not used: refused for a second, and asked again only after a moment.
+    let before = ledger.redis.round_trips();
+    for _ in 0..100 {
+        let refused = ledger
+            .reserve(&tenant, &policy, 1)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!((refused.quota, refused.retry_after_secs), ("fuel", 1));
+    }
+    assert!(ledger.redis.round_trips() - before <= 2);
+    tokio::time::sleep(leases::HELD_REFUSAL_MEMORY).await;
+    for hold in &holds {
+        ledger.settle(
+            hold,
+            Some(Spent {
+                fuel: 1_000,
+                ..Spent::default()
+            }),
+        );
+    }
+    ledger.close().await.unwrap();
+    let refused = ledger
+        .reserve(&tenant, &policy, 1)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.retry_after_secs > 1,
+        "used up, until the period ends"
+    );
+    assert_eq!(counters(&ledger, &tenant, "used").await, (10, 10_000));
 }
