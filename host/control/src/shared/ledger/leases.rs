@@ -32,7 +32,7 @@ use crate::policy::TenantPolicy;
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// The invocations the first lease of a tenant and period asks for.
-const FIRST_LEASE: u64 = 8;
+pub const FIRST_LEASE: u64 = 8;
 
 /// The most invocations a replica asks for in one lease.
 pub const MAX_LEASE: u64 = 1024;
@@ -160,6 +160,10 @@ struct Slot {
     retired: HashMap<String, Lease>,
     /// Invocations the next lease asks for.
     next_size: u64,
+    /// The most fuel one invocation of the slot asked for. A lease's fuel is sized by it, so
+    /// that a lease asked for by a nested call (which holds no fuel of its own) still serves
+    /// the top-level invocations that come after it.
+    fuel_each: u64,
     /// The last refusal, under which limits, and until when it stands.
     refused: Option<(Limits, QuotaExceeded, Instant)>,
     /// Serialises this replica's requests for a lease of the slot: one asks, the others wait
@@ -259,15 +263,17 @@ impl Leases {
         }
     }
 
-    /// The lock that makes this replica ask Redis for one lease of `key` at a time, and the
-    /// number of invocations to ask for.
-    pub fn asking(&self, key: &Key) -> (Arc<tokio::sync::Mutex<()>>, u64) {
+    /// The lock that makes this replica ask Redis for one lease of `key` at a time, and
+    /// what to ask for: invocations, and the fuel of each (at least the `fuel` this
+    /// invocation asks for).
+    pub fn asking(&self, key: &Key, fuel: u64) -> (Arc<tokio::sync::Mutex<()>>, u64, u64) {
         let mut slots = self.lock();
         let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
             next_size: FIRST_LEASE,
             ..Slot::default()
         });
-        (Arc::clone(&slot.asking), slot.next_size)
+        slot.fuel_each = slot.fuel_each.max(fuel);
+        (Arc::clone(&slot.asking), slot.next_size, slot.fuel_each)
     }
 
     /// Records the lease Redis granted and admits the invocation that asked for it. A lease
@@ -469,7 +475,7 @@ mod tests {
         assert_eq!((ended.used.invocations, ended.used.fuel), (1, 5));
         assert_eq!(leases.settle(&third, None), Settled::Unknown);
         // Used up in no time: the next lease asks for twice as many.
-        assert_eq!(leases.asking(&key).1, 2 * FIRST_LEASE);
+        assert_eq!(leases.asking(&key, 0).1, 2 * FIRST_LEASE);
     }
 
     #[test]
@@ -510,12 +516,12 @@ mod tests {
         assert_eq!((ended.id.as_str(), ended.used.invocations), ("idle", 1));
         // Retired mostly unused twice: the lease size halved twice; idle, the slot is
         // forgotten.
-        assert_eq!(leases.asking(&key).1, FIRST_LEASE / 4);
+        assert_eq!(leases.asking(&key, 0).1, FIRST_LEASE / 4);
         assert!(leases.sweep(later).is_empty());
         assert!(leases.lock().is_empty());
 
         // A refusal stands for a moment, under the same quotas only.
-        let _slot = leases.asking(&key);
+        let _slot = leases.asking(&key, 0);
         let refusal = QuotaExceeded {
             quota: "invocations",
             limit: 1_000,

@@ -184,7 +184,7 @@ impl RedisLedger {
         }
         // One request of this replica asks Redis; the others wait and spend what it got (or
         // take its refusal).
-        let (gate, size) = self.leases.asking(&key);
+        let (gate, size, fuel_each) = self.leases.asking(&key, fuel);
         let _turn = gate.lock().await;
         match self.take(&key, limits, fuel) {
             Taken::Hold(hold) => return Ok(Ok(hold)),
@@ -203,7 +203,7 @@ impl RedisLedger {
             answered: false,
         };
         let answer = self
-            .ask(&key, policy, fuel, size, period_left, &asking)
+            .ask(&key, policy, fuel, (size, fuel_each), period_left, &asking)
             .await?;
         asking.answered = true;
         Ok(match answer {
@@ -223,14 +223,15 @@ impl RedisLedger {
         })
     }
 
-    /// Asks Redis for a lease of up to `size` invocations (loading the period's counters
-    /// from the database first when Redis does not have them).
+    /// Asks Redis for a lease of up to `size` invocations of up to `fuel_each` (loading the
+    /// period's counters from the database first when Redis does not have them); `fuel` is
+    /// what this invocation needs.
     async fn ask(
         &self,
         (tenant, period): &Key,
         policy: &TenantPolicy,
         fuel: u64,
-        size: u64,
+        (size, fuel_each): (u64, u64),
         period_left: u64,
         asking: &Asking<'_>,
     ) -> Result<Result<Grant, QuotaExceeded>, SharedFailure> {
@@ -252,7 +253,7 @@ impl RedisLedger {
                         .arg(limit(policy.max_invocations))
                         .arg(limit(policy.max_total_fuel))
                         .arg(size)
-                        .arg(fuel.saturating_mul(size).min(EXACT_IN_LUA))
+                        .arg(fuel_each.saturating_mul(size).min(EXACT_IN_LUA))
                         .arg(fuel)
                         .arg(deadline_ms)
                         .arg(&expire_ms)

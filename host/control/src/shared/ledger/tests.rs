@@ -25,6 +25,32 @@ async fn tenants(db: &Database, slugs: &[&str]) -> Vec<TenantId> {
     ids
 }
 
+/// A database and a Redis key prefix of the test's own: the replicas made from it share
+/// both, as replicas of one deployment do.
+struct Fixture {
+    url: String,
+    prefix: String,
+    test: omniforge_store::testing::TestDatabase,
+}
+
+impl Fixture {
+    /// `None` when no Redis is configured (outside CI).
+    async fn new(what: &str) -> Option<Self> {
+        let url = omniforge_store::testing::redis_url()?;
+        let test = omniforge_store::testing::sqlite().await;
+        test.db.migrate().await.unwrap();
+        Some(Self {
+            url,
+            prefix: omniforge_store::testing::unique_prefix(what),
+            test,
+        })
+    }
+
+    fn replica(&self) -> Arc<RedisLedger> {
+        RedisLedger::new(replica(&self.url, &self.prefix), self.test.db.clone())
+    }
+}
+
 /// The period's `held` or `used` counters as Redis has them: (invocations, fuel).
 async fn counters(ledger: &RedisLedger, tenant: &TenantId, which: &str) -> (i64, i64) {
     let (period, _) = period_of(
@@ -53,18 +79,12 @@ fn refused_quota(answer: Result<Hold, QuotaExceeded>) -> &'static str {
 
 #[tokio::test]
 async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_their_share() {
-    let Some(url) = omniforge_store::testing::redis_url() else {
+    let Some(fx) = Fixture::new("ledger").await else {
         return;
     };
-    let prefix = omniforge_store::testing::unique_prefix("ledger");
-    let test = omniforge_store::testing::sqlite().await;
-    test.db.migrate().await.unwrap();
     let [tenant, other] =
-        <[TenantId; 2]>::try_from(tenants(&test.db, &["acme", "globex"]).await).unwrap();
-    let (a, b) = (
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-    );
+        <[TenantId; 2]>::try_from(tenants(&fx.test.db, &["acme", "globex"]).await).unwrap();
+    let (a, b) = (fx.replica(), fx.replica());
     // Within 16 invocations of the quota, every lease is one invocation.
     let policy = TenantPolicy {
         max_invocations: Some(10),
@@ -142,7 +162,7 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
     a.flush().await.unwrap();
     b.flush().await.unwrap();
     let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
-    let stored = test.db.tenant(&tenant).usage(&period).await.unwrap();
+    let stored = fx.test.db.tenant(&tenant).usage(&period).await.unwrap();
     assert_eq!((stored.invocations, stored.fuel), (3, 120));
 
     // Fuel: the hold is cut to what is left, then refused.
@@ -150,7 +170,7 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
         max_total_fuel: Some(1_000),
         ..TenantPolicy::default()
     };
-    let c = RedisLedger::new(replica(&url, &prefix), test.db.clone());
+    let c = fx.replica();
     let first = a.reserve(&other, &fuel, 600).await.unwrap().unwrap();
     let second = c.reserve(&other, &fuel, 600).await.unwrap().unwrap();
     assert_eq!((first.fuel(), second.fuel()), (600, 400));
@@ -209,17 +229,11 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
 
 #[tokio::test]
 async fn far_from_the_quota_leases_spare_redis_and_the_quota_stays_exact() {
-    let Some(url) = omniforge_store::testing::redis_url() else {
+    let Some(fx) = Fixture::new("leases").await else {
         return;
     };
-    let prefix = omniforge_store::testing::unique_prefix("leases");
-    let test = omniforge_store::testing::sqlite().await;
-    test.db.migrate().await.unwrap();
-    let tenant = tenants(&test.db, &["initech"]).await.remove(0);
-    let replicas = [
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-    ];
+    let tenant = tenants(&fx.test.db, &["initech"]).await.remove(0);
+    let replicas = [fx.replica(), fx.replica()];
     const QUOTA: u64 = 3_000;
     let policy = TenantPolicy {
         max_invocations: Some(QUOTA),
@@ -279,23 +293,17 @@ async fn far_from_the_quota_leases_spare_redis_and_the_quota_stays_exact() {
         ledger.flush().await.unwrap();
     }
     let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
-    let stored = test.db.tenant(&tenant).usage(&period).await.unwrap();
+    let stored = fx.test.db.tenant(&tenant).usage(&period).await.unwrap();
     assert_eq!(stored.invocations, QUOTA as i64);
 }
 
 #[tokio::test]
 async fn closing_gives_back_the_leases_at_once() {
-    let Some(url) = omniforge_store::testing::redis_url() else {
+    let Some(fx) = Fixture::new("close").await else {
         return;
     };
-    let prefix = omniforge_store::testing::unique_prefix("close");
-    let test = omniforge_store::testing::sqlite().await;
-    test.db.migrate().await.unwrap();
-    let tenant = tenants(&test.db, &["umbrella"]).await.remove(0);
-    let (a, b) = (
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-    );
+    let tenant = tenants(&fx.test.db, &["umbrella"]).await.remove(0);
+    let (a, b) = (fx.replica(), fx.replica());
     let policy = TenantPolicy {
         max_invocations: Some(1_000),
         ..TenantPolicy::default()
@@ -311,18 +319,12 @@ async fn closing_gives_back_the_leases_at_once() {
 
 #[tokio::test]
 async fn a_retired_lease_keeps_only_what_is_in_flight_and_a_lapsed_ones_usage_still_counts() {
-    let Some(url) = omniforge_store::testing::redis_url() else {
+    let Some(fx) = Fixture::new("retired").await else {
         return;
     };
-    let prefix = omniforge_store::testing::unique_prefix("retired");
-    let test = omniforge_store::testing::sqlite().await;
-    test.db.migrate().await.unwrap();
     let [tenant, other] =
-        <[TenantId; 2]>::try_from(tenants(&test.db, &["hooli", "piedpiper"]).await).unwrap();
-    let (a, b) = (
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-        RedisLedger::new(replica(&url, &prefix), test.db.clone()),
-    );
+        <[TenantId; 2]>::try_from(tenants(&fx.test.db, &["hooli", "piedpiper"]).await).unwrap();
+    let (a, b) = (fx.replica(), fx.replica());
     let policy = TenantPolicy {
         max_invocations: Some(1_000),
         max_total_fuel: Some(1_000_000_000),
@@ -376,14 +378,11 @@ async fn a_retired_lease_keeps_only_what_is_in_flight_and_a_lapsed_ones_usage_st
 
 #[tokio::test]
 async fn near_a_fuel_quota_leases_are_single_and_a_refusal_is_not_asked_again_at_once() {
-    let Some(url) = omniforge_store::testing::redis_url() else {
+    let Some(fx) = Fixture::new("fuel").await else {
         return;
     };
-    let prefix = omniforge_store::testing::unique_prefix("fuel");
-    let test = omniforge_store::testing::sqlite().await;
-    test.db.migrate().await.unwrap();
-    let tenant = tenants(&test.db, &["stark"]).await.remove(0);
-    let ledger = RedisLedger::new(replica(&url, &prefix), test.db.clone());
+    let tenant = tenants(&fx.test.db, &["stark"]).await.remove(0);
+    let ledger = fx.replica();
     // Less than sixteen invocations' fuel: one invocation per lease, fuel-only quota or not.
     let policy = TenantPolicy {
         max_total_fuel: Some(10_000),
@@ -435,4 +434,43 @@ async fn near_a_fuel_quota_leases_are_single_and_a_refusal_is_not_asked_again_at
         "used up, until the period ends"
     );
     assert_eq!(counters(&ledger, &tenant, "used").await, (10, 10_000));
+}
+
+#[tokio::test]
+async fn a_lease_asked_for_by_a_nested_call_has_fuel_for_top_level_invocations() {
+    let Some(fx) = Fixture::new("nested").await else {
+        return;
+    };
+    let tenant = tenants(&fx.test.db, &["wayne"]).await.remove(0);
+    let ledger = fx.replica();
+    let policy = TenantPolicy {
+        max_invocations: Some(1_000_000),
+        max_total_fuel: Some(1_000_000_000_000),
+        ..TenantPolicy::default()
+    };
+    // Which lease admitted the invocation.
+    let invoke = async |fuel: u64| {
+        let hold = ledger
+            .reserve(&tenant, &policy, fuel)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hold.fuel(), fuel);
+        ledger.settle(&hold, Some(Spent::default()));
+        hold.shared_id().unwrap().to_owned()
+    };
+    // A top-level invocation asks for the first lease (eight invocations); nested calls
+    // (which hold no fuel of their own) spend the rest of it, and the next nested call asks
+    // for the second lease, with fuel for top-level invocations as the replica has seen them.
+    let first = invoke(1_000).await;
+    for _ in 1..leases::FIRST_LEASE {
+        assert_eq!(invoke(0).await, first);
+    }
+    let second = invoke(0).await;
+    assert_ne!(second, first, "the first lease is spent");
+    assert_eq!(
+        invoke(1_000).await,
+        second,
+        "the nested call's lease serves it"
+    );
 }
