@@ -73,6 +73,28 @@ async fn counters(ledger: &RedisLedger, tenant: &TenantId, which: &str) -> (i64,
     (values[0].unwrap_or(0), values[1].unwrap_or(0))
 }
 
+/// Moves `hold`'s deadline into the past, as if its replica had died or stalled: the next
+/// admission releases it.
+async fn lapse(ledger: &RedisLedger, hold: &Hold) {
+    let base = ledger.base(hold.tenant(), hold.period());
+    let id = hold.shared_id().unwrap().to_owned();
+    let moved: i64 = ledger
+        .redis
+        .run("test", |mut conn| async move {
+            redis::cmd("ZADD")
+                .arg(format!("{base}:holds"))
+                .arg("XX")
+                .arg("CH")
+                .arg(0)
+                .arg(&id)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, 1, "the hold was there, with a later deadline");
+}
+
 fn refused_quota(answer: Result<Hold, QuotaExceeded>) -> &'static str {
     answer.expect_err("refused").quota
 }
@@ -185,23 +207,7 @@ async fn near_the_quota_two_replicas_admit_exactly_it_and_settled_holds_free_the
 
     // A hold nobody settles (its replica died) lapses at its deadline: moved to the past
     // here, it is released by the next admission.
-    let base = a.base(&other, &period);
-    let id = second.shared_id().unwrap().to_owned();
-    let moved: i64 = a
-        .redis
-        .run("test", |mut conn| async move {
-            redis::cmd("ZADD")
-                .arg(format!("{base}:holds"))
-                .arg("XX")
-                .arg("CH")
-                .arg(0)
-                .arg(&id)
-                .query_async(&mut conn)
-                .await
-        })
-        .await
-        .unwrap();
-    assert_eq!(moved, 1);
+    lapse(&a, &second).await;
     // b's refusal stands for a moment; then it asks again.
     tokio::time::sleep(leases::HELD_REFUSAL_MEMORY).await;
     let third = b.reserve(&other, &fuel, 600).await.unwrap().unwrap();
@@ -346,24 +352,7 @@ async fn a_retired_lease_keeps_only_what_is_in_flight_and_a_lapsed_ones_usage_st
 
     // A lease that lapsed (its replica stalled past the deadline) still adds what it used.
     let stalled = a.reserve(&other, &policy, 1_000).await.unwrap().unwrap();
-    let (period, _) = period_of(policy.quota_period, OffsetDateTime::now_utc());
-    let (base, id) = (
-        a.base(&other, &period),
-        stalled.shared_id().unwrap().to_owned(),
-    );
-    let _: i64 = a
-        .redis
-        .run("test", |mut conn| async move {
-            redis::cmd("ZADD")
-                .arg(format!("{base}:holds"))
-                .arg("XX")
-                .arg(0)
-                .arg(&id)
-                .query_async(&mut conn)
-                .await
-        })
-        .await
-        .unwrap();
+    lapse(&a, &stalled).await;
     let _ = b.reserve(&other, &policy, 1_000).await.unwrap().unwrap();
     let (held_by_b, _) = counters(&a, &other, "held").await;
     a.settle(&stalled, Some(Spent::default()));
